@@ -1,0 +1,77 @@
+# ssg_eval: every target creates/uses its own .venv. `make help` lists targets.
+SHELL := /bin/bash
+PY_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXP ?= smoke
+EXPS ?= table1/d16_cfg table1/d16_cfg_ssg table1/d20_cfg table1/d20_cfg_ssg table1/d30_cfg table1/d30_cfg_ssg
+NPROC ?= 1
+ARGS ?=
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: help install lint format test test-all test-gpu smoke table1 sample features metrics report sweep bench device-check clean
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install ssg_eval (editable, dev extras)
+
+lint: $(STAMP) ## ruff check + format check
+	$(VENV)/bin/ruff check ssg_eval tests benchmarks
+	$(VENV)/bin/ruff format --check ssg_eval tests benchmarks
+
+format: $(STAMP) ## ruff format + autofix
+	$(VENV)/bin/ruff format ssg_eval tests benchmarks
+	$(VENV)/bin/ruff check --fix ssg_eval tests benchmarks
+
+test: $(STAMP) ## fast suite (no slow, no gpu markers)
+	$(PY) -m pytest -q -m "not slow and not gpu and not adm_parity" $(ARGS)
+
+test-all: $(STAMP) ## every CPU test, slow included
+	$(PY) -m pytest -q -m "not gpu" $(ARGS)
+
+test-gpu: $(STAMP) ## tests that need CUDA (and the real checkpoints/fixtures where marked)
+	$(PY) -m pytest -q -m "gpu or adm_parity" $(ARGS)
+
+smoke: $(STAMP) ## tiny offline pipeline: tiny checkpoints + reference -> sample -> features -> metrics -> Table 1
+	$(PY) -m ssg_eval.smoke $(ARGS)
+
+table1: $(STAMP) ## Table 1: 3 models x {cfg, cfg+ssg}, skips finished stages, writes results/table1.{csv,md}
+	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) ARGS="$(ARGS)" || exit 1; \
+	  $(PY) -m ssg_eval.features_stage experiment=$$e $(ARGS) || exit 1; \
+	  $(PY) -m ssg_eval.metrics_stage experiment=$$e $(ARGS) || exit 1; done
+	$(PY) -m ssg_eval.report_stage experiment=table1/report $(ARGS)
+
+sample: $(STAMP) ## sample one experiment: make sample EXP=table1/d16_cfg_ssg NPROC=8
+	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.sample experiment=$(EXP) $(ARGS); \
+	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.sample experiment=$(EXP) $(ARGS); fi
+
+features: $(STAMP) ## Inception features of one experiment's samples: make features EXP=...
+	$(PY) -m ssg_eval.features_stage experiment=$(EXP) $(ARGS)
+
+metrics: $(STAMP) ## FID/sFID/IS/P/R of one experiment: make metrics EXP=...
+	$(PY) -m ssg_eval.metrics_stage experiment=$(EXP) $(ARGS)
+
+report: $(STAMP) ## collect metrics.json of all runs into results/table1.{csv,md}
+	$(PY) -m ssg_eval.report_stage $(ARGS)
+
+sweep: $(STAMP) ## one torchrun per experiment: make sweep EXPS="a b c" NPROC=8
+	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) ARGS="$(ARGS)" || exit 1; done
+
+bench: $(STAMP) ## benchmarks (quick=true for a fast pass: make bench ARGS=--quick)
+	$(PY) benchmarks/run_all.py $(ARGS)
+
+device-check: $(STAMP) ## GPU figures in one script (CPU: make device-check ARGS="--cpu --quick")
+	$(PY) benchmarks/device_check.py $(ARGS)
+
+clean: ## remove caches only (never results/runs)
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

@@ -1,0 +1,303 @@
+"""Structured-config schemas for every Hydra group, their ConfigStore registration and `validate`.
+
+This module owns the shape and cross-field rules of the configuration; it must not build models,
+touch files or pick devices (that happens in the stage entry points).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration mistake: the message names the key, the value and the fix."""
+
+
+# ----------------------------------------------------------------------------------------------
+# model
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # run-facing id, e.g. var_d16 (also the Table 1 row key)
+    arch: str = "var"  # registry key of the builder (ssg_eval.registry.MODELS)
+    label: str = ""  # display name in tables, e.g. "VAR-d16"
+    depth: int = 16  # transformer blocks; width = 64*depth, heads = depth
+    patch_nums: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8, 10, 13, 16])
+    vocab_size: int = 4096
+    cvae: int = 32  # VQVAE latent channels (codebook width)
+    num_classes: int = 1000  # the null class for CFG is index num_classes
+    shared_aln: bool = False
+    attn_l2_norm: bool = True  # True for every released checkpoint (the builder's default)
+    mlp_ratio: float = 4.0
+    norm_eps: float = 1e-6
+    vae_ch: int = 160
+    vae_ch_mult: list[int] = field(default_factory=lambda: [1, 1, 2, 2, 4])
+    vae_num_res_blocks: int = 2
+    share_quant_resi: int = 4
+    quant_resi: float = 0.5
+    # Checkpoints. null = deterministic random weights from parameter names (tiny/test models only).
+    var_ckpt: str | None = None
+    vae_ckpt: str | None = None
+    init_seed: int = 1234  # seed prefix of the name-derived random weights (VAR_SPEC.md §10)
+    params_quoted: str = ""  # the README's rounded parameter count, e.g. "310M"
+
+
+# ----------------------------------------------------------------------------------------------
+# guidance: processors applied at every scale, in `order`
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class CfgRampConfig:
+    enabled: bool = True
+    scale: float = 1.5  # t = scale * si/(K-1); logits = (1+t)*cond - t*uncond (VAR's ramp)
+    schedule: str = "linear_ramp"  # linear_ramp (VAR) | constant (t = scale at every scale)
+
+
+@dataclass
+class SsgConfig:
+    enabled: bool = False
+    beta: float = 0.5  # SSG strength; 0 is an exact no-op
+    beta_schedule: str = "constant"  # constant | linear_decay | linear_ramp | list
+    beta_end: float | None = None  # end value for linear_decay / linear_ramp
+    beta_list: list[float] | None = None  # explicit per-scale betas (len = number of scales)
+    scale_indices: list[int] | None = None  # 0-based scales where SSG acts; null = all si >= 1
+    placement: str = "after_cfg"  # after_cfg | per_branch
+    prior_source: str = "guided_pre_ssg"  # guided_pre_ssg | guided_post_ssg | cond_only
+    logit_space: str = "raw"  # raw | log_softmax
+    prior_mode: str = "dse"  # dse | interpolate_only
+    interpolation: str = "bilinear"  # bilinear | bicubic | area | nearest
+    coarse_block_scale: str = "sqrt_area_ratio"  # sqrt_area_ratio | none
+    band_fusion: str = "hard_overwrite"  # hard_overwrite (only variant described)
+    dct_norm: str = "ortho"  # ortho (DCT-II / DCT-III)
+
+
+@dataclass
+class GuidanceConfig:
+    name: str = "none"  # run-facing id: none | cfg | cfg_ssg | ...
+    order: list[str] = field(default_factory=lambda: ["cfg_ramp", "ssg"])
+    cfg_ramp: CfgRampConfig = field(default_factory=CfgRampConfig)
+    ssg: SsgConfig = field(default_factory=SsgConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# sampler: plan, randomness and truncation (applied after guidance)
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class SamplerConfig:
+    num_samples: int = 50_000
+    chunk_size: int = 1000  # samples per shard file; storage only, never changes the images
+    batch_size: int = 64  # per-process forward batch; never changes the images
+    seed: int = 0
+    rng: str = "per_sample"  # per_sample | official (one generator per chunk, VAR's stream)
+    temperature: float = 1.0
+    top_k: int = 900  # 0 disables
+    top_p: float = 0.96  # 0 disables (VAR's convention); otherwise in (0, 1]
+    truncation_impl: str = "sort"  # sort (reference) | fast (partial top-k, same kept set)
+    save_samples_npz: bool = True  # export ADM samples.npz (arr_0, index order)
+    uint8_rounding: str = "nearest"  # nearest: floor(255*x + 0.5) clamped | truncate: floor(255*x)
+
+
+# ----------------------------------------------------------------------------------------------
+# runtime switches, applied once by utils.dist.setup_runtime
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"  # auto | cpu | cuda
+    autocast_dtype: str = "float32"  # float32 (off) | bfloat16 | float16, transformer only
+    decode_dtype: str = "float32"  # float32 | bfloat16, VQVAE decoder
+    use_tf32: bool = False
+    cudnn_benchmark: bool = False
+    cudnn_deterministic: bool = True
+    num_threads: int | None = None  # torch.set_num_threads; null = leave as is
+    dist_backend: str = "auto"  # auto (nccl on cuda, gloo on cpu) | nccl | gloo
+    latency_batch_size: int = 1  # Time column protocol: batch size for the timed pass
+    latency_repeats: int = 3  # timed repeats after one warm-up; median reported
+    measure_latency: bool = True
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics: ADM protocol, set explicitly (no library defaults)
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class MetricsConfig:
+    reference: str = MISSING  # ADM reference batch npz (VIRTUAL_imagenet256_labeled.npz)
+    reference_name: str = "VIRTUAL_imagenet256_labeled.npz"  # key in reference_stats/manifest.json
+    verify_reference_sha256: bool = True
+    inception_weights: str | None = None  # torch-fidelity state dict; null = torch-fidelity cache
+    extractor: str = "inception"  # inception (torch-fidelity inception-v3-compat)
+    feature_batch_size: int = 64  # ADM batch size; fixed so features never depend on it
+    feature_device: str = "auto"
+    is_split_size: int = 5000  # ADM: consecutive, unshuffled 5,000-sample splits
+    pr_k: int = 3
+    pr_block_size: int = 10_000
+    pr_distance_dtype: str = "float16"  # float16 = ADM emulation | float32
+    fid_method: str = "eigh"  # eigh (fast, symmetric) | sqrtm (scipy, ADM's literal formula)
+    metrics: list[str] = field(
+        default_factory=lambda: ["fid", "sfid", "is", "precision", "recall"]
+    )
+
+
+@dataclass
+class PathsConfig:
+    results: str = "results"  # resolved against the launch directory once, at start-up
+    ckpt_dir: str = "checkpoints"
+
+
+@dataclass
+class ReportConfig:
+    runs: list[str] | None = None  # run names to include; null = every run under results/runs
+    output_stem: str = "table1"  # writes <results>/<stem>.csv and .md
+    paper: dict[str, Any] = field(default_factory=dict)  # quoted numbers, with their source
+    seeds_table: bool = True
+    sweep_plot: bool = True
+
+
+@dataclass
+class LaunchConfig:
+    nproc_per_node: int = 1  # >1: the pipeline starts the sample stage under torchrun
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    run_name: str = "${model.name}_${guidance.name}_s${sampler.seed}"
+    experiment_name: str = ""
+    dry_run: bool = False
+    overwrite: bool = False
+
+
+def register_configs() -> None:
+    """Store the schemas as `base_<group>` so every YAML starts from a typed schema."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for group, node in [
+        ("model", ModelConfig),
+        ("guidance", GuidanceConfig),
+        ("sampler", SamplerConfig),
+        ("runtime", RuntimeConfig),
+        ("metrics", MetricsConfig),
+        ("paths", PathsConfig),
+    ]:
+        cs.store(group=group, name=f"base_{group}", node=node)
+
+
+register_configs()
+
+_CHOICES = {
+    "guidance.cfg_ramp.schedule": ("linear_ramp", "constant"),
+    "guidance.ssg.beta_schedule": ("constant", "linear_decay", "linear_ramp", "list"),
+    "guidance.ssg.placement": ("after_cfg", "per_branch"),
+    "guidance.ssg.prior_source": ("guided_pre_ssg", "guided_post_ssg", "cond_only"),
+    "guidance.ssg.logit_space": ("raw", "log_softmax"),
+    "guidance.ssg.prior_mode": ("dse", "interpolate_only"),
+    "guidance.ssg.interpolation": ("bilinear", "bicubic", "area", "nearest"),
+    "guidance.ssg.coarse_block_scale": ("sqrt_area_ratio", "none"),
+    "guidance.ssg.band_fusion": ("hard_overwrite",),
+    "guidance.ssg.dct_norm": ("ortho",),
+    "sampler.rng": ("per_sample", "official"),
+    "sampler.truncation_impl": ("sort", "fast"),
+    "sampler.uint8_rounding": ("nearest", "truncate"),
+    "runtime.device": ("auto", "cpu", "cuda"),
+    "runtime.autocast_dtype": ("float32", "bfloat16", "float16"),
+    "runtime.decode_dtype": ("float32", "bfloat16"),
+    "runtime.dist_backend": ("auto", "nccl", "gloo"),
+    "metrics.pr_distance_dtype": ("float16", "float32"),
+    "metrics.fid_method": ("eigh", "sqrtm"),
+    "metrics.extractor": ("inception",),
+}
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
+def require_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise ConfigError unless `value` is one of `choices` (names the key and the options)."""
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid; expected one of {list(choices)}")
+
+
+def validate(cfg: Any) -> None:
+    """Check rules that span several keys; runs first in every entry point.
+
+    Args:
+        cfg: the composed config (DictConfig or `Config`).
+
+    Raises:
+        ConfigError: naming the first offending key, the value, what was expected and the fix.
+    """
+    for key, choices in _CHOICES.items():
+        require_choice(key, _get(cfg, key), choices)
+    model, sampler, guidance = cfg.model, cfg.sampler, cfg.guidance
+    num_scales = len(model.patch_nums)
+    if num_scales < 1 or list(model.patch_nums) != sorted(set(model.patch_nums)):
+        raise ConfigError(
+            f"model.patch_nums={list(model.patch_nums)} must be strictly increasing and non-empty"
+        )
+    if sampler.num_samples <= 0 or sampler.num_samples % model.num_classes != 0:
+        raise ConfigError(
+            f"sampler.num_samples={sampler.num_samples} must be a positive multiple of "
+            f"model.num_classes={model.num_classes} for balanced labels; use "
+            f"{max(1, round(sampler.num_samples / model.num_classes)) * model.num_classes}"
+        )
+    for key in ("chunk_size", "batch_size"):
+        if getattr(sampler, key) <= 0:
+            raise ConfigError(f"sampler.{key}={getattr(sampler, key)} must be positive")
+    if not 0 <= sampler.top_k <= model.vocab_size:
+        raise ConfigError(
+            f"sampler.top_k={sampler.top_k} must be in [0, model.vocab_size={model.vocab_size}]"
+            " (0 disables top-k)"
+        )
+    if not (sampler.top_p == 0 or 0 < sampler.top_p <= 1):
+        raise ConfigError(f"sampler.top_p={sampler.top_p} must be 0 (off) or in (0, 1]")
+    if not sampler.temperature > 0:
+        raise ConfigError(f"sampler.temperature={sampler.temperature} must be > 0")
+    for name in guidance.order:
+        if name not in ("cfg_ramp", "ssg"):
+            raise ConfigError(
+                f"guidance.order contains unknown processor {name!r}; valid: ['cfg_ramp', 'ssg']"
+            )
+    ssg = guidance.ssg
+    if ssg.enabled:
+        if ssg.beta < 0:
+            raise ConfigError(f"guidance.ssg.beta={ssg.beta} must be >= 0 (0 disables SSG)")
+        if ssg.beta_schedule == "list":
+            if ssg.beta_list is None or len(ssg.beta_list) != num_scales:
+                got = None if ssg.beta_list is None else len(ssg.beta_list)
+                raise ConfigError(
+                    f"guidance.ssg.beta_list has length {got}; beta_schedule=list needs one beta "
+                    f"per scale ({num_scales} for model.patch_nums={list(model.patch_nums)})"
+                )
+            if any(b < 0 for b in ssg.beta_list):
+                raise ConfigError(f"guidance.ssg.beta_list={list(ssg.beta_list)} must be >= 0")
+        if ssg.beta_schedule in ("linear_decay", "linear_ramp") and (
+            ssg.beta_end is None or ssg.beta_end < 0
+        ):
+            raise ConfigError(
+                f"guidance.ssg.beta_end={ssg.beta_end} must be set (>= 0) for "
+                f"beta_schedule={ssg.beta_schedule}"
+            )
+        if ssg.scale_indices is not None:
+            bad = [s for s in ssg.scale_indices if not 0 <= s < num_scales]
+            if bad:
+                raise ConfigError(
+                    f"guidance.ssg.scale_indices has {bad} outside [0, {num_scales - 1}]"
+                )
+    metrics = cfg.metrics
+    if metrics.pr_k < 1 or metrics.is_split_size < 1 or metrics.feature_batch_size < 1:
+        raise ConfigError("metrics.pr_k, metrics.is_split_size, metrics.feature_batch_size must be >= 1")
+    if cfg.launch.nproc_per_node < 1:
+        raise ConfigError(f"launch.nproc_per_node={cfg.launch.nproc_per_node} must be >= 1")
