@@ -135,9 +135,7 @@ class MetricsConfig:
     pr_block_size: int = 10_000
     pr_distance_dtype: str = "float16"  # float16 = ADM emulation | float32
     fid_method: str = "eigh"  # eigh (fast, symmetric) | sqrtm (scipy, ADM's literal formula)
-    metrics: list[str] = field(
-        default_factory=lambda: ["fid", "sfid", "is", "precision", "recall"]
-    )
+    metrics: list[str] = field(default_factory=lambda: ["fid", "sfid", "is", "precision", "recall"])
 
 
 @dataclass
@@ -298,6 +296,8 @@ def validate(cfg: Any) -> None:
                 )
     metrics = cfg.metrics
     if metrics.pr_k < 1 or metrics.is_split_size < 1 or metrics.feature_batch_size < 1:
-        raise ConfigError("metrics.pr_k, metrics.is_split_size, metrics.feature_batch_size must be >= 1")
+        raise ConfigError(
+            "metrics.pr_k, metrics.is_split_size, metrics.feature_batch_size must be >= 1"
+        )
     if cfg.launch.nproc_per_node < 1:
         raise ConfigError(f"launch.nproc_per_node={cfg.launch.nproc_per_node} must be >= 1")

@@ -1,0 +1,1 @@
+"""Shared plumbing: distributed helpers, logging, atomic I/O and provenance."""

@@ -1,0 +1,44 @@
+"""Rank-aware loggers: INFO on rank 0, WARNING and above on every rank, with a rank prefix.
+
+Library code logs through `get_logger(__name__)` and never prints; this module must not
+configure handlers at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def current_rank() -> int:
+    """Rank from the torchrun environment (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def get_logger(name: str) -> logging.Logger:
+    """Return a logger whose level depends on the process rank.
+
+    Args:
+        name: usually `__name__`.
+
+    Returns:
+        A `logging.Logger` named `name`, INFO on rank 0 and WARNING elsewhere.
+    """
+    logger = logging.getLogger(name)
+    rank = current_rank()
+    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    return logger
+
+
+def configure_cli_logging(level: int = logging.INFO) -> None:
+    """Attach one stderr handler with a rank prefix; called once by CLI entry points only."""
+    rank = current_rank()
+    root = logging.getLogger("ssg_eval")
+    if any(getattr(h, "_ssg_eval", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"[rank{rank}] %(asctime)s %(name)s: %(message)s"))
+    handler._ssg_eval = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level if rank == 0 else logging.WARNING)
+    root.propagate = False

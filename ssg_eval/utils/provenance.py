@@ -1,0 +1,94 @@
+"""Traceability of every artifact: config hash, git commit and dirty flag, library versions, device.
+
+This module only reads the environment; it must not write files or change any runtime setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+# Keys that never change the produced samples: excluded from the sampling identity hash.
+NON_IDENTITY_KEYS = (
+    "dry_run",
+    "overwrite",
+    "paths",
+    "report",
+    "launch",
+    "metrics",
+    "experiment_name",
+)
+
+
+def config_hash(resolved_cfg: dict[str, Any], exclude: tuple[str, ...] = NON_IDENTITY_KEYS) -> str:
+    """Stable sha256 (first 16 hex) of a resolved config dict without the non-identity keys.
+
+    Args:
+        resolved_cfg: plain dict (e.g. `OmegaConf.to_container(cfg, resolve=True)`).
+        exclude: top-level keys left out of the hash.
+    """
+    kept = {k: v for k, v in resolved_cfg.items() if k not in exclude}
+    blob = json.dumps(kept, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def git_state(repo_dir: str | Path | None = None) -> dict[str, Any]:
+    """Commit hash and dirty flag of the source tree (None values outside a git checkout)."""
+    repo_dir = Path(repo_dir) if repo_dir else Path(__file__).resolve().parents[2]
+
+    def run(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=repo_dir, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that can change numbers."""
+    import numpy
+    import scipy
+    import torch
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+    }
+    try:
+        import torch_fidelity
+
+        versions["torch_fidelity"] = torch_fidelity.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def device_description() -> dict[str, Any]:
+    """CUDA device names and count, or the CPU description."""
+    import torch
+
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return {"type": "cuda", "names": names, "cuda": torch.version.cuda}
+    return {
+        "type": "cpu",
+        "name": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def collect_provenance() -> dict[str, Any]:
+    """Everything a reviewer needs to trace a number back: git, versions, device."""
+    return {"git": git_state(), "versions": library_versions(), "device": device_description()}
