@@ -146,11 +146,15 @@ class PathsConfig:
 
 @dataclass
 class ReportConfig:
-    runs: list[str] | None = None  # run names to include; null = every run under results/runs
+    runs: list[str] | None = None  # run names to include; null = every run (or run_prefix)
+    run_prefix: str | None = None  # include only runs whose name starts with this
     output_stem: str = "table1"  # writes <results>/<stem>.csv and .md
+    title: str = "Table 1: ImageNet 256x256, class-conditional"
+    note: str = ""  # printed under the Markdown title (e.g. "pipeline check, not a reproduction")
     paper: dict[str, Any] = field(default_factory=dict)  # quoted numbers, with their source
-    seeds_table: bool = True
-    sweep_plot: bool = True
+    paper_row_of: dict[str, str] = field(default_factory=dict)  # model name -> paper row key
+    sweep_plot: bool = True  # FID/IS vs beta plot when runs differ in guidance.ssg.beta
+    bootstrap_resamples: int = 0  # >0: bootstrap std of FID over sample features (cheap spread)
 
 
 @dataclass
@@ -249,7 +253,7 @@ def validate(cfg: Any) -> None:
         raise ConfigError(
             f"sampler.num_samples={sampler.num_samples} must be a positive multiple of "
             f"model.num_classes={model.num_classes} for balanced labels; use "
-            f"{max(1, round(sampler.num_samples / model.num_classes)) * model.num_classes}"
+            f"{max(1, -(-sampler.num_samples // model.num_classes)) * model.num_classes}"
         )
     for key in ("chunk_size", "batch_size"):
         if getattr(sampler, key) <= 0:

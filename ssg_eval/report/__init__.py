@@ -1,0 +1,1 @@
+"""Report stage: run artifacts -> CSV/Markdown tables and plots."""

@@ -1,0 +1,131 @@
+"""The offline smoke job: build tiny assets in the official formats, then run the smoke suite.
+
+Assets (tiny VAR/VQVAE checkpoints in the official key layout, a random-weight Inception state
+dict in torch-fidelity's layout, a synthetic ADM-format reference batch) are written once under
+`<paths.results>/assets`; everything downstream is the production code path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+
+from ssg_eval.suite import CONF_DIR, load_suite, run_suite
+from ssg_eval.utils.logging import configure_cli_logging, get_logger
+
+log = get_logger(__name__)
+DEFAULT_RESULTS = "results/smoke"
+REFERENCE_IMAGES = 20
+
+
+def synthetic_images(num: int, size: int, seed: int) -> np.ndarray:
+    """Smooth random RGB images (uint8 NHWC): low-frequency cosines plus mild noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
+    images = np.empty((num, size, size, 3), dtype=np.uint8)
+    for i in range(num):
+        freq = rng.uniform(0.5, 3.0, size=(3, 2))
+        phase = rng.uniform(0, 2 * np.pi, size=3)
+        channels = [
+            np.cos(2 * np.pi * (freq[c, 0] * xx + freq[c, 1] * yy) + phase[c]) for c in range(3)
+        ]
+        img = 127.5 + 100 * np.stack(channels, axis=-1) + rng.normal(0, 8, (size, size, 3))
+        images[i] = np.clip(np.floor(img + 0.5), 0, 255).astype(np.uint8)
+    return images
+
+
+def _save_state_dict(module: torch.nn.Module, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(module.state_dict(), tmp)
+    tmp.replace(path)
+
+
+def make_assets(cell_cfgs: Sequence) -> list[Path]:
+    """Write every missing asset the smoke cells reference (checkpoints, Inception, reference).
+
+    Args:
+        cell_cfgs: composed configs of the smoke cells.
+
+    Returns:
+        The asset files that were created in this call (existing ones are kept as they are).
+    """
+    from ssg_eval.features.inception import build_inception, make_random_inception_weights
+    from ssg_eval.metrics.reference import build_reference_npz
+    from ssg_eval.models.load import build_var, build_vqvae, init_from_names
+
+    created: list[Path] = []
+    for cfg in cell_cfgs:
+        model = cfg.model
+        var_path, vae_path = Path(model.var_ckpt), Path(model.vae_ckpt)
+        var_path.parent.mkdir(parents=True, exist_ok=True)
+        if not var_path.is_file():
+            var = build_var(model)
+            init_from_names(var, seed_prefix=model.init_seed + model.depth)
+            _save_state_dict(var, var_path)
+            created.append(var_path)
+        if not vae_path.is_file():
+            vae = build_vqvae(model)
+            init_from_names(vae, seed_prefix=model.init_seed)
+            _save_state_dict(vae, vae_path)
+            created.append(vae_path)
+    metrics = cell_cfgs[0].metrics
+    weights = Path(metrics.inception_weights)
+    if not weights.is_file():
+        make_random_inception_weights(weights, seed=0)
+        created.append(weights)
+    reference = Path(metrics.reference)
+    if not reference.is_file():
+        side = 16 * cell_cfgs[0].model.patch_nums[-1]
+        inception = build_inception(str(weights), torch.device("cpu"))
+        build_reference_npz(
+            synthetic_images(REFERENCE_IMAGES, side, seed=0),
+            reference,
+            inception,
+            batch_size=metrics.feature_batch_size,
+            center_crop=False,
+            resolution=side,
+        )
+        created.append(reference)
+    return created
+
+
+def run_smoke(overrides: Sequence[str] = (), seeds: Sequence[int] | None = None) -> dict:
+    """Create the tiny assets (once), then run the `smoke` suite with `overrides`."""
+    overrides = list(overrides)
+    if not any(o.startswith("paths.results=") for o in overrides):
+        overrides.insert(0, f"paths.results={DEFAULT_RESULTS}")
+    suite = load_suite("smoke")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cells = [
+            compose(config_name="pipeline", overrides=[f"experiment={cell}", *overrides])
+            for cell in suite["cells"]
+        ]
+    for path in make_assets(cells):
+        log.info("created smoke asset %s", path)
+    return run_suite("smoke", overrides, seeds)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`make smoke` / `python -m ssg_eval.smoke [--seeds ...] [hydra overrides]`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every smoke cell")
+    args = parser.parse_args(argv)
+    configure_cli_logging()
+    try:
+        written = run_smoke(args.overrides, args.seeds)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        log.debug("smoke failed", exc_info=True)
+        print(f"ssg-smoke: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print("ssg-smoke (pipeline check, not a reproduction): wrote " + ", ".join(map(str, written.values())))
+
+
+if __name__ == "__main__":
+    main()

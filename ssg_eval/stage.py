@@ -1,0 +1,50 @@
+"""Shared plumbing of the Hydra stage entry points: run-dir resolution and the CLI error contract.
+
+Stages call `cli_main` so that every one exits 0 on success, or non-zero with one line on stderr
+(the stack trace goes to the log); this module must not hold stage logic.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ssg_eval.config import validate
+from ssg_eval.utils.logging import configure_cli_logging, get_logger
+
+log = get_logger(__name__)
+
+
+def results_dir(cfg: Any) -> Path:
+    """`paths.results` resolved once against the launch directory."""
+    return Path(cfg.paths.results).expanduser().resolve()
+
+
+def run_dir(cfg: Any) -> Path:
+    """`<paths.results>/runs/<run_name>`, identical on every rank (no timestamps)."""
+    return results_dir(cfg) / "runs" / str(cfg.run_name)
+
+
+def cli_main(stage: str, fn: Callable[[Any], Any], cfg: Any) -> Any:
+    """Validate `cfg`, run `fn(cfg)`, print one final line; on a user error exit 2 with one line.
+
+    Args:
+        stage: stage name used in the final line and in error lines.
+        fn: the stage function; its return value (a path or dict of paths) is printed.
+        cfg: the composed config.
+    """
+    configure_cli_logging()
+    try:
+        validate(cfg)
+        out = fn(cfg)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        logging.getLogger("ssg_eval").debug("stage %s failed", stage, exc_info=True)
+        log.error("%s failed", stage, exc_info=True)
+        print(f"ssg-{stage}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if out is not None:
+        print(f"ssg-{stage}: outputs in {out}")
+    return out

@@ -1,0 +1,27 @@
+"""Shared fixtures: Hydra composition of the project's configs on CPU with tmp results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(overrides: list[str] | None = None, config_name: str = "sample"):
+    """Compose `config_name` from the project's conf/ with `overrides` (no validation)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides or []))
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """Factory: the tiny model on CPU with results under tmp_path, plus extra overrides."""
+
+    def make(*overrides: str, config_name: str = "sample"):
+        base = ["model=tiny", "sampler=tiny", "runtime.device=cpu", f"paths.results={tmp_path}"]
+        return compose_config(base + list(overrides), config_name=config_name)
+
+    return make
