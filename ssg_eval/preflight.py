@@ -25,7 +25,7 @@ def inception_weights_path(configured: str | None) -> Path:
 
 
 def missing_inputs(cfg: Any) -> list[str]:
-    """Lines `key: path (how to fix)` for every input of `cfg`'s unfinished stages that is absent."""
+    """Lines `key: path (fix)` for every absent input of `cfg`'s unfinished stages."""
     directory = run_dir(cfg)
     sampled = (directory / "manifest.json").is_file()
     featured = (directory / "features.npz").is_file()
@@ -49,7 +49,8 @@ def missing_inputs(cfg: Any) -> list[str]:
     if not measured and not Path(cfg.metrics.reference).is_file():
         missing.append(
             f"metrics.reference: {cfg.metrics.reference} (ADM reference batch "
-            f"{cfg.metrics.reference_name}; see reference_stats/README.md, or set SSG_EVAL_REFERENCE)"
+            f"{cfg.metrics.reference_name}; see reference_stats/README.md or set "
+                "SSG_EVAL_REFERENCE)"
         )
     return missing
 

@@ -124,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         log.debug("smoke failed", exc_info=True)
         print(f"ssg-smoke: error: {err}", file=sys.stderr)
         sys.exit(2)
-    print("ssg-smoke (pipeline check, not a reproduction): wrote " + ", ".join(map(str, written.values())))
+    print(
+        "ssg-smoke (pipeline check, not a reproduction): wrote "
+        + ", ".join(map(str, written.values()))
+    )
 
 
 if __name__ == "__main__":

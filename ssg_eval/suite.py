@@ -61,7 +61,6 @@ def run_suite(name: str, overrides: Sequence[str] = (), seeds: Sequence[int] | N
     """
     from ssg_eval.pipeline import run_cell
     from ssg_eval.report_stage import run_report
-    from ssg_eval.stage import run_dir
 
     suite = load_suite(name)
     seeds = list(suite["seeds"] if seeds is None else seeds)

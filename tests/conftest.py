@@ -7,13 +7,23 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+import ssg_eval.config  # noqa: F401  (registers the structured-config schemas)
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-def compose_config(overrides: list[str] | None = None, config_name: str = "sample"):
+def compose_config(
+    overrides: list[str] | None = None,
+    config_name: str = "sample",
+    return_hydra_config: bool = False,
+):
     """Compose `config_name` from the project's conf/ with `overrides` (no validation)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides or []))
+        return compose(
+            config_name=config_name,
+            overrides=list(overrides or []),
+            return_hydra_config=return_hydra_config,
+        )
 
 
 @pytest.fixture

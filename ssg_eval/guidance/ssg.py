@@ -117,6 +117,12 @@ class Ssg:
     and per_branch (`branch_wise`) is applied by the sampler to whichever branches exist (cond
     only, or cond and uncond each with its own state), so SSG never forces the doubled batch.
 
+    prior_source picks ℓ_{k−1}: `guided_pre_ssg` = the logits this processor received at k−1,
+    `guided_post_ssg` = what it returned at k−1, `cond_only` = ctx.logits_cond_BlV at k−1 (with
+    per_branch this is the conditional prior for both branches). With log_softmax, both ℓ_k and
+    ℓ_{k−1} are log-softmaxed over V before the update; the output then differs from raw by a
+    per-position constant only.
+
     State: the previous scale's prior source, a new (B, V, pn', pn') tensor (a channels-last view
     of a private (B, pn', pn', V) buffer that nothing else references), or None before si = 0.
     """
@@ -197,8 +203,8 @@ class Ssg:
         return interpolate_prior(prev_BVhw, (pn, pn), self.interpolation)
 
     def _check(self, logits_BlV: Tensor, ctx: StepContext, state: Tensor | None) -> None:
-        si, pn = ctx.scale_index, ctx.patch_num
-        if ctx.num_scales != len(self.patch_nums) or self.patch_nums[si] != pn:
+        si, pn, k = ctx.scale_index, ctx.patch_num, len(self.patch_nums)
+        if ctx.num_scales != k or not 0 <= si < k or self.patch_nums[si] != pn:
             raise ValueError(
                 f"SSG built for patch_nums={list(self.patch_nums)} got scale {si} with "
                 f"patch_num={pn} of num_scales={ctx.num_scales}"
@@ -207,16 +213,12 @@ class Ssg:
             raise ValueError(f"expected logits (B, {pn * pn}, V), got {tuple(logits_BlV.shape)}")
         if si > 0 and self.betas[si] != 0.0:
             prev = self.patch_nums[si - 1]
-            if state is None or tuple(state.shape) != (
-                logits_BlV.shape[0],
-                logits_BlV.shape[2],
-                prev,
-                prev,
-            ):
-                got = None if state is None else tuple(state.shape)
+            expected = (logits_BlV.shape[0], logits_BlV.shape[2], prev, prev)
+            got = None if state is None else tuple(state.shape)
+            if got != expected:
                 raise ValueError(
-                    f"SSG at scale {si} needs the state returned at scale {si - 1} "
-                    f"(B, V, {prev}, {prev}); got {got}"
+                    f"SSG at scale {si} needs the state returned at scale {si - 1} with shape "
+                    f"{expected} (B, V, pn', pn'); got {got}"
                 )
 
     def __call__(

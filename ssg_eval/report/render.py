@@ -82,9 +82,7 @@ def render_report(
     summary = summary_table(frame, paper, paper_row_of or {})
     out = {
         "csv": atomic_write_text(results_dir / f"{stem}.csv", summary.to_csv(index=False)),
-        "runs_csv": atomic_write_text(
-            results_dir / f"{stem}_runs.csv", frame.to_csv(index=False)
-        ),
+        "runs_csv": atomic_write_text(results_dir / f"{stem}_runs.csv", frame.to_csv(index=False)),
         "md": atomic_write_text(
             results_dir / f"{stem}.md", summary_markdown(summary, title, note, paper)
         ),

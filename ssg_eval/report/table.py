@@ -101,12 +101,15 @@ def collect_runs(
         missing = [str(d / "metrics.json") for d in dirs if not (d / "metrics.json").is_file()]
         if missing:
             raise FileNotFoundError(
-                "report.runs names runs without metrics: " + ", ".join(missing)
+                "report.runs names runs without metrics: "
+                + ", ".join(missing)
                 + "; run the metrics stage for them first (make metrics EXP=...)"
             )
     else:
         dirs = sorted(p for p in runs_dir.glob("*") if p.is_dir()) if runs_dir.is_dir() else []
-        dirs = [d for d in dirs if (d / "metrics.json").is_file() and (d / "manifest.json").is_file()]
+        dirs = [
+            d for d in dirs if (d / "metrics.json").is_file() and (d / "manifest.json").is_file()
+        ]
     if prefix:
         dirs = [d for d in dirs if d.name.startswith(prefix)]
     rows = [_run_row(d) for d in dirs]
@@ -114,13 +117,15 @@ def collect_runs(
     if frame.empty:
         return pd.DataFrame(columns=RUN_COLUMNS)
     extra = [c for c in frame.columns if c not in RUN_COLUMNS]
-    return frame[RUN_COLUMNS + extra].sort_values(["model", "seed", "guidance", "run"]).reset_index(
-        drop=True
+    return (
+        frame[RUN_COLUMNS + extra]
+        .sort_values(["model", "seed", "guidance", "run"])
+        .reset_index(drop=True)
     )
 
 
 def _pairs(frame: pd.DataFrame) -> Iterable[tuple[str, str, str]]:
-    """(model, baseline guidance, treated guidance) for every model with both a cfg and an SSG row."""
+    """(model, baseline guidance, treated guidance) for every model with a baseline row."""
     for model, group in frame.groupby("model", sort=True):
         names = set(group["guidance"])
         baseline = "cfg" if "cfg" in names else ("none" if "none" in names else None)
@@ -129,7 +134,9 @@ def _pairs(frame: pd.DataFrame) -> Iterable[tuple[str, str, str]]:
                 yield model, baseline, treated
 
 
-def summary_table(frame: pd.DataFrame, paper: dict[str, Any], paper_row_of: dict[str, str]) -> pd.DataFrame:
+def summary_table(
+    frame: pd.DataFrame, paper: dict[str, Any], paper_row_of: dict[str, str]
+) -> pd.DataFrame:
     """Table 1 view: one row per (model, guidance), seed mean ± std, paper numbers and deltas.
 
     Args:
@@ -237,7 +244,7 @@ def summary_markdown(table: pd.DataFrame, title: str, note: str, paper: dict[str
 
 
 def sweep_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """β-sweep view: one row per (model, beta, other guidance params), metrics averaged over seeds."""
+    """β-sweep view: one row per (model, β, guidance params), metrics averaged over seeds."""
     cols = ["model", "beta", "guidance_params"]
     agg = frame.groupby(cols, sort=True)[list(METRIC_KEYS)].mean().reset_index()
     agg["seeds"] = frame.groupby(cols, sort=True)["seed"].apply(lambda s: len(set(s))).values

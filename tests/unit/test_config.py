@@ -110,3 +110,14 @@ def test_validate_accepts_dataclass_defaults_with_tiny_plan():
     with open_dict(cfg):
         cfg.sampler.num_samples = 10
     validate(cfg)
+
+
+def test_slurm_launcher_config_composes():
+    """The submitit Slurm launcher example composes with a sweep (no cluster needed)."""
+    cfg = compose_config(
+        ["hydra/launcher=slurm", "launch.nproc_per_node=8", "experiment=beta_sweep"],
+        config_name="pipeline",
+        return_hydra_config=True,
+    )
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 8
