@@ -1,0 +1,196 @@
+"""Seed statistics over metric values: per-cell mean ± std, paired deltas and a bootstrap spread.
+
+This module is pure math on floats and arrays (numbers in, numbers out); it must not read run
+directories, log, or decide which runs belong together (that is `report.table`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["bootstrap_metric", "paired_delta", "seed_summary"]
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _plain_key(seed: Hashable) -> Hashable:
+    # numpy integers (pandas columns) become Python ints so the result is JSON-friendly.
+    return seed.item() if isinstance(seed, np.generic) else seed
+
+
+def seed_summary(values: Iterable[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation and count of one metric over seeds.
+
+    Non-finite values (a metric missing for a seed) are ignored and not counted.
+
+    Args:
+        values: the metric of one (model, guidance) cell, one value per seed.
+
+    Returns:
+        `(mean, std, n)`: std uses ddof=1; it is NaN for n < 2 and both are NaN for n = 0.
+    """
+    kept = [v for v in (_finite(x) for x in values) if v is not None]
+    n = len(kept)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = float(np.mean(kept))
+    std = float(np.std(kept, ddof=1)) if n >= 2 else math.nan
+    return mean, std, n
+
+
+def paired_delta(
+    baseline: Mapping[Hashable, float],
+    treated: Mapping[Hashable, float],
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Paired comparison of a metric (treated − baseline) over the seeds both runs share.
+
+    Runs with the same seed share a `SamplePlan` (same labels and per-sample seeds), so the
+    per-seed differences are paired and the test is a paired t-test on them. The CI is
+    `mean ± t_{(1+confidence)/2, n-1} · std/√n` (Student t, ddof=1). `within_noise` is True when
+    that CI contains 0, i.e. the delta cannot be told apart from seed noise. Seeds present in only
+    one mapping, or with a non-finite value, are left out and listed in `unpaired_seeds`.
+
+    Args:
+        baseline: seed -> metric value of the baseline cell (e.g. CFG).
+        treated: seed -> metric value of the treated cell (e.g. CFG + SSG).
+        confidence: two-sided CI level in (0, 1).
+
+    Returns:
+        A dict with `seeds` (sorted paired seeds), `deltas` (seed -> treated − baseline), `n`,
+        `mean_delta`, `std` (ddof=1), `sem`, `t_stat`, `p_value` (two-sided, matches
+        `scipy.stats.ttest_rel(treated, baseline)`), `ci_low`, `ci_high`, `confidence`,
+        `within_noise` (bool, or None when n < 2), `reason` (`"n<2"` when n < 2, else None) and
+        `unpaired_seeds`. Statistics that need n >= 2 are NaN below that; `mean_delta` is NaN
+        for n = 0. With zero spread (all deltas equal) the CI collapses to the mean, `t_stat` is
+        ±inf (NaN when the mean is 0 too) and `p_value` is 0 (1 when the mean is 0).
+
+    Raises:
+        ValueError: `confidence` outside (0, 1).
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence} must be in (0, 1), e.g. 0.95")
+    clean_b = {_plain_key(s): v for s, x in baseline.items() if (v := _finite(x)) is not None}
+    clean_t = {_plain_key(s): v for s, x in treated.items() if (v := _finite(x)) is not None}
+    all_seeds = {_plain_key(s) for s in [*baseline, *treated]}
+    seeds = _sorted(set(clean_b) & set(clean_t))
+    deltas = {s: clean_t[s] - clean_b[s] for s in seeds}
+    values = np.array([deltas[s] for s in seeds], dtype=np.float64)
+    n = len(seeds)
+    out: dict[str, Any] = {
+        "seeds": seeds,
+        "deltas": deltas,
+        "n": n,
+        "mean_delta": float(values.mean()) if n else math.nan,
+        "std": math.nan,
+        "sem": math.nan,
+        "t_stat": math.nan,
+        "p_value": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "confidence": confidence,
+        "within_noise": None,
+        "reason": "n<2" if n < 2 else None,
+        "unpaired_seeds": _sorted(all_seeds - set(seeds)),
+    }
+    if n < 2:
+        return out
+    mean = out["mean_delta"]
+    std = float(values.std(ddof=1))
+    sem = std / math.sqrt(n)
+    half_width = float(stats.t.ppf((1 + confidence) / 2, df=n - 1)) * sem
+    if sem > 0:
+        t_stat = mean / sem
+        p_value = float(2 * stats.t.sf(abs(t_stat), df=n - 1))
+    else:  # identical deltas: scipy would warn and return NaN; the limit is clear
+        t_stat = math.nan if mean == 0 else math.copysign(math.inf, mean)
+        p_value = 1.0 if mean == 0 else 0.0
+    out.update(
+        std=std,
+        sem=sem,
+        t_stat=float(t_stat),
+        p_value=p_value,
+        ci_low=mean - half_width,
+        ci_high=mean + half_width,
+        within_noise=bool(mean - half_width <= 0 <= mean + half_width),
+    )
+    return out
+
+
+def _sorted(items: Iterable[Hashable]) -> list[Hashable]:
+    items = list(items)
+    try:
+        return sorted(items)  # type: ignore[type-var]
+    except TypeError:  # mixed key types: any stable order will do
+        return sorted(items, key=repr)
+
+
+def bootstrap_metric(
+    metric_fn: Callable[..., float],
+    sample_features: np.ndarray | Sequence[np.ndarray],
+    seed: int,
+    num_resamples: int = 0,
+    strata: np.ndarray | None = None,
+) -> tuple[float, float] | None:
+    """Cheap spread of a feature-based metric when only one sampling seed exists (off by default).
+
+    Each resample draws N rows of the sample features with replacement (within each stratum when
+    `strata` is given, e.g. the class labels, so class balance is kept) and recomputes the
+    metric; the reference statistics stay fixed inside `metric_fn`. The std over resamples
+    estimates the metric's finite-sample variance. It is a stand-in, not a seed std: it ignores
+    the sampler's other randomness, and duplicated rows bias the resampled *mean* (for FID
+    upwards), so report the std only, next to the one-seed value. Metrics that depend on sample
+    order (IS over consecutive splits) see shuffled rows. Enabled by `report.bootstrap_resamples`.
+
+    Args:
+        metric_fn: features -> float (called as `metric_fn(*arrays)` when `sample_features` is a
+            sequence of arrays), e.g. FID of pool features against fixed reference statistics.
+        sample_features: (N, D) array, or a sequence of arrays sharing the first axis N whose
+            rows are resampled together (e.g. pool and spatial features).
+        seed: seed of the `numpy.random.default_rng` that draws the indices (reproducible).
+        num_resamples: number of resamples; 0 switches the bootstrap off.
+        strata: optional (N,) labels; resampling happens within each label.
+
+    Returns:
+        `(mean, std)` of the metric over resamples (std with ddof=1), or None when
+        `num_resamples == 0`.
+
+    Raises:
+        ValueError: `num_resamples` is negative or 1, the arrays disagree on N or N is 0, or
+            `strata` has the wrong length.
+    """
+    if num_resamples == 0:
+        return None
+    if num_resamples < 2:
+        raise ValueError(
+            f"num_resamples={num_resamples} must be 0 (off) or >= 2 for a std (e.g. 100)"
+        )
+    is_single = isinstance(sample_features, np.ndarray)
+    arrays = [sample_features] if is_single else [np.asarray(a) for a in sample_features]
+    num = len(arrays[0])
+    if num == 0 or any(len(a) != num for a in arrays):
+        raise ValueError(
+            f"sample_features need one shared, non-empty first axis; got "
+            f"{[a.shape for a in arrays]}"
+        )
+    if strata is not None and len(strata) != num:
+        raise ValueError(f"strata has length {len(strata)}; expected N={num}")
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(num)] if strata is None else _strata_groups(np.asarray(strata))
+    values = np.empty(num_resamples, dtype=np.float64)
+    for r in range(num_resamples):
+        index = np.concatenate([g[rng.integers(0, len(g), size=len(g))] for g in groups])
+        values[r] = float(metric_fn(*[a[index] for a in arrays]))
+    return float(values.mean()), float(values.std(ddof=1))
+
+
+def _strata_groups(strata: np.ndarray) -> list[np.ndarray]:
+    return [np.flatnonzero(strata == label) for label in np.unique(strata)]

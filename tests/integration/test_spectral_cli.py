@@ -1,0 +1,107 @@
+"""Spectral analysis end to end on the tiny model: sample runs on CPU, then both figures.
+
+The β = 0 SSG run is the closed-form check: SSG is then an exact no-op, so every latent delta
+must be exactly 0 in both modes (in `forced` mode this also proves the token replay leaves the
+sampler's RNG stream where the baseline had it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip(
+    "ssg_eval.sampling.run", reason="needs ssg_eval.sampling.run.sample_run (sampler not landed)"
+)
+
+from ssg_eval.analysis.cli import OUTPUT_NAMES, main, run_spectral_analysis  # noqa: E402
+from ssg_eval.analysis.images import npz_array_header  # noqa: E402
+from ssg_eval.config import validate  # noqa: E402
+from ssg_eval.smoke import synthetic_images  # noqa: E402
+from ssg_eval.stage import run_dir  # noqa: E402
+from tests.conftest import compose_config  # noqa: E402
+
+NUM_LATENT = 4
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Baseline (CFG), CFG + SSG and CFG + SSG with β = 0 on the tiny model, plus a reference."""
+    from ssg_eval.sampling.run import sample_run
+
+    results = tmp_path_factory.mktemp("results")
+
+    def sample(*overrides: str):
+        base = ["model=tiny", "sampler=tiny", "runtime.device=cpu", f"paths.results={results}"]
+        cfg = compose_config(base + list(overrides))
+        validate(cfg)
+        sample_run(cfg)
+        return run_dir(cfg)
+
+    baseline = sample("guidance=cfg")
+    treated = sample("guidance=ssg")
+    neutral = sample("guidance=ssg", "guidance.ssg.beta=0", "run_name=tiny_cfg_ssg_beta0_s0")
+    shard = sorted((baseline / "shards").glob("chunk_*.npz"))[0]
+    (_, side, _, _), _ = npz_array_header(shard, "images")
+    reference = results / "reference.npz"
+    np.savez(reference, arr_0=synthetic_images(12, side, seed=0))
+    return {"baseline": baseline, "ssg": treated, "neutral": neutral, "reference": reference}
+
+
+def test_spectra_writes_both_figures_and_tables(runs, tmp_path):
+    out = run_spectral_analysis(
+        runs["baseline"], runs["ssg"], runs["reference"], tmp_path, num_latent_samples=NUM_LATENT
+    )
+    assert sorted(out) == sorted(OUTPUT_NAMES)
+    for key in ("latent_png", "pixel_png"):
+        assert out[key].read_bytes()[:4] == b"\x89PNG"
+    latent = pd.read_csv(out["latent_csv"])
+    assert sorted(set(latent["to_step"])) == [2, 3]  # tiny: scales 1-2-3, two transitions
+    assert set(latent["num_samples"]) == {NUM_LATENT} and set(latent["mode"]) == {"forced"}
+    first = latent[latent.to_step == 2]
+    assert first["prev_patch_num"].iloc[0] == 1 and first["nyquist_bin"].iloc[0] == 1
+    assert np.isfinite(latent["delta_mean"]).all() and np.isfinite(latent["delta_std"]).all()
+    pixel = pd.read_csv(out["pixel_csv"])
+    assert pixel["freq"].iloc[0] == 0 and np.isfinite(pixel["baseline_ratio"]).all()
+    assert not np.allclose(pixel["baseline_amplitude"], pixel["ssg_amplitude"])
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run_spectral_analysis(runs["baseline"], runs["ssg"], runs["reference"], tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["forced", "free"])
+def test_neutral_ssg_gives_exactly_zero_latent_delta(runs, tmp_path, mode):
+    out = run_spectral_analysis(
+        runs["baseline"],
+        runs["neutral"],
+        runs["reference"],
+        tmp_path,
+        num_latent_samples=NUM_LATENT,
+        latent_mode=mode,
+    )
+    latent = pd.read_csv(out["latent_csv"])
+    assert (latent["delta_mean"] == 0).all() and (latent["delta_std"] == 0).all()
+    pixel = pd.read_csv(out["pixel_csv"])
+    assert np.array_equal(pixel["baseline_amplitude"], pixel["ssg_amplitude"])
+
+
+def test_cli_command_prints_one_final_line(runs, tmp_path, capsys):
+    main(
+        [
+            "spectra",
+            "--baseline",
+            str(runs["baseline"]),
+            "--ssg",
+            str(runs["ssg"]),
+            "--reference",
+            str(runs["reference"]),
+            "--out",
+            str(tmp_path),
+            "--num-latent-samples",
+            "2",
+            "--latent-mode",
+            "free",
+        ]
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and str(tmp_path / "pixel_spectrum.png") in lines[0]
