@@ -74,46 +74,56 @@ class TokenForcer:
         return forced_BlV, state
 
 
-def _resolve_device(device: str | None, config: dict[str, Any]) -> Any:
-    import torch
+def sampling_kwargs(config: Any) -> dict[str, Any]:
+    """`generate_batch` keyword arguments of one run: its truncation and precision settings."""
+    from ssg_eval.utils.dist import autocast_dtype
 
-    name = device or str(config.get("runtime", {}).get("device", "auto"))
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    sampler, runtime = config.sampler, config.runtime
+    return {
+        "temperature": float(sampler.temperature),
+        "top_k": int(sampler.top_k),
+        "top_p": float(sampler.top_p),
+        "truncation_impl": str(sampler.truncation_impl),
+        "autocast_dtype": autocast_dtype(str(runtime.autocast_dtype)),
+        "decode_dtype": autocast_dtype(str(runtime.decode_dtype)),
+    }
 
 
-def _sample(
-    model: tuple[Any, Any],
+def sample_indices(
+    var: Any,
+    vae: Any,
     config: Any,
     indices: Sequence[int],
-    device: Any,
     processors: list,
-    observer: Callable[[int, Any], None],
-) -> None:
-    """Generate plan indices `indices` with the run's own labels, seeds and truncation."""
+    observer: Callable[[int, Any], None] | None,
+    device: Any,
+) -> np.ndarray:
+    """Generate plan indices `indices` as one batch with the run's labels, seeds and settings.
+
+    Returns:
+        (n, H, W, 3) uint8 images (`sampling.shards.to_uint8` with the run's rounding); with
+        `sampler.rng=per_sample` the tokens equal the stored samples' tokens.
+    """
     import torch
 
     from ssg_eval.sampling.loop import generate_batch, make_generators
     from ssg_eval.sampling.plan import plan_from_config
+    from ssg_eval.sampling.shards import to_uint8
 
-    sampler = config.sampler
     plan = plan_from_config(config)
-    labels_B = torch.tensor([plan.label_of(i) for i in indices], dtype=torch.long, device=device)
-    generators = make_generators([plan.sample_seed(i) for i in indices], device)
+    labels_B = torch.as_tensor(plan.labels(list(indices)), dtype=torch.long, device=device)
+    generators = make_generators([plan.sample_seed(int(i)) for i in indices], device)
     with torch.inference_mode():
-        generate_batch(
-            model[0],
-            model[1],
+        images_B3HW = generate_batch(
+            var,
+            vae,
             labels_B,
             generators,
             processors,
-            temperature=sampler.temperature,
-            top_k=sampler.top_k,
-            top_p=sampler.top_p,
-            truncation_impl=sampler.truncation_impl,
+            **sampling_kwargs(config),
             observer=observer,
         )
+    return to_uint8(images_B3HW, str(config.sampler.uint8_rounding))
 
 
 def latent_transitions(
@@ -147,34 +157,37 @@ def latent_transitions(
     from omegaconf import OmegaConf
 
     from ssg_eval.guidance import build_processors
-    from ssg_eval.models.load import build_model
+    from ssg_eval.sampling.generate import build_sampling_model
+    from ssg_eval.utils.dist import resolve_device, setup_runtime
 
     cfg_b, cfg_t = OmegaConf.create(baseline_config), OmegaConf.create(treated_config)
     if cfg_b.sampler.rng != "per_sample":
         raise ValueError(
-            f"sampler.rng={cfg_b.sampler.rng!r}: the latent panels re-generate "
-            "single samples and need sampler.rng=per_sample"
+            f"sampler.rng={cfg_b.sampler.rng!r}: the latent panels re-generate single samples "
+            "and need sampler.rng=per_sample (one generator per sample)"
         )
-    torch_device = _resolve_device(device, baseline_config)
+    torch_device = resolve_device(device or str(cfg_b.runtime.device))
+    setup_runtime(cfg_b.runtime)
+    model = build_sampling_model(cfg_b, torch_device)
     patch_nums = list(cfg_b.model.patch_nums)
-    var, vae, _ = build_model(cfg_b.model, torch_device)
-    model = (var, vae)
-    proc_b = build_processors(cfg_b.guidance, patch_nums)
     proc_t = build_processors(cfg_t.guidance, patch_nums)
     step = max(1, min(int(cfg_b.sampler.batch_size), num_samples))
-    batches = [list(range(s, min(s + step, num_samples))) for s in range(0, num_samples, step)]
     transitions = range(1, len(patch_nums))
     base, treated = LatentRecorder(), LatentRecorder()
-    for indices in batches:
-        _sample(model, cfg_b, indices, torch_device, proc_b, base)
+
+    def run(config: Any, indices: list[int], processors: list, recorder: LatentRecorder) -> None:
+        sample_indices(model.var, model.vae, config, indices, processors, recorder, torch_device)
+
+    for start in range(0, num_samples, step):
+        indices = list(range(start, min(start + step, num_samples)))
+        run(cfg_b, indices, model.processors, base)
         if mode == "free":
-            _sample(model, cfg_t, indices, torch_device, proc_t, treated)
+            run(cfg_t, indices, proc_t, treated)
             continue
         batch_tokens = {si: chunks[-1] for si, chunks in base.tokens.items()}
-        for si in transitions:
-            forcer = TokenForcer(batch_tokens, until_scale=si)
+        for si in transitions:  # the treated pass replays the baseline's tokens before step si
             recorder = LatentRecorder(scales=[si])
-            _sample(model, cfg_t, indices, torch_device, [*proc_t, forcer], recorder)
+            run(cfg_t, indices, [*proc_t, TokenForcer(batch_tokens, until_scale=si)], recorder)
             treated.f_hat.setdefault(si, []).extend(recorder.f_hat[si])
     panels = []
     for si in transitions:

@@ -12,14 +12,6 @@ from torch import Tensor
 IMPLS = ("sort", "fast")
 
 
-def _top_k_mask(logits_NV: Tensor, top_k: int) -> Tensor:
-    # threshold = the k-th largest value per row; only entries strictly below it are removed
-    threshold_N1 = logits_NV.topk(top_k, dim=-1, largest=True, sorted=False)[0].amin(
-        dim=-1, keepdim=True
-    )
-    return logits_NV < threshold_N1
-
-
 def _top_p_sort(logits_NV: Tensor, top_p: float) -> Tensor:
     """Official rule: ascending sort, softmax, cumsum; remove cumsum <= 1 − p except the largest."""
     sorted_NV, order_NV = logits_NV.sort(dim=-1, descending=False)
@@ -28,31 +20,35 @@ def _top_p_sort(logits_NV: Tensor, top_p: float) -> Tensor:
     return remove_sorted_NV.scatter(-1, order_NV, remove_sorted_NV)
 
 
-def _top_p_after_top_k(logits_NV: Tensor, top_p: float) -> Tensor:
-    """Same removal set as `_top_p_sort` on top-k-filtered logits, sorting only the survivors.
+def _top_p_from_top_k(
+    logits_NV: Tensor, top_vals_Nk: Tensor, threshold_N1: Tensor, num_kept_N: Tensor, top_p: float
+) -> Tensor:
+    """Same removal set as `_top_p_sort` on top-k-filtered logits, without sorting all V entries.
 
-    The ascending sorted *values* are unique even with ties, so they are rebuilt exactly (−inf
-    first, then the m survivors from `topk`) and softmax/cumsum run on the identical array. Which
-    member of a tie group is removed depends only on the sort permutation, so rows where the cut
-    falls inside a tie group are recomputed with the reference sort.
+    The ascending sorted *values* are unique even with ties: −inf, then the extra copies of the
+    top-k threshold (ties that survived top-k), then the k top values sorted. Rebuilding that
+    (N, V) array exactly lets softmax and cumsum run on identical inputs. Removed positions form a
+    prefix, so the kept set is "value >= first kept value" unless the cut falls inside a tie group;
+    only there the member choice depends on the sort permutation, and those rows are recomputed
+    with the reference sort.
     """
     N, V = logits_NV.shape
-    m = int((logits_NV > -torch.inf).sum(dim=-1).max().item())
-    m = max(m, 1)
-    top_vals_Nm = logits_NV.topk(m, dim=-1, largest=True, sorted=True)[0]
-    sorted_NV = torch.full_like(logits_NV, -torch.inf)
-    sorted_NV[:, V - m :] = top_vals_Nm.flip(-1)
-    remove_sorted_NV = sorted_NV.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
-    remove_sorted_NV[..., -1:] = False
-    # removed positions form a prefix; n_removed − 1 is the last removed, n_removed the first kept
-    n_removed_N = remove_sorted_NV.sum(dim=-1)
-    first_kept_N1 = sorted_NV.gather(-1, n_removed_N.view(N, 1))
-    last_removed_N1 = sorted_NV.gather(-1, (n_removed_N - 1).clamp_min(0).view(N, 1))
+    k = top_vals_Nk.shape[-1]
+    position_1V = torch.arange(V, device=logits_NV.device).view(1, V)
+    first_tie_N1 = (V - num_kept_N).view(N, 1)
+    sorted_NV = torch.where(position_1V >= first_tie_N1, threshold_N1, -torch.inf)
+    sorted_NV[:, V - k :] = top_vals_Nk.sort(dim=-1, descending=False)[0]
+    cumsum_NV = sorted_NV.softmax(dim=-1).cumsum(dim=-1)
+    # number of leading positions with cumsum <= 1 − p (cumsum is non-decreasing; the comparison
+    # value is rounded to float32 as in the official `<=`), never the last position
+    limit_N1 = torch.full((N, 1), 1 - top_p, dtype=cumsum_NV.dtype, device=cumsum_NV.device)
+    num_removed_N1 = torch.searchsorted(cumsum_NV, limit_N1, right=True).clamp_max(V - 1)
+    first_kept_N1 = sorted_NV.gather(-1, num_removed_N1)
+    last_removed_N1 = sorted_NV.gather(-1, (num_removed_N1 - 1).clamp_min(0))
     remove_NV = logits_NV < first_kept_N1
-    tie_N = (n_removed_N > 0) & (last_removed_N1.view(N) == first_kept_N1.view(N))
-    tie_N &= first_kept_N1.view(N) > -torch.inf
-    if bool(tie_N.any()):
-        rows = tie_N.nonzero().view(-1)
+    split_tie_N1 = (num_removed_N1 > 0) & (last_removed_N1 == first_kept_N1)
+    rows = split_tie_N1.view(N).nonzero().view(-1)
+    if rows.numel() > 0:
         remove_NV[rows] = _top_p_sort(logits_NV[rows], top_p)
     return remove_NV
 
@@ -90,10 +86,15 @@ def apply_truncation(
     if temperature != 1.0:
         logits_NV = logits_NV / temperature
     if top_k > 0:
-        logits_NV = logits_NV.masked_fill(_top_k_mask(logits_NV, top_k), -torch.inf)
+        # threshold = the k-th largest value per row; only entries strictly below it are removed
+        top_vals_Nk = logits_NV.topk(top_k, dim=-1, largest=True, sorted=False)[0]
+        threshold_N1 = top_vals_Nk.amin(dim=-1, keepdim=True)
+        below_NV = logits_NV < threshold_N1
+        logits_NV = logits_NV.masked_fill(below_NV, -torch.inf)
     if top_p > 0:
         if impl == "fast" and top_k > 0:
-            remove_NV = _top_p_after_top_k(logits_NV, top_p)
+            num_kept_N = V - below_NV.view(torch.uint8).sum(dim=-1, dtype=torch.int64)
+            remove_NV = _top_p_from_top_k(logits_NV, top_vals_Nk, threshold_N1, num_kept_N, top_p)
         else:
             remove_NV = _top_p_sort(logits_NV, top_p)
         logits_NV = logits_NV.masked_fill(remove_NV, -torch.inf)

@@ -1,4 +1,4 @@
-"""Transformer building blocks of the VAR port: attention with a KV cache, FFN, AdaLN block, head norm.
+"""VAR transformer blocks: attention with a KV cache, FFN, AdaLN block and the head norm.
 
 This module owns the per-block math of VAR_SPEC.md §4 with the official parameter names; it must
 not sample, hold random generators or know about scales beyond the attention mask it is given.
@@ -12,10 +12,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# ln(100) as the official code computes it (float32 log, then a Python float); built on the CPU
-# explicitly so that module construction under `torch.device("meta")` keeps working.
+# ln(100) and ln(4) as the official code computes them (float32 log); built on the CPU explicitly
+# so that construction under `torch.device("meta")` needs no meta kernels for `log`.
 MAX_SCALE_MUL = torch.log(torch.tensor(100.0, dtype=torch.float32, device="cpu")).item()
+INIT_SCALE_MUL = torch.log(torch.tensor(4.0, dtype=torch.float32, device="cpu")).item()
 HEAD_DIM = 64
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` without default initialisation: weights come from a checkpoint or init rule."""
+
+    def reset_parameters(self) -> None:
+        """Skip torch's random init (scoped to this class; torch itself is not patched)."""
+
+
+class Embedding(nn.Embedding):
+    """`nn.Embedding` without default initialisation (see `Linear`)."""
+
+    def reset_parameters(self) -> None:
+        """Skip torch's random init."""
+
+
+class Conv2d(nn.Conv2d):
+    """`nn.Conv2d` without default initialisation (see `Linear`)."""
+
+    def reset_parameters(self) -> None:
+        """Skip torch's random init."""
 
 
 class SelfAttention(nn.Module):
@@ -33,14 +55,14 @@ class SelfAttention(nn.Module):
         self.attn_l2_norm = attn_l2_norm
         if attn_l2_norm:
             self.scale = 1.0
-            self.scale_mul_1H11 = nn.Parameter(torch.full((1, num_heads, 1, 1), 4.0).log())
+            self.scale_mul_1H11 = nn.Parameter(torch.full((1, num_heads, 1, 1), INIT_SCALE_MUL))
         else:
             self.scale = 0.25 / math.sqrt(self.head_dim)
         self.q_bias = nn.Parameter(torch.zeros(width))
         self.v_bias = nn.Parameter(torch.zeros(width))
         self.register_buffer("zero_k_bias", torch.zeros(width))
-        self.mat_qkv = nn.Linear(width, 3 * width, bias=False)
-        self.proj = nn.Linear(width, width)
+        self.mat_qkv = Linear(width, 3 * width, bias=False)
+        self.proj = Linear(width, width)
         self.caching = False
         self.cached_k_BHLc: Tensor | None = None
         self.cached_v_BHLc: Tensor | None = None
@@ -85,8 +107,8 @@ class FFN(nn.Module):
 
     def __init__(self, width: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(width, hidden)
-        self.fc2 = nn.Linear(hidden, width)
+        self.fc1 = Linear(width, hidden)
+        self.fc2 = Linear(hidden, width)
 
     def forward(self, x_BLC: Tensor) -> Tensor:
         """(B, L, C) → (B, L, C)."""
@@ -117,7 +139,7 @@ class AdaLNBlock(nn.Module):
         self.attn = SelfAttention(width, num_heads, attn_l2_norm)
         self.ffn = FFN(width, round(width * mlp_ratio))
         if not shared_aln:
-            self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+            self.ada_lin = nn.Sequential(nn.SiLU(), Linear(width, 6 * width))
 
     def _norm(self, x_BLC: Tensor) -> Tensor:
         return F.layer_norm(x_BLC, (self.width,), eps=self.norm_eps)
@@ -150,7 +172,7 @@ class AdaLNBeforeHead(nn.Module):
     def __init__(self, width: int, norm_eps: float) -> None:
         super().__init__()
         self.width, self.norm_eps = width, norm_eps
-        self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.ada_lin = nn.Sequential(nn.SiLU(), Linear(width, 2 * width))
 
     def forward(self, x_BLC: Tensor, cond_BD: Tensor) -> Tensor:
         """(B, L, C) hidden states and (B, D) raw class embedding → (B, L, C) head input."""

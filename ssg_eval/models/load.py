@@ -1,4 +1,4 @@
-"""Builders for VAR and its VQVAE from a model config, strict checkpoint loading and name-seeded init.
+"""Builders for VAR and its VQVAE, strict checkpoint loading and name-seeded random weights.
 
 This module owns turning `model.*` config keys and checkpoint files into eval-mode networks and
 explaining every checkpoint mismatch before any sampling; it must not sample or download anything.
@@ -24,6 +24,19 @@ _HF_URL = "https://huggingface.co/FoundationVision/var/resolve/main/"
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 _EMA_KEY = "quantize.ema_vocab_hit_SV"
 _SHOW = 5
+# which config key decides the shape of a state-dict entry (first matching prefix wins)
+_SHAPE_KEYS = (
+    ("head.", "model.vocab_size"),
+    ("class_emb.", "model.num_classes"),
+    ("pos_1LC", "model.patch_nums"),
+    ("lvl_", "model.patch_nums"),
+    ("word_embed.", "model.cvae"),
+    ("quantize.embedding.", "model.vocab_size/model.cvae"),
+    ("quantize.", "model.cvae/model.share_quant_resi"),
+    ("encoder.", "model.vae_ch/model.vae_ch_mult/model.cvae"),
+    ("decoder.", "model.vae_ch/model.vae_ch_mult/model.cvae"),
+    ("", "model.depth"),
+)
 
 
 class CheckpointError(ValueError):
@@ -57,15 +70,18 @@ def _vqvae_kwargs(model_cfg: Any) -> dict[str, Any]:
     )
 
 
-def _materialize(make: Any, device: str | torch.device) -> Any:
-    """Construct on the meta device (no default init), allocate on `device`, zero the parameters."""
-    with torch.device("meta"):
+def _construct(make: Any, device: str | torch.device, zero: bool = True) -> Any:
+    """Construct directly on `device`; the layers skip torch's random init (uninitialised memory).
+
+    Parameters are zeroed unless `zero` is False (the caller then overwrites every one of them);
+    buffers hold their constructed values.
+    """
+    with torch.device(device):
         module = make()
-    module.to_empty(device=torch.device(device))
-    with torch.no_grad():
-        for param in module.parameters():
-            param.zero_()
-    module.init_buffers()
+    if zero:
+        with torch.no_grad():
+            for param in module.parameters():
+                param.zero_()
     module.eval().requires_grad_(False)
     return module
 
@@ -81,12 +97,12 @@ def build_var(model_cfg: Any, device: str | torch.device = "cpu") -> VAR:
             shared_aln, attn_l2_norm, mlp_ratio, norm_eps).
         device: where to allocate the parameters.
     """
-    return _materialize(lambda: VAR(**_var_kwargs(model_cfg)), device)
+    return _construct(lambda: VAR(**_var_kwargs(model_cfg)), device)
 
 
 def build_vqvae(model_cfg: Any, device: str | torch.device = "cpu") -> VQVAE:
     """Build the VQVAE with the model's patch_nums (d36 needs the 512 schedule); see `build_var`."""
-    return _materialize(lambda: VQVAE(**_vqvae_kwargs(model_cfg)), device)
+    return _construct(lambda: VQVAE(**_vqvae_kwargs(model_cfg)), device)
 
 
 def count_parameters(model_cfg: Any) -> tuple[int, int]:
@@ -126,16 +142,16 @@ def init_from_names(module: nn.Module, seed_prefix: int | str = 1234) -> None:
     """
     for name, param in module.named_parameters():
         generator = torch.Generator(device="cpu").manual_seed(name_seed(seed_prefix, name))
-        values = torch.randn(param.shape, generator=generator, dtype=torch.float32)
-        if name == "quantize.embedding.weight":
-            values = values * 0.5
-        else:
-            values = values * 0.02
+        direct = param.device.type == "cpu" and param.dtype == torch.float32
+        values = param if direct else torch.empty(param.shape, dtype=torch.float32)
+        torch.randn(param.shape, generator=generator, dtype=torch.float32, out=values)
+        values.mul_(0.5 if name == "quantize.embedding.weight" else 0.02)
         if param.ndim == 1 and "norm" in name and name.endswith(".weight"):
-            values = values + 1
+            values.add_(1)
         if name.endswith("scale_mul_1H11"):
-            values = values + math.log(4)
-        param.copy_(values)
+            values.add_(math.log(4))
+        if not direct:
+            param.copy_(values)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -182,11 +198,11 @@ def _depth_fix(file_depth: int, file_shared: bool) -> str:
 def _read_state_dict(path: Path, key: str) -> dict[str, Tensor]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (any read failure is the same user-facing problem)
+    except Exception as exc:  # any read failure is the same user-facing problem
         raise CheckpointError(
-            f"{key}={path}: cannot be read by torch.load ({type(exc).__name__}: {exc}). The file is "
-            "truncated, corrupt or not a torch checkpoint; download it again and compare its "
-            "sha256 with the published one"
+            f"{key}={path}: cannot be read by torch.load ({type(exc).__name__}: {exc}). "
+            "The file is truncated, corrupt or not a torch checkpoint; download it again and "
+            "compare its sha256 with the published one"
         ) from exc
     if not isinstance(content, dict):
         raise CheckpointError(
@@ -196,7 +212,9 @@ def _read_state_dict(path: Path, key: str) -> dict[str, Tensor]:
     bad = [k for k, v in content.items() if not (isinstance(k, str) and isinstance(v, Tensor))]
     if bad:
         nested = [k for k in bad if isinstance(content[k], dict)]
-        hint = f"; the weights may be under {nested[:_SHOW]}: save that dict alone" if nested else ""
+        hint = (
+            f"; the weights may be under {nested[:_SHOW]}: save that dict alone" if nested else ""
+        )
         raise CheckpointError(
             f"{key}={path}: is not a flat state dict; entries {bad[:_SHOW]} are not tensors "
             f"(a training checkpoint?){hint}"
@@ -249,7 +267,10 @@ def _mismatch_report(
             continue
         shapes.append(f"{k}: file {tuple(tensor.shape)} vs model {tuple(expected[k].shape)}")
     if shapes:
-        problems.append(f"{len(shapes)} shape mismatches, e.g. {shapes[:_SHOW]}")
+        keys = sorted({next(v for p, v in _SHAPE_KEYS if s.startswith(p)) for s in shapes})
+        problems.append(
+            f"{len(shapes)} shape mismatches, e.g. {shapes[:_SHOW]} → check {', '.join(keys)}"
+        )
     return problems, tolerated
 
 
@@ -322,8 +343,9 @@ def build_model(
     for kind in ("var", "vae"):
         value = getattr(model_cfg, f"{kind}_ckpt")
         paths[kind] = None if value is None else _check_path(value, f"model.{kind}_ckpt")
-    var = build_var(model_cfg, device)
-    vae = build_vqvae(model_cfg, device)
+    # every parameter is overwritten below (checkpoint or names), so skip the zero fill
+    var = _construct(lambda: VAR(**_var_kwargs(model_cfg)), device, zero=False)
+    vae = _construct(lambda: VQVAE(**_vqvae_kwargs(model_cfg)), device, zero=False)
     info: dict[str, Any] = {}
     for kind, module in (("var", var), ("vae", vae)):
         path = paths[kind]

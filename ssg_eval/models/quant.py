@@ -1,4 +1,4 @@
-"""The multi-scale residual quantizer of VAR's VQVAE: codebook, partially shared phi convs, f̂ update.
+"""The multi-scale residual quantizer of VAR's VQVAE: codebook, shared phi convs, f̂ update.
 
 This module owns codebook lookups, the phi index per scale (VAR_SPEC.md §5) and the residual
 accumulation of f̂; it must not sample, run the encoder/decoder or edit tensors it is given.
@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ssg_eval.models.blocks import Conv2d, Embedding
 
 
 def phi_ticks(num_phis: int) -> np.ndarray:
@@ -40,7 +42,7 @@ def phi_index_table(num_scales: int, num_phis: int) -> tuple[int, ...]:
     return tuple(table)
 
 
-class Phi(nn.Conv2d):
+class Phi(Conv2d):
     """phi(h) = (1 − r)·h + r·conv3×3(h), r = |quant_resi| (keys `weight`, `bias`)."""
 
     def __init__(self, channels: int, quant_resi: float) -> None:
@@ -61,7 +63,7 @@ class PhiPartiallyShared(nn.Module):
 
 
 class MultiScaleQuantizer(nn.Module):
-    """Codebook plus phi convs; keys `ema_vocab_hit_SV` (buffer), `quant_resi.qresi_ls.*`, `embedding`.
+    """Codebook plus phi convs: `ema_vocab_hit_SV` (buffer), `quant_resi.qresi_ls.*`, `embedding`.
 
     `ema_vocab_hit_SV` (K, V) is a training statistic kept only for state-dict compatibility.
     """
@@ -87,7 +89,7 @@ class MultiScaleQuantizer(nn.Module):
         self.phi_index = phi_index_table(len(self.patch_nums), share_quant_resi)
         self.register_buffer("ema_vocab_hit_SV", torch.zeros(len(self.patch_nums), vocab_size))
         self.quant_resi = PhiPartiallyShared(cvae, quant_resi, share_quant_resi)
-        self.embedding = nn.Embedding(vocab_size, cvae)
+        self.embedding = Embedding(vocab_size, cvae)
 
     def init_buffers(self) -> None:
         """Reset the buffer to its constructed value (after `to_empty`)."""
@@ -146,7 +148,9 @@ class MultiScaleQuantizer(nn.Module):
         """
         B, C, H, W = f_BCHW.shape
         if (H, W) != (self.patch_nums[-1], self.patch_nums[-1]):
-            raise ValueError(f"feature map {H}x{W} does not match patch_nums[-1]={self.patch_nums[-1]}")
+            raise ValueError(
+                f"feature map {H}x{W} does not match patch_nums[-1]={self.patch_nums[-1]}"
+            )
         f_rest = f_BCHW.clone()
         f_hat = torch.zeros_like(f_rest)
         codebook_VC = self.embedding.weight

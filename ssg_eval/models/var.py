@@ -1,4 +1,4 @@
-"""The class-conditional VAR transformer (next-scale prediction) with the official state-dict layout.
+"""The class-conditional VAR transformer (next-scale prediction), official state-dict layout.
 
 This module owns embeddings, the block stack, the AdaLN head and the scale bookkeeping
 (VAR_SPEC.md §2 and §4); it must not sample, mix guidance branches, hold a generator or a VQVAE.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ssg_eval.models.blocks import AdaLNBeforeHead, AdaLNBlock
+from ssg_eval.models.blocks import AdaLNBeforeHead, AdaLNBlock, Embedding, Linear
 
 
 class VAR(nn.Module):
@@ -62,28 +62,34 @@ class VAR(nn.Module):
         self.register_buffer("lvl_1L", torch.zeros(1, self.seq_len, dtype=torch.int64))
         self.register_buffer("attn_bias_for_masking", torch.zeros(1, 1, self.seq_len, self.seq_len))
         self.init_buffers()
-        self.word_embed = nn.Linear(cvae, C)
-        self.class_emb = nn.Embedding(num_classes + 1, C)
-        self.lvl_embed = nn.Embedding(len(self.patch_nums), C)
+        self.word_embed = Linear(cvae, C)
+        self.class_emb = Embedding(num_classes + 1, C)
+        self.lvl_embed = Embedding(len(self.patch_nums), C)
         if shared_aln:
-            self.shared_ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(C, 6 * C))
+            self.shared_ada_lin = nn.Sequential(nn.SiLU(), Linear(C, 6 * C))
         self.blocks = nn.ModuleList(
-            AdaLNBlock(C, depth, mlp_ratio, norm_eps, shared_aln, attn_l2_norm) for _ in range(depth)
+            AdaLNBlock(C, depth, mlp_ratio, norm_eps, shared_aln, attn_l2_norm)
+            for _ in range(depth)
         )
         self.head_nm = AdaLNBeforeHead(C, norm_eps)
-        self.head = nn.Linear(C, vocab_size)
+        self.head = Linear(C, vocab_size)
 
     @torch.no_grad()
     def init_buffers(self) -> None:
         """(Re)compute the buffers from the scale schedule (needed after `to_empty`)."""
+        if self.lvl_1L.is_meta:  # shapes only; values do not exist on the meta device
+            return
+        cpu = torch.device("cpu")
         lvl_L = torch.cat(
-            [torch.full((pn * pn,), si, dtype=torch.int64) for si, pn in enumerate(self.patch_nums)]
-        ).to(self.lvl_1L.device)
+            [
+                torch.full((pn * pn,), si, dtype=torch.int64, device=cpu)
+                for si, pn in enumerate(self.patch_nums)
+            ]
+        )
         self.lvl_1L.copy_(lvl_L.view(1, -1))
         # 0 where the query's scale >= the key's scale, else −inf (block-causal)
         visible_LL = lvl_L.view(-1, 1) >= lvl_L.view(1, -1)
-        bias_LL = torch.zeros(visible_LL.shape, device=visible_LL.device)
-        bias_LL.masked_fill_(~visible_LL, -torch.inf)
+        bias_LL = torch.zeros(visible_LL.shape, device=cpu).masked_fill_(~visible_LL, -torch.inf)
         self.attn_bias_for_masking.copy_(bias_LL.view(1, 1, self.seq_len, self.seq_len))
         for block in getattr(self, "blocks", []):
             block.attn.zero_k_bias.zero_()

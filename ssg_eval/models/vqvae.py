@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssg_eval.models.blocks import Conv2d
 from ssg_eval.models.quant import MultiScaleQuantizer
 
 
@@ -17,8 +18,8 @@ def _group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
 
 
-def _conv3(c_in: int, c_out: int, stride: int = 1, padding: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=padding)
+def _conv3(c_in: int, c_out: int, stride: int = 1, padding: int = 1) -> Conv2d:
+    return Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=padding)
 
 
 class ResnetBlock(nn.Module):
@@ -30,7 +31,7 @@ class ResnetBlock(nn.Module):
         self.conv1 = _conv3(c_in, c_out)
         self.norm2 = _group_norm(c_out)
         self.conv2 = _conv3(c_out, c_out)
-        self.nin_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.nin_shortcut = Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, Cin, H, W) → (B, Cout, H, W)."""
@@ -46,9 +47,9 @@ class AttnBlock(nn.Module):
         super().__init__()
         self.channels = channels
         self.norm = _group_norm(channels)
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.qkv = Conv2d(channels, 3 * channels, 1)
         self.w_ratio = int(channels) ** (-0.5)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
+        self.proj_out = Conv2d(channels, channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) → (B, C, H, W)."""
@@ -89,7 +90,9 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
-def _level(blocks: list[nn.Module], attns: list[nn.Module], resample: nn.Module | None) -> nn.Module:
+def _level(
+    blocks: list[nn.Module], attns: list[nn.Module], resample: nn.Module | None
+) -> nn.Module:
     level = nn.Module()
     level.block = nn.ModuleList(blocks)
     level.attn = nn.ModuleList(attns)
@@ -107,7 +110,7 @@ def _mid(channels: int) -> nn.Module:
 
 
 class Encoder(nn.Module):
-    """Image (B, 3, H, W) → latent (B, Cvae, H/2^(n−1), W/2^(n−1)); attention at the lowest level."""
+    """Image (B, 3, H, W) → latent (B, Cvae, H/2^(n−1), W/2^(n−1)); attention at the last level."""
 
     def __init__(self, ch: int, ch_mult: list[int], num_res_blocks: int, cvae: int) -> None:
         super().__init__()
@@ -151,7 +154,9 @@ class Decoder(nn.Module):
         levels: list[nn.Module] = []
         for i in reversed(range(n)):
             c_out = ch * ch_mult[i]
-            blocks = [ResnetBlock(c_in if j == 0 else c_out, c_out) for j in range(num_res_blocks + 1)]
+            blocks = [
+                ResnetBlock(c_in if j == 0 else c_out, c_out) for j in range(num_res_blocks + 1)
+            ]
             attns = [AttnBlock(c_out) for _ in range(num_res_blocks + 1)] if i == n - 1 else []
             levels.insert(0, _level(blocks, attns, Upsample(c_out) if i != 0 else None))
             c_in = c_out
@@ -214,11 +219,11 @@ class VQVAE(nn.Module):
         self.quantize.init_buffers()
 
     def decode(self, f_hat_BCHW: Tensor) -> Tensor:
-        """f̂ (B, Cvae, pn_last, pn_last) → image (B, 3, 16·pn_last, 16·pn_last) clamped to [−1, 1]."""
+        """f̂ (B, Cvae, pn, pn) → image (B, 3, 16·pn, 16·pn) clamped to [−1, 1], pn = pn_last."""
         return self.decoder(self.post_quant_conv(f_hat_BCHW)).clamp(-1, 1)
 
     def embed_tokens(self, tokens_Bl: Tensor, patch_num: int) -> Tensor:
-        """(B, l) row-major tokens → h (B, Cvae, patch_num, patch_num); see `MultiScaleQuantizer`."""
+        """(B, l) row-major tokens → h (B, Cvae, patch_num, patch_num) (codebook lookup)."""
         return self.quantize.embed_tokens(tokens_Bl, patch_num)
 
     def accumulate(

@@ -150,14 +150,18 @@ def generate_batch(
     B = labels_B.shape[0]
     two_branches = any(p.needs_uncond for p in processors)
     states = [p.init_state(B) for p in processors]
-    uncond_states = [p.init_state(B) if getattr(p, "branch_wise", False) else None for p in processors]
+    uncond_states = [
+        p.init_state(B) if getattr(p, "branch_wise", False) else None for p in processors
+    ]
     with torch.inference_mode():
         if two_branches:  # (2B,): conditional rows first, then the null class
             labels_B = torch.cat((labels_B, torch.full_like(labels_B, var.num_classes)))
         cond_BD = var.class_condition(labels_B)
         with _autocast(device, autocast_dtype):
             x_BlC = var.first_scale_input(cond_BD)
-        f_hat_BCHW = cond_BD.new_zeros(B, vae.cvae, patch_nums[-1], patch_nums[-1], dtype=torch.float32)
+        f_hat_BCHW = cond_BD.new_zeros(
+            B, vae.cvae, patch_nums[-1], patch_nums[-1], dtype=torch.float32
+        )
         var.set_kv_cache(True)
         try:
             for si, pn in enumerate(patch_nums):

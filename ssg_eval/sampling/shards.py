@@ -20,6 +20,7 @@ from ssg_eval.utils.io import atomic_write_npz
 
 __all__ = [
     "ROUNDING_RULES",
+    "SAMPLES_NPZ",
     "export_samples_npz",
     "images_sha256",
     "iter_run_images",
@@ -310,8 +311,7 @@ def export_samples_npz(run_dir: str | Path, plan: SamplePlan, *, hasher: Any = N
     """
     run_dir = Path(run_dir)
     _check_complete(run_dir, plan)
-    first = next(iter_run_images(run_dir, 1))[0]
-    shape = (plan.num_samples, *first.shape[1:])
+    shape = (plan.num_samples, *_member_headers(shard_path(run_dir, 0))["images"][0][1:])
     out = run_dir / SAMPLES_NPZ
     tmp = out.with_name(out.name + ".tmp")
     labels: list[np.ndarray] = []

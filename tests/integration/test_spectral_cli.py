@@ -33,7 +33,14 @@ def runs(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
 
     def sample(*overrides: str):
-        base = ["model=tiny", "sampler=tiny", "runtime.device=cpu", f"paths.results={results}"]
+        base = [
+            "model=tiny",
+            "sampler=tiny",
+            "runtime.device=cpu",
+            f"paths.results={results}",
+            "sampler.num_samples=10",
+            "runtime.measure_latency=false",
+        ]
         cfg = compose_config(base + list(overrides))
         validate(cfg)
         sample_run(cfg)
@@ -105,3 +112,23 @@ def test_cli_command_prints_one_final_line(runs, tmp_path, capsys):
     )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and str(tmp_path / "pixel_spectrum.png") in lines[0]
+
+
+def test_regenerated_samples_match_the_stored_images(runs):
+    import torch
+    from omegaconf import OmegaConf
+
+    from ssg_eval.analysis.latent import sample_indices
+    from ssg_eval.sampling.generate import build_sampling_model
+    from ssg_eval.sampling.shards import iter_run_images
+    from ssg_eval.utils.io import read_json
+
+    cfg = OmegaConf.create(read_json(runs["ssg"] / "manifest.json")["config"])
+    model = build_sampling_model(cfg, torch.device("cpu"))
+    indices = list(range(int(cfg.sampler.batch_size)))  # the stored chunk's first forward batch
+    regenerated = sample_indices(
+        model.var, model.vae, cfg, indices, model.processors, None, torch.device("cpu")
+    )
+    stored, _, stored_indices = next(iter_run_images(runs["ssg"], len(indices)))
+    assert stored_indices.tolist() == indices
+    assert np.array_equal(regenerated, stored)

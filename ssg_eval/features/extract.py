@@ -1,0 +1,213 @@
+"""Stream uint8 NHWC images through the Inception wrapper in fixed-size batches -> feature arrays.
+
+Results never depend on how the caller chunks its input (the stream is re-batched to exactly
+`batch_size`); this module must not compute statistics or metrics, and it never writes files.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ssg_eval.features import FEATURE_DIMS, FEATURE_KEYS
+
+_ZIP_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes; last two: name and extra lengths
+
+
+def validate_images(images: np.ndarray, where: str = "images") -> None:
+    """Raise ValueError unless `images` is uint8 (n, H, W, 3).
+
+    Args:
+        images: the array to check.
+        where: name used in the message (file and key, or "batch 3").
+    """
+    if not isinstance(images, np.ndarray):
+        raise ValueError(f"{where}: expected a numpy array, got {type(images).__name__}")
+    if images.dtype != np.uint8:
+        if np.issubdtype(images.dtype, np.floating) and np.isnan(images).any():
+            raise ValueError(
+                f"{where}: contains NaN (dtype {images.dtype}); images must be uint8 in [0, 255]; "
+                "range-check and convert samples with ssg_eval.sampling.shards.to_uint8"
+            )
+        raise ValueError(
+            f"{where}: dtype {images.dtype}, expected uint8 in [0, 255] (convert with "
+            "ssg_eval.sampling.shards.to_uint8)"
+        )
+    if images.ndim != 4 or images.shape[-1] != 3:
+        nchw = images.ndim == 4 and images.shape[1] == 3
+        hint = " (looks NCHW; transpose to NHWC)" if nchw else ""
+        raise ValueError(f"{where}: shape {images.shape}, expected (n, H, W, 3) NHWC{hint}")
+
+
+def rebatch(arrays: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+    """Regroup a stream of (n_i, H, W, 3) arrays into fresh (batch_size, H, W, 3) arrays.
+
+    Only the last batch may be shorter. Every yielded array is a new writable copy, so callers may
+    pass read-only memory maps; memory stays at one batch plus the caller's current chunk.
+
+    Raises:
+        ValueError: an array is not uint8 NHWC, or the image size changes within the stream.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    buffer: np.ndarray | None = None
+    fill = 0
+    for index, array in enumerate(arrays):
+        validate_images(array, where=f"input chunk {index}")
+        if buffer is None:
+            buffer = np.empty((batch_size, *array.shape[1:]), dtype=np.uint8)
+        elif array.shape[1:] != buffer.shape[1:]:
+            raise ValueError(
+                f"input chunk {index}: image shape {array.shape[1:]} differs from the stream's "
+                f"{buffer.shape[1:]}; all images of one stream must share H and W"
+            )
+        start = 0
+        while start < len(array):
+            take = min(batch_size - fill, len(array) - start)
+            buffer[fill : fill + take] = array[start : start + take]
+            fill += take
+            start += take
+            if fill == batch_size:
+                yield buffer
+                buffer = np.empty_like(buffer)
+                fill = 0
+    if buffer is not None and fill:
+        yield buffer[:fill]
+
+
+def extract_features(
+    batches: Iterable[np.ndarray],
+    model: nn.Module,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Inception features of every image in the stream, in stream order.
+
+    Args:
+        batches: iterable of uint8 (n, H, W, 3) arrays in [0, 255]; any chunking.
+        model: `build_inception(...)` output (or any module mapping uint8 (B, 3, H, W) to the
+            dict `pool`/`spatial`/`logits`), already on `device`.
+        batch_size: forward batch (ADM: 64). Fixed so features never depend on the caller.
+        device: where the forward pass runs.
+        progress: show a tqdm bar.
+
+    Returns:
+        `pool` (N, 2048), `spatial` (N, 2023), `logits` (N, 1008), float32.
+
+    Raises:
+        ValueError: bad input (dtype, layout, NaN, changing size) or an empty stream.
+    """
+    device = torch.device(device)
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in FEATURE_KEYS}
+    with torch.inference_mode(), tqdm(unit="img", desc="inception", disable=not progress) as bar:
+        for batch_NHWC in rebatch(batches, batch_size):
+            images_BCHW = torch.from_numpy(batch_NHWC).to(device).permute(0, 3, 1, 2).contiguous()
+            out = model(images_BCHW)
+            for key in FEATURE_KEYS:
+                value = out[key].detach().to("cpu", torch.float32).numpy()
+                assert value.shape == (len(batch_NHWC), FEATURE_DIMS[key]), (key, value.shape)
+                parts[key].append(value)
+            bar.update(len(batch_NHWC))
+    if not parts["pool"]:
+        raise ValueError("extract_features got no images (empty input stream)")
+    features = {key: np.concatenate(chunks, axis=0) for key, chunks in parts.items()}
+    for key, value in features.items():
+        if not np.isfinite(value).all():
+            raise ValueError(f"Inception produced non-finite {key} features; check the weights")
+    return features
+
+
+def _npz_member(zf: zipfile.ZipFile, path: Path, key: str) -> zipfile.ZipInfo:
+    name = f"{key}.npy"
+    if name not in zf.namelist():
+        keys = sorted(n.removesuffix(".npy") for n in zf.namelist())
+        raise KeyError(f"{path}: key {key!r} missing (keys present: {keys})")
+    return zf.getinfo(name)
+
+
+def npz_array_header(path: str | Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of `key` in an npz without reading its data.
+
+    Raises:
+        FileNotFoundError: no such file. KeyError: key missing. ValueError: not an npz/npy member.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open(_npz_member(zf, path, key)) as member:
+            version = np.lib.format.read_magic(member)
+            shape, _, dtype = _read_header(member, version)
+    except zipfile.BadZipFile as err:
+        raise ValueError(f"{path} is not an npz file ({err})") from err
+    return tuple(shape), dtype
+
+
+def _read_header(handle, version: tuple[int, int]):
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(handle)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(handle)
+    raise ValueError(f"unsupported npy format version {version}")
+
+
+def open_npz_array(path: str | Path, key: str) -> np.ndarray:
+    """`key` of an npz as a read-only memory map when stored uncompressed, else loaded once.
+
+    `np.load` cannot memory-map npz members; an uncompressed member is a plain npy inside the
+    zip, so its data offset is computed from the local zip header and mapped directly.
+
+    Raises:
+        FileNotFoundError, KeyError, ValueError: as `npz_array_header`.
+    """
+    path = Path(path)
+    shape, dtype = npz_array_header(path, key)
+    with zipfile.ZipFile(path) as zf:
+        info = _npz_member(zf, path, key)
+        with zf.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            _, fortran, _ = _read_header(member, version)
+            header_len = member.tell()
+    if info.compress_type != zipfile.ZIP_STORED or dtype.hasobject:
+        with np.load(path) as data:
+            return data[key]
+    with open(path, "rb") as raw:
+        raw.seek(info.header_offset)
+        fields = _ZIP_LOCAL_HEADER.unpack(raw.read(_ZIP_LOCAL_HEADER.size))
+    offset = info.header_offset + _ZIP_LOCAL_HEADER.size + fields[-2] + fields[-1] + header_len
+    if int(np.prod(shape)) == 0:
+        return np.empty(shape, dtype=dtype)
+    order = "F" if fortran else "C"
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+
+
+def iter_npz_images(path: str | Path, batch: int, key: str = "arr_0") -> Iterator[np.ndarray]:
+    """Stream `arr_0` of an ADM-format npz in chunks of `batch` images (memory-mapped if possible).
+
+    Args:
+        path: npz holding `key` as uint8 (N, H, W, 3).
+        batch: images per yielded chunk (> 0); the last one may be shorter.
+        key: member name.
+
+    Yields:
+        Read-only uint8 (n, H, W, 3) views (`extract_features` copies them into its batches).
+
+    Raises:
+        ValueError: the member is not uint8 NHWC with 3 channels.
+    """
+    if batch < 1:
+        raise ValueError(f"batch={batch} must be >= 1")
+    images = open_npz_array(path, key)
+    validate_images(images[:0], where=f"{path}:{key}")
+    for start in range(0, len(images), batch):
+        yield images[start : start + batch]

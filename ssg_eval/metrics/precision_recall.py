@@ -1,0 +1,165 @@
+"""Improved precision and recall (k-NN manifolds) as ADM's `ManifoldEstimator` computes them.
+
+Squared distances are blockwise over rows and columns with torch matmuls, optionally with ADM's
+float16 distance semantics; pure arithmetic: no file I/O, and the device is an argument.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ssg_eval.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+DISTANCE_DTYPES = ("float16", "float32")
+
+
+class _PointSet:
+    """Features in row blocks: float32 originals (host) plus the values/norms the mode uses."""
+
+    def __init__(self, features: np.ndarray, mode: str, block_size: int, device: torch.device):
+        self.host32 = np.ascontiguousarray(features, dtype=np.float32)
+        self.mode, self.block_size, self.device = mode, block_size, device
+        self.values: list[torch.Tensor] = []
+        self.norms: list[torch.Tensor] = []
+        for start in range(0, len(self.host32), block_size):
+            block32 = torch.from_numpy(self.host32[start : start + block_size]).to(device)
+            if mode == "float16":
+                block16 = block32.to(torch.float16)
+                # TF: reduce_sum(square(U)) in fp16 -> squares rounded to fp16, fp32 accumulation,
+                # norm rounded to fp16.
+                squares = block16.float().square().to(torch.float16).float()
+                self.values.append(block16)
+                self.norms.append(squares.sum(1).to(torch.float16))
+            else:
+                self.values.append(block32)
+                self.norms.append(block32.square().sum(1))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def block32(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        start = index * self.block_size
+        block = torch.from_numpy(self.host32[start : start + self.block_size]).to(self.device)
+        return block, block.square().sum(1)
+
+
+def _squared_distances(u: torch.Tensor, nu: torch.Tensor, v: torch.Tensor, nv: torch.Tensor):
+    """max(‖u‖² − 2 u·v + ‖v‖², 0) in the dtype of the norms: (rows of u, rows of v).
+
+    In float16 every op rounds to fp16 as in ADM's TF graph (matmul accumulates in fp32, then
+    the product, −2·product, +‖u‖² and +‖v‖² are each rounded); float32 is plain float32.
+    """
+    dist = torch.mm(u.float(), v.float().T).to(nu.dtype)
+    return dist.mul_(-2).add_(nu[:, None]).add_(nv[None, :]).clamp_min_(0)
+
+
+def _block(rows: _PointSet, i: int, cols: _PointSet, j: int) -> torch.Tensor:
+    dist = _squared_distances(rows.values[i], rows.norms[i], cols.values[j], cols.norms[j])
+    if dist.dtype == torch.float16 and not bool(torch.isfinite(dist.amax())):
+        # ADM: a block with any non-finite fp16 distance is recomputed entirely in float32.
+        log.debug("non-finite float16 distances in block (%d, %d); recomputing in float32", i, j)
+        (u, nu), (v, nv) = rows.block32(i), cols.block32(j)
+        dist = _squared_distances(u, nu, v, nv)
+    return dist
+
+
+def _radii(points: _PointSet, k: int, bar: tqdm) -> torch.Tensor:
+    """Distance to the k-th nearest other point: (k+1)-th smallest of each row, self included."""
+    radii = []
+    for i in range(len(points)):
+        best: torch.Tensor | None = None  # (rows, <= k+1) smallest distances so far, float32
+        for j in range(len(points)):
+            dist = _block(points, i, points, j)
+            top = torch.topk(dist, min(k + 1, dist.shape[1]), dim=1, largest=False).values
+            best = top.float() if best is None else torch.cat([best, top.float()], dim=1)
+            best = torch.topk(best, min(k + 1, best.shape[1]), dim=1, largest=False).values
+            bar.update(1)
+        radii.append(best[:, k])
+    return torch.cat(radii)
+
+
+def _compare_dtype(dist: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    # Compare in fp16 when the radii are fp16 values (no float32 fallback happened), avoiding a
+    # float32 copy of the block; the result equals the float32 comparison of the same values.
+    if dist.dtype == torch.float16 and torch.equal(radii.to(torch.float16).float(), radii):
+        return radii.to(torch.float16)
+    return radii if dist.dtype == radii.dtype else radii.to(dist.dtype)
+
+
+def precision_recall(
+    real_features: np.ndarray,
+    fake_features: np.ndarray,
+    k: int = 3,
+    block_size: int = 10_000,
+    distance_dtype: str = "float16",
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> tuple[float, float]:
+    """Improved precision/recall (Kynkäänniemi et al. 2019) with ADM's exact conventions.
+
+    Argument order is **real (reference) first, generated second**, like ADM's
+    `compute_prec_recall(ref_acts, sample_acts)` (torch-fidelity's order is the reverse).
+    Each point's ball has radius = squared distance to its k-th nearest other point (the
+    (k+1)-th smallest entry of its row, self included); precision = fraction of generated points
+    inside at least one real ball (d <= r), recall = fraction of real points inside at least one
+    generated ball. Distances are squared Euclidean, blockwise over rows and columns.
+
+    Args:
+        real_features: (N_real, D) float features (ADM: 10k reference pool3 features).
+        fake_features: (N_fake, D) float features (ADM: 50k sample pool3 features).
+        k: neighbourhood size (ADM: 3).
+        block_size: rows and columns per distance block (ADM: 10000); also decides which
+            blocks fall back to float32 in float16 mode, as in ADM.
+        distance_dtype: `float16` (ADM emulation: fp16 features, norms, product and distances;
+            a block with a non-finite value is recomputed in float32) or `float32`.
+        device: where the matmuls run (`cpu` or `cuda`).
+        progress: show a tqdm bar over distance blocks.
+
+    Returns:
+        `(precision, recall)` as Python floats in [0, 1].
+
+    Raises:
+        ValueError: shapes, non-finite values, fewer than k+1 points, or an unknown dtype.
+    """
+    if distance_dtype not in DISTANCE_DTYPES:
+        raise ValueError(
+            f"metrics.pr_distance_dtype={distance_dtype!r} is not valid; expected one of "
+            f"{list(DISTANCE_DTYPES)}"
+        )
+    if k < 1 or block_size < 1:
+        raise ValueError(f"k={k} and block_size={block_size} must be >= 1")
+    for name, feats in (("real_features", real_features), ("fake_features", fake_features)):
+        if np.ndim(feats) != 2 or len(feats) < k + 1:
+            raise ValueError(f"{name} must be (N >= k+1 = {k + 1}, D), got {np.shape(feats)}")
+        if not np.isfinite(feats).all():
+            raise ValueError(f"{name} contain non-finite values")
+    if np.shape(real_features)[1] != np.shape(fake_features)[1]:
+        raise ValueError(
+            f"feature widths differ: real {np.shape(real_features)}, fake {np.shape(fake_features)}"
+        )
+    device = torch.device(device)
+    real = _PointSet(real_features, distance_dtype, block_size, device)
+    fake = _PointSet(fake_features, distance_dtype, block_size, device)
+    total = len(real) ** 2 + len(fake) ** 2 + len(real) * len(fake)
+    with (
+        torch.inference_mode(),
+        tqdm(total=total, desc="precision/recall", disable=not progress) as bar,
+    ):
+        radii_real, radii_fake = _radii(real, k, bar), _radii(fake, k, bar)
+        real_in = torch.zeros(len(real_features), dtype=torch.bool, device=device)
+        fake_in = torch.zeros(len(fake_features), dtype=torch.bool, device=device)
+        for i in range(len(real)):
+            rows = slice(i * block_size, (i + 1) * block_size)
+            for j in range(len(fake)):
+                cols = slice(j * block_size, (j + 1) * block_size)
+                dist = _block(real, i, fake, j)  # (real rows, fake cols), as ADM's evaluate_pr
+                real_in[rows] |= (dist <= _compare_dtype(dist, radii_fake[cols])[None, :]).any(1)
+                fake_in[cols] |= (dist <= _compare_dtype(dist, radii_real[rows])[:, None]).any(0)
+                bar.update(1)
+    precision = int(fake_in.sum()) / len(fake_features)
+    recall = int(real_in.sum()) / len(real_features)
+    return precision, recall

@@ -1,0 +1,189 @@
+"""Finalizing a sampled run on rank 0: completeness checks, the ADM export and `manifest.json`.
+
+The manifest is what later stages wait for, so it is written last and atomically, only after
+every chunk verified; this module must not generate images except for the latency probe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from ssg_eval.sampling.generate import build_sampling_model, image_shape_of, measure_latency
+from ssg_eval.sampling.plan import SamplePlan
+from ssg_eval.sampling.shards import (
+    SAMPLES_NPZ,
+    export_samples_npz,
+    images_sha256,
+    shard_path,
+    shard_problem,
+)
+from ssg_eval.utils.dist import resolve_device, setup_runtime
+from ssg_eval.utils.io import atomic_write_json, read_json
+from ssg_eval.utils.logging import get_logger
+from ssg_eval.utils.provenance import collect_provenance, config_hash
+
+__all__ = ["check_complete", "finalize_run", "resolved_config"]
+
+log = get_logger(__name__)
+
+
+def resolved_config(cfg: Any) -> dict[str, Any]:
+    """The config as a plain, fully resolved dict (what the manifest stores and the hash sees)."""
+    node = cfg if OmegaConf.is_config(cfg) else OmegaConf.structured(cfg)
+    return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+
+
+def check_complete(run_dir: str | Path, plan: SamplePlan, image_shape: tuple[int, ...]) -> None:
+    """Raise unless every chunk's shard verifies and every index 0..N-1 appears exactly once.
+
+    Raises:
+        RuntimeError: naming the first missing or invalid shards, or the uncovered indices.
+    """
+    directory = Path(run_dir)
+    problems = {}
+    counts = np.zeros(plan.num_samples, dtype=np.int64)
+    for chunk in range(plan.num_chunks):
+        path = shard_path(directory, chunk)
+        problem = shard_problem(path, plan, chunk, image_shape)
+        if problem is not None:
+            problems[chunk] = problem
+            continue
+        with np.load(path) as data:
+            np.add.at(counts, data["indices"], 1)
+    if problems:
+        listed = ", ".join(f"{c}: {p}" for c, p in list(problems.items())[:5])
+        raise RuntimeError(
+            f"{len(problems)} of {plan.num_chunks} shards in {directory / 'shards'} are missing or "
+            f"invalid ({listed}); re-run the sample stage to complete them"
+        )
+    if not (counts == 1).all():
+        bad = np.flatnonzero(counts != 1)[:10].tolist()
+        raise RuntimeError(f"sample indices {bad} do not appear exactly once across the shards")
+
+
+def _timings(rank_stats: list[dict[str, Any]], latency: dict[str, Any] | None) -> dict[str, Any]:
+    images = sum(s["images_generated"] for s in rank_stats)
+    wall = max((s["sample_s"] for s in rank_stats), default=0.0)
+    rates = [s["images_generated"] / s["sample_s"] for s in rank_stats if s["sample_s"] > 0]
+    return {
+        "images_generated": images,
+        "chunks_generated": sum(s["chunks_generated"] for s in rank_stats),
+        "chunks_skipped": sum(s["chunks_skipped"] for s in rank_stats),
+        "resumed": any(s["chunks_skipped"] for s in rank_stats),
+        "wall_s": wall,
+        "images_per_s": images / wall if wall > 0 else None,
+        "images_per_s_per_process": statistics.mean(rates) if rates else None,
+        "model_build_s": max((s["model_build_s"] for s in rank_stats), default=0.0),
+        "latency": latency,
+    }
+
+
+def _export(directory: Path, plan: SamplePlan, export: bool) -> dict[str, Any]:
+    # One pass over the shards: the ADM export (when asked) and the content hash of the images.
+    if export:
+        hasher = hashlib.sha256()
+        export_samples_npz(directory, plan, hasher=hasher)
+        content = hasher.hexdigest()
+    else:
+        content = images_sha256(directory, plan)
+    return {
+        "num_samples": plan.num_samples,
+        "images_sha256": content,
+        "samples_npz": SAMPLES_NPZ if export else None,
+    }
+
+
+def _previous(directory: Path, digest: str) -> dict[str, Any] | None:
+    manifest_path = directory / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    manifest = read_json(manifest_path)
+    return manifest if manifest.get("config_hash") == digest else None
+
+
+def _model_record(cfg: Any, plan: SamplePlan, device: Any, rank_stats: list[dict[str, Any]]):
+    # Checkpoint info and latency from the ranks; the model is built only if no rank built it.
+    model_info = next((s["model_info"] for s in rank_stats if s.get("model_info")), None)
+    latency = rank_stats[0].get("latency") if rank_stats else None
+    needs_latency = latency is None and bool(cfg.runtime.measure_latency)
+    if model_info is None or needs_latency:
+        model = build_sampling_model(cfg, device)
+        model_info = model.info
+        if needs_latency:
+            latency = measure_latency(model, cfg, plan, device)
+    return model_info, latency
+
+
+def finalize_run(
+    cfg: Any, run_dir: str | Path, plan: SamplePlan, rank_stats: list[dict[str, Any]] | None = None
+) -> Path:
+    """Rank 0, after the final barrier: check completeness, export, write `manifest.json`.
+
+    Checks that every chunk's shard exists and verifies and that every index 0..N-1 appears
+    exactly once, exports `samples.npz` when `sampler.save_samples_npz`, and writes the manifest
+    atomically. When this session generated nothing and a manifest of the same config exists,
+    nothing is rewritten (reruns are no-ops), except that a missing `samples.npz` is exported
+    and added to the old manifest. Timings describe the images generated in this session
+    (`images_generated`, `resumed`); `images_per_s` is the whole job's rate (all ranks over the
+    slowest rank's sampling time). The model is built here only when no rank built it
+    (every shard existed) and the checkpoint info or latency is still needed.
+
+    Args:
+        cfg: the composed config.
+        run_dir: the run directory.
+        plan: the run's plan.
+        rank_stats: `run_rank`'s result of every rank, in rank order (None: unknown).
+
+    Returns:
+        The manifest path.
+
+    Raises:
+        RuntimeError: a shard is missing or invalid, or an index is not covered exactly once.
+    """
+    directory = Path(run_dir)
+    rank_stats = list(rank_stats or [])
+    shape = image_shape_of(cfg.model)
+    check_complete(directory, plan, shape)
+    resolved = resolved_config(cfg)
+    digest = config_hash(resolved)
+    export = bool(cfg.sampler.save_samples_npz)
+    manifest_path = directory / "manifest.json"
+    previous = _previous(directory, digest)
+    if previous is not None and not sum(s["images_generated"] for s in rank_stats):
+        if not export or (directory / SAMPLES_NPZ).is_file():
+            log.info("run %s is complete; manifest kept", directory)
+            return manifest_path
+        # Only the export is missing: add it and keep the record of the sampling session.
+        previous["samples"] = _export(directory, plan, export)
+        previous["config"] = resolved
+        return atomic_write_json(manifest_path, previous)
+    samples = _export(directory, plan, export)
+    device = resolve_device(str(cfg.runtime.device))
+    model_info, latency = _model_record(cfg, plan, device, rank_stats)
+    provenance = collect_provenance()
+    seeds = [plan.sample_seed(i) for i in range(min(4, plan.num_samples))]
+    manifest = {
+        "run_name": str(cfg.run_name),
+        "config": resolved,
+        "config_hash": digest,
+        "git": provenance["git"],
+        "versions": provenance["versions"],
+        "device": {**provenance["device"], "sampling_device": str(device)},
+        "world_size": rank_stats[0]["world_size"] if rank_stats else None,
+        "plan": {**plan.describe(), "rng": str(cfg.sampler.rng), "first_sample_seeds": seeds},
+        "chunk_size": plan.chunk_size,
+        "batch_size": int(cfg.sampler.batch_size),
+        "image_shape": list(shape),
+        "uint8_rounding": str(cfg.sampler.uint8_rounding),
+        "checkpoints": model_info,
+        "runtime": rank_stats[0]["runtime"] if rank_stats else setup_runtime(cfg.runtime),
+        "timings": _timings(rank_stats, latency) if rank_stats else {"latency": latency},
+        "samples": samples,
+    }
+    return atomic_write_json(manifest_path, manifest)

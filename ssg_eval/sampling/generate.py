@@ -1,0 +1,180 @@
+"""Chunk generation and the latency probe: model and processors built once, seeds -> uint8 images.
+
+This module turns plan chunks into quantized images through `sampling.loop.generate_batch`; it
+must not decide which chunks to run, touch run directories or hold any sampling math itself.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ssg_eval.config import ConfigError
+from ssg_eval.registry import MODELS, lookup
+from ssg_eval.sampling.plan import SamplePlan
+from ssg_eval.sampling.shards import to_uint8
+from ssg_eval.utils.dist import autocast_dtype
+
+__all__ = [
+    "SamplingModel",
+    "build_sampling_model",
+    "generate_chunk",
+    "image_shape_of",
+    "measure_latency",
+]
+
+
+@dataclass(frozen=True)
+class SamplingModel:
+    """The networks and processors one rank samples with (built once, shared by every chunk)."""
+
+    var: Any
+    vae: Any
+    info: dict[str, Any]  # build_model's info: checkpoint paths and sha256s, parameter counts
+    processors: list[Any]
+
+
+def image_shape_of(model_cfg: Any) -> tuple[int, int, int]:
+    """(H, W, 3) of decoded images: the VQVAE upsamples by 2**(len(vae_ch_mult)-1) per token."""
+    side = 2 ** (len(model_cfg.vae_ch_mult) - 1) * int(model_cfg.patch_nums[-1])
+    return side, side, 3
+
+
+def build_sampling_model(cfg: Any, device: torch.device) -> SamplingModel:
+    """Build the registered model (`model.arch`) in eval mode and the guidance processors."""
+    from ssg_eval.guidance import build_processors
+
+    build_model = lookup(MODELS, str(cfg.model.arch), "model.arch")
+    var, vae, info = build_model(cfg.model, device)
+    var.eval()
+    vae.eval()
+    processors = build_processors(cfg.guidance, list(cfg.model.patch_nums))
+    return SamplingModel(var=var, vae=vae, info=dict(info), processors=processors)
+
+
+def _sampling_kwargs(cfg: Any) -> dict[str, Any]:
+    sampler = cfg.sampler
+    return {
+        "temperature": float(sampler.temperature),
+        "top_k": int(sampler.top_k),
+        "top_p": float(sampler.top_p),
+        "truncation_impl": str(sampler.truncation_impl),
+        "autocast_dtype": autocast_dtype(str(cfg.runtime.autocast_dtype)),
+        "decode_dtype": autocast_dtype(str(cfg.runtime.decode_dtype)),
+    }
+
+
+def _generators(cfg: Any, plan: SamplePlan, indices: np.ndarray, chunk: int, device) -> Any:
+    # per_sample: one generator per index, so tokens do not depend on the batch split; official:
+    # one generator per chunk (VAR's per-batch stream), so the chunk is generated as one batch.
+    from ssg_eval.sampling.loop import make_generators
+
+    if cfg.sampler.rng == "official":
+        generator = torch.Generator(device=device)
+        generator.manual_seed(plan.chunk_seed(chunk))
+        return generator
+    return make_generators([plan.sample_seed(int(i)) for i in indices], device)
+
+
+def generate_chunk(
+    model: SamplingModel, cfg: Any, plan: SamplePlan, chunk: int, device: torch.device
+) -> np.ndarray:
+    """Generate the images of one chunk as uint8 NHWC, in index order.
+
+    rng=per_sample splits the chunk into forward batches of `sampler.batch_size` from its first
+    index, with one generator per sample: the tokens do not depend on the batch size. The pixels
+    do only through float rounding of shape-dependent kernels (on CPU ~1e-5 before quantization,
+    a few uint8 values off by one); a fixed batch size gives bit-identical shards for any world
+    size and resume point. rng=official generates the whole chunk as one batch.
+
+    Args:
+        model: built once per rank by `build_sampling_model`.
+        cfg: the composed config (sampler, runtime).
+        plan: the run's plan.
+        chunk: chunk number.
+        device: sampling device (the generators live there too).
+
+    Returns:
+        (n, H, W, 3) uint8 images of `plan.chunk_indices(chunk)`.
+    """
+    from ssg_eval.sampling.loop import generate_batch
+
+    kwargs = _sampling_kwargs(cfg)
+    indices = plan.chunk_indices(chunk)
+    size = len(indices) if cfg.sampler.rng == "official" else int(cfg.sampler.batch_size)
+    parts = []
+    for start in range(0, len(indices), size):
+        sub = indices[start : start + size]
+        generators = _generators(cfg, plan, sub, chunk, device)
+        labels_B = torch.as_tensor(plan.labels(sub), dtype=torch.long, device=device)
+        with torch.inference_mode():
+            images_B3HW = generate_batch(
+                model.var, model.vae, labels_B, generators, model.processors, **kwargs
+            )
+        parts.append(to_uint8(images_B3HW, str(cfg.sampler.uint8_rounding)))
+    return np.concatenate(parts)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_latency(
+    model: SamplingModel, cfg: Any, plan: SamplePlan, device: torch.device
+) -> dict[str, Any]:
+    """The Time column: seconds per image of `generate_batch` at `runtime.latency_batch_size`.
+
+    Protocol: one warm-up call, then the median of `runtime.latency_repeats` timed calls, with
+    `torch.cuda.synchronize` before and after each on GPU. Labels and seeds are those of the
+    first plan indices; generators are created outside the timed region and the images are
+    neither quantized nor written.
+
+    Returns:
+        `seconds_per_image`, `seconds_per_batch`, `times_s`, `batch_size`, `repeats`,
+        `warmup_calls`, `device`, `device_name`, `autocast_dtype`, `decode_dtype`.
+
+    Raises:
+        ConfigError: a latency batch size or repeat count below 1.
+    """
+    from ssg_eval.sampling.loop import generate_batch
+
+    kwargs = _sampling_kwargs(cfg)
+    batch, repeats = int(cfg.runtime.latency_batch_size), int(cfg.runtime.latency_repeats)
+    if batch < 1 or repeats < 1:
+        raise ConfigError(
+            f"runtime.latency_batch_size={batch} and runtime.latency_repeats={repeats} must be "
+            ">= 1; or set runtime.measure_latency=false"
+        )
+    indices = np.arange(batch, dtype=np.int64) % plan.num_samples
+    labels_B = torch.as_tensor(plan.labels(indices), dtype=torch.long, device=device)
+
+    def timed() -> float:
+        generators = _generators(cfg, plan, indices, 0, device)
+        _sync(device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            generate_batch(model.var, model.vae, labels_B, generators, model.processors, **kwargs)
+        _sync(device)
+        return time.perf_counter() - start
+
+    timed()  # warm-up (kernel selection, allocator), excluded
+    times = [timed() for _ in range(repeats)]
+    median = statistics.median(times)
+    return {
+        "seconds_per_image": median / batch,
+        "seconds_per_batch": median,
+        "times_s": times,
+        "batch_size": batch,
+        "repeats": len(times),
+        "warmup_calls": 1,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "autocast_dtype": str(cfg.runtime.autocast_dtype),
+        "decode_dtype": str(cfg.runtime.decode_dtype),
+    }
