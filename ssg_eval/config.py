@@ -89,7 +89,7 @@ class GuidanceConfig:
 class SamplerConfig:
     num_samples: int = 50_000
     chunk_size: int = 1000  # samples per shard file; storage only, never changes the images
-    batch_size: int = 64  # per-process forward batch; never changes the images
+    batch_size: int = 64  # per-process batch: same tokens; pixels equal up to float rounding
     seed: int = 0
     rng: str = "per_sample"  # per_sample | official (one generator per chunk, VAR's stream)
     temperature: float = 1.0

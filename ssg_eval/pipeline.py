@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from ssg_eval.preflight import check_inputs
-from ssg_eval.stage import cli_main, run_dir
+from ssg_eval.stage import CONF_DIR, cli_main, run_dir
 from ssg_eval.utils.io import read_json
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.utils.provenance import config_hash
@@ -72,7 +72,7 @@ def run_cell(cfg: Any, overrides: list[str]) -> Path:
     return run_dir(cfg)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="pipeline")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pipeline")
 def main(cfg: DictConfig) -> None:
     """`ssg-pipeline` / `python -m ssg_eval.pipeline` (supports `-m` sweeps)."""
     from hydra.core.hydra_config import HydraConfig

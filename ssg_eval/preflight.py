@@ -50,7 +50,7 @@ def missing_inputs(cfg: Any) -> list[str]:
         missing.append(
             f"metrics.reference: {cfg.metrics.reference} (ADM reference batch "
             f"{cfg.metrics.reference_name}; see reference_stats/README.md or set "
-                "SSG_EVAL_REFERENCE)"
+            "SSG_EVAL_REFERENCE)"
         )
     return missing
 

@@ -11,7 +11,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ssg_eval.stage import cli_main, results_dir
+from ssg_eval.stage import CONF_DIR, cli_main, results_dir
 
 
 def _plain(node: Any) -> Any:
@@ -36,7 +36,7 @@ def run_report(cfg: Any) -> dict[str, Path]:
     )
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="report")
 def main(cfg: DictConfig) -> None:
     """`ssg-report` / `python -m ssg_eval.report_stage` with Hydra overrides."""
     out = cli_main("report", run_report, cfg)

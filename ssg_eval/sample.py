@@ -13,11 +13,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from ssg_eval.stage import cli_main
+from ssg_eval.stage import CONF_DIR, cli_main
 
 # Absolute, so that the console script finds the configs too (a relative `../conf` is resolved
 # as the Python package `conf` when Hydra is entered through `ssg_eval.sample:main`).
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def _print_plan(cfg: Any, world_size: int) -> None:

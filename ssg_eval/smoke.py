@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from ssg_eval.suite import CONF_DIR, load_suite, run_suite
+from ssg_eval.stage import CONF_DIR
+from ssg_eval.suite import load_suite, run_suite
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
@@ -101,7 +102,7 @@ def run_smoke(overrides: Sequence[str] = (), seeds: Sequence[int] | None = None)
     if not any(o.startswith("paths.results=") for o in overrides):
         overrides.insert(0, f"paths.results={DEFAULT_RESULTS}")
     suite = load_suite("smoke")
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cells = [
             compose(config_name="pipeline", overrides=[f"experiment={cell}", *overrides])
             for cell in suite["cells"]

@@ -16,6 +16,8 @@ from ssg_eval.config import validate
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
+# The packaged conf/ (absolute, so console scripts work from any directory).
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def results_dir(cfg: Any) -> Path:
@@ -45,6 +47,8 @@ def cli_main(stage: str, fn: Callable[[Any], Any], cfg: Any) -> Any:
         log.error("%s failed", stage, exc_info=True)
         print(f"ssg-{stage}: error: {err}", file=sys.stderr)
         sys.exit(2)
-    if out is not None:
+    if isinstance(out, dict):
+        print(f"ssg-{stage}: wrote " + ", ".join(str(path) for path in out.values()))
+    elif out is not None:
         print(f"ssg-{stage}: outputs in {out}")
     return out

@@ -17,17 +17,17 @@ from omegaconf import OmegaConf, open_dict
 
 from ssg_eval.config import ConfigError, validate
 from ssg_eval.preflight import check_inputs
+from ssg_eval.stage import CONF_DIR
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def load_suite(name: str) -> dict[str, Any]:
     """Read `conf/suite/<name>.yaml` (cells, seeds, report_experiment, spectral)."""
-    path = CONF_DIR / "suite" / f"{name}.yaml"
+    path = Path(CONF_DIR) / "suite" / f"{name}.yaml"
     if not path.is_file():
-        valid = sorted(p.stem for p in (CONF_DIR / "suite").glob("*.yaml"))
+        valid = sorted(p.stem for p in (Path(CONF_DIR) / "suite").glob("*.yaml"))
         raise ConfigError(f"suite {name!r} not found at {path}; valid suites: {valid}")
     suite = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     for key in ("cells", "seeds", "report_experiment"):
@@ -64,7 +64,7 @@ def run_suite(name: str, overrides: Sequence[str] = (), seeds: Sequence[int] | N
 
     suite = load_suite(name)
     seeds = list(suite["seeds"] if seeds is None else seeds)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cells = compose_cells(suite, overrides, seeds)
         check_inputs(cfg for cfg, _ in cells)  # one message for every missing file
         for index, (cfg, cell_overrides) in enumerate(cells, start=1):

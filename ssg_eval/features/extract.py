@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import zipfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,26 @@ def rebatch(arrays: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarra
         yield buffer[:fill]
 
 
+@contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Scoped TF32 off for CUDA matmuls and cuDNN convolutions (restored on exit).
+
+    cuDNN allows TF32 convolutions by default, which moves Inception features by ~1e-3; the ADM
+    protocol needs full float32. A no-op on CPU; never changes the settings outside the block.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved[0]
+        torch.set_float32_matmul_precision(saved[1])
+
+
 def extract_features(
     batches: Iterable[np.ndarray],
     model: nn.Module,
@@ -109,7 +130,8 @@ def extract_features(
     device = torch.device(device)
     model.eval()
     parts: dict[str, list[np.ndarray]] = {key: [] for key in FEATURE_KEYS}
-    with torch.inference_mode(), tqdm(unit="img", desc="inception", disable=not progress) as bar:
+    bar = tqdm(unit="img", desc="inception", disable=not progress)
+    with torch.inference_mode(), full_precision(device), bar:
         for batch_NHWC in rebatch(batches, batch_size):
             images_BCHW = torch.from_numpy(batch_NHWC).to(device).permute(0, 3, 1, 2).contiguous()
             out = model(images_BCHW)

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ssg_eval.metrics.keys import ALL_METRICS
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
@@ -30,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, help="Inception batch (ADM: 64)")
     parser.add_argument("--pr-distance-dtype", default="float16", choices=["float16", "float32"])
     parser.add_argument("--fid-method", default="eigh", choices=["eigh", "sqrtm"])
+    parser.add_argument(
+        "--metrics", nargs="+", default=list(ALL_METRICS), choices=list(ALL_METRICS),
+        help="subset to compute (default: all)",
+    )  # fmt: skip
     parser.add_argument("--cache-dir", default=None, help="cache reference activations here")
     parser.add_argument("--no-verify-sha256", action="store_true")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -53,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             distance_dtype=args.pr_distance_dtype,
             fid_method=args.fid_method,
+            metrics=args.metrics,
             cache_dir=args.cache_dir,
             verify_sha256=not args.no_verify_sha256,
             overwrite=args.overwrite,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ssg_eval.config import ConfigError
-from ssg_eval.metrics.frechet import frechet_distance
+from ssg_eval.metrics.frechet import frechet_distance, frechet_distance_features
 from ssg_eval.metrics.inception_score import check_prediction_order, inception_score
 from ssg_eval.metrics.keys import ALL_METRICS, FID, IS, IS_STD, PRECISION, RECALL, SFID
 from ssg_eval.metrics.precision_recall import precision_recall
@@ -43,14 +43,35 @@ def sfid_from_stats(mu1, sigma1, mu2, sigma2, method: str = "eigh") -> float:
     return frechet_distance(mu1, sigma1, mu2, sigma2, method=method)
 
 
-def _stats(features: dict[str, np.ndarray], stored: dict[str, np.ndarray] | None, spatial: bool):
-    # ADM's rule: stored `mu` wins; otherwise statistics of the activations.
+def _frechet(
+    sample: dict[str, np.ndarray],
+    sample_stats: dict[str, np.ndarray] | None,
+    ref: dict[str, np.ndarray],
+    ref_stats: dict[str, np.ndarray | None],
+    spatial: bool,
+    method: str,
+) -> float:
+    """ADM's rule per side (stored `mu` wins, else the features), then the Fréchet distance."""
     mean_key, sigma_key, feat_key = (
         ("mu_s", "sigma_s", "spatial") if spatial else ("mu", "sigma", "pool")
     )
-    if stored and stored.get(mean_key) is not None:
-        return stored[mean_key], stored[sigma_key]
-    return feature_statistics(features[feat_key])
+    sides = []
+    for feats, stored in ((sample, sample_stats), (ref, ref_stats)):
+        if stored and stored.get(mean_key) is not None:
+            sides.append((None, stored[mean_key], stored[sigma_key]))
+        else:
+            sides.append((feats[feat_key], None, None))
+    (feats1, mu1, sigma1), (feats2, mu2, sigma2) = sides
+    if feats1 is None and feats2 is None:
+        return frechet_distance(mu1, sigma1, mu2, sigma2, method=method)
+    if feats1 is not None and feats2 is not None:
+        # keep the smaller set as features (cheap low-rank path when it has fewer rows than dims)
+        if len(feats1) > len(feats2):
+            feats1, feats2 = feats2, feats1
+        mu2, sigma2 = feature_statistics(feats2)
+    elif feats1 is None:
+        feats1, mu2, sigma2 = feats2, mu1, sigma1
+    return frechet_distance_features(feats1, mu2, sigma2, method=method)
 
 
 def compute_metrics(
@@ -93,14 +114,11 @@ def compute_metrics(
         raise ConfigError(f"metrics.metrics contains {unknown}; valid names: {list(ALL_METRICS)}")
     ref_stats = {k_: getattr(reference, k_) for k_ in ("mu", "sigma", "mu_s", "sigma_s")}
     values: dict[str, float] = {}
-    if FID in metrics:
-        mu1, sigma1 = _stats(sample_features, sample_stats, spatial=False)
-        mu2, sigma2 = _stats(reference_features, ref_stats, spatial=False)
-        values[FID] = fid_from_stats(mu1, sigma1, mu2, sigma2, method=fid_method)
-    if SFID in metrics:
-        mu1, sigma1 = _stats(sample_features, sample_stats, spatial=True)
-        mu2, sigma2 = _stats(reference_features, ref_stats, spatial=True)
-        values[SFID] = sfid_from_stats(mu1, sigma1, mu2, sigma2, method=fid_method)
+    for key, spatial in ((FID, False), (SFID, True)):
+        if key in metrics:
+            values[key] = _frechet(
+                sample_features, sample_stats, reference_features, ref_stats, spatial, fid_method
+            )
     if IS in metrics:
         values[IS], values[IS_STD] = inception_score(sample_features["logits"], split_size)
     if PRECISION in metrics or RECALL in metrics:

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import scipy.linalg
 
+from ssg_eval.metrics.stats import feature_statistics
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -112,3 +113,40 @@ def frechet_distance(
         )
     diff = mu1 - mu2
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+
+
+def frechet_distance_features(
+    features1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, method: str = "eigh"
+) -> float:
+    """Fréchet distance of a feature set against statistics; exact low-rank path for n <= D.
+
+    With `eigh` and n rows in D >= n dims, Σ₁ = AᵀA (A = centred rows / √(n−1), n×D) has rank
+    < n, and tr √(Σ₁Σ₂) = tr √(A Σ₂ Aᵀ) (same non-zero eigenvalues), an n×n symmetric problem
+    instead of two D×D ones. Otherwise this is `feature_statistics` + `frechet_distance`.
+
+    Args:
+        features1: (n, D) float features (n >= 2).
+        mu2, sigma2: (D,), (D, D) statistics of the other set.
+        method: `eigh` | `sqrtm` (the latter always uses the D×D ADM formula).
+
+    Returns:
+        The distance as a Python float.
+    """
+    features1 = np.asarray(features1)
+    if features1.ndim != 2 or features1.shape[0] < 2:
+        raise ValueError(f"features must be (N >= 2, D), got shape {features1.shape}")
+    num, dim = features1.shape
+    if method != "eigh" or num > dim:
+        mu1, sigma1 = feature_statistics(features1)
+        return frechet_distance(mu1, sigma1, mu2, sigma2, method=method)
+    feats = features1.astype(np.float64)
+    if not np.isfinite(feats).all():
+        raise ValueError("features contain non-finite values")
+    mu1 = feats.sum(axis=0) / num
+    _, _, mu2, sigma2 = _check(mu1, np.eye(dim), mu2, sigma2)
+    factor = (feats - mu1) / np.sqrt(num - 1)  # (n, D): Σ₁ = factorᵀ factor
+    middle = factor @ sigma2 @ factor.T  # (n, n) symmetric PSD
+    eigvals = np.linalg.eigvalsh((middle + middle.T) / 2)
+    tr_covmean = float(np.sqrt(np.clip(eigvals, 0, None)).sum())
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + np.sum(factor * factor) + np.trace(sigma2) - 2 * tr_covmean)

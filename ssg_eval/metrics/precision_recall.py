@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ssg_eval.features.extract import full_precision
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -147,6 +148,7 @@ def precision_recall(
     total = len(real) ** 2 + len(fake) ** 2 + len(real) * len(fake)
     with (
         torch.inference_mode(),
+        full_precision(device),
         tqdm(total=total, desc="precision/recall", disable=not progress) as bar,
     ):
         radii_real, radii_fake = _radii(real, k, bar), _radii(fake, k, bar)

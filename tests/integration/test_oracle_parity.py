@@ -1,9 +1,9 @@
 """Parity with the official VAR on the CPU reference oracle of VAR_SPEC.md §10 (tiny_oracle config).
 
 Recorded official values (torch 2.14.1, CPU): step-0 tokens of cases A and B and the sha256 of the
-returned float32 images (`images.numpy().tobytes()`). Tokens do not depend on the CPU kernels; the
-image bytes do (the decoder's oneDNN convolutions), and the recorded hashes are reproduced with
-oneDNN capped at AVX2 and two threads, so that check runs in a subprocess with that setting.
+returned float32 images (`images.numpy().tobytes()`). Tokens and f̂ do not depend on the CPU
+kernels; the image bytes do (the decoder's oneDNN convolutions): the recorded hashes come out with
+oneDNN capped at AVX2 and two threads, so the decode of that check runs in such a subprocess.
 The full-token hashes were produced by this port and are pinned by the matching image hashes.
 """
 
@@ -42,7 +42,9 @@ ALL_TOKENS_SHA256_PREFIX = {
 LABELS_B = [0, 0, 1, 0]  # the official uniform draw with g_seed 42
 
 
-def run_case(var, vae, name: str) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+def run_case(
+    var, vae, name: str, on_scale=None
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """The official call `autoregressive_infer_cfg(4, labels, g_seed, cfg, top_k, top_p)`."""
     labels, seed, cfg_scale, top_k, top_p = CASES[name]
     generator = torch.Generator(device="cpu").manual_seed(seed)  # reseeded per call, like VAR
@@ -53,6 +55,12 @@ def run_case(var, vae, name: str) -> tuple[torch.Tensor, list[torch.Tensor], tor
     else:
         labels_B = torch.tensor(labels)
     tokens: list[torch.Tensor] = []
+
+    def observer(si: int, info: dict) -> None:
+        tokens.append(info["tokens_Bl"])
+        if on_scale is not None:
+            on_scale(info)
+
     images = generate_batch(
         var,
         vae,
@@ -61,7 +69,7 @@ def run_case(var, vae, name: str) -> tuple[torch.Tensor, list[torch.Tensor], tor
         [CfgRamp(scale=cfg_scale, schedule="linear_ramp", num_scales=len(var.patch_nums))],
         top_k=top_k,
         top_p=top_p,
-        observer=lambda si, info: tokens.append(info["tokens_Bl"]),
+        observer=observer,
     )
     return labels_B, tokens, images
 
@@ -96,17 +104,19 @@ def test_same_seed_is_bitwise_reproducible(oracle):
     assert torch.equal(first[2], second[2])
 
 
-_HASH_SCRIPT = """
-import hashlib, json, torch
+_DECODE_SCRIPT = """
+import hashlib, json, sys, torch
 torch.set_num_threads(2)
 from tests.conftest import compose_config
-from tests.integration.test_oracle_parity import CASES, run_case
-from ssg_eval.models.load import build_model
-var, vae, _ = build_model(compose_config(["model=tiny_oracle"]).model)
+from ssg_eval.models.load import build_vqvae, init_from_names
+model_cfg = compose_config(["model=tiny_oracle"]).model
+vae = build_vqvae(model_cfg)
+init_from_names(vae, seed_prefix=model_cfg.init_seed)
 out = {}
-for name in CASES:
-    images = run_case(var, vae, name)[2]
-    out[name] = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]
+with torch.inference_mode():
+    for name, f_hat in torch.load(sys.argv[1]).items():
+        images = vae.decode(f_hat).float().add(1).mul(0.5)  # the last step of generate_batch
+        out[name] = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]
 print(json.dumps(out))
 """
 
@@ -116,10 +126,20 @@ print(json.dumps(out))
     or not torch.backends.mkldnn.is_available(),
     reason="the recorded image bytes come from oneDNN's x86 AVX2 convolution kernels",
 )
-def test_image_hashes_match_official_with_avx2_onednn():
+def test_image_hashes_match_official_with_avx2_onednn(oracle, tmp_path):
+    var, vae = oracle
+    f_hats = {}
+    for name in CASES:
+        captured = []
+        labels, seed, cfg_scale, top_k, top_p = CASES[name]
+        _, _, images = run_case(var, vae, name, on_scale=captured.append)
+        f_hats[name] = captured[-1]["f_hat_BCHW"]
+        with torch.inference_mode():  # generate_batch returns exactly (decode(f̂) + 1)/2
+            assert torch.equal(images, vae.decode(f_hats[name]).float().add(1).mul(0.5))
+    torch.save(f_hats, tmp_path / "f_hat.pt")
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", PYTHONPATH=str(REPO))
     result = subprocess.run(
-        [sys.executable, "-c", _HASH_SCRIPT],
+        [sys.executable, "-c", _DECODE_SCRIPT, str(tmp_path / "f_hat.pt")],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -33,6 +33,16 @@ _REAL_BUILD = model_load.build_model
 _MODELS: dict[str, tuple] = {}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: tiny ops are fastest that way on shared cores, and every run in
+    this module then uses the same GEMM reduction split (the thread count changes CPU rounding)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def cached_models(monkeypatch):
     """Build each tiny model once per session (name-derived weights are deterministic)."""
@@ -185,7 +195,7 @@ def test_other_config_in_same_run_dir_is_refused(tiny_cfg, reference):
     for config in (cfg, other):
         assert config_hash(resolved_config(config)) in message
     # Keys that never change the images do not change the identity: the crashed run resumes.
-    threads = f"runtime.num_threads={torch.get_num_threads()}"
+    threads = "runtime.num_threads=1"
     neutral = ["sampler.batch_size=4", "runtime.latency_repeats=1", "dry_run=false",
                "sampler.save_samples_npz=false", threads, "runtime.dist_backend=gloo"]  # fmt: skip
     resumed = sample_run(tiny_cfg("run_name=shared", *neutral))

@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 
-from ssg_eval.metrics.frechet import frechet_distance
+from ssg_eval.metrics.frechet import frechet_distance, frechet_distance_features
 from ssg_eval.metrics.stats import feature_statistics
 
 
@@ -113,3 +113,19 @@ def test_feature_statistics_rejects_bad_input():
         feature_statistics(np.zeros((1, 4)))
     with pytest.raises(ValueError, match="non-finite"):
         feature_statistics(np.array([[0.0, np.nan], [1.0, 2.0]]))
+
+
+@pytest.mark.parametrize(("num", "dim"), [(30, 128), (129, 128), (400, 64)])
+def test_feature_path_matches_adm_formula(num, dim):
+    """Low-rank n x n path (n <= D) and the plain path (n > D) against scipy sqrtm on stats."""
+    rng = np.random.default_rng(num)
+    mix = rng.normal(size=(dim, dim)) / np.sqrt(dim)
+    feats = np.maximum(rng.normal(size=(num, dim)) @ mix + 0.5, 0).astype(np.float32)
+    mu1, sigma1 = feature_statistics(feats)
+    mu2, sigma2 = gaussian_stats(9, 500, dim, shift=0.2)
+    reference = adm_frechet(mu1, sigma1, mu2, sigma2)
+    got = frechet_distance_features(feats, mu2, sigma2, method="eigh")
+    assert abs(got - reference) <= 1e-6 * abs(reference)
+    assert frechet_distance_features(feats, mu2, sigma2, method="sqrtm") == pytest.approx(
+        reference, rel=1e-12
+    )
