@@ -69,8 +69,8 @@ sweep: $(STAMP) ## one torchrun per experiment: make sweep EXPS="a b c" NPROC=8
 bench: $(STAMP) ## benchmarks (quick=true for a fast pass: make bench ARGS=--quick)
 	$(PY) benchmarks/run_all.py $(ARGS)
 
-device-check: $(STAMP) ## GPU figures in one script (CPU: make device-check ARGS="--cpu --quick")
-	$(PY) benchmarks/device_check.py $(ARGS)
+device-check: ## GPU figures in one script (CPU: make device-check ARGS="--cpu --quick")
+	bash benchmarks/device_check.sh $(ARGS)
 
 clean: ## remove caches only (never results/runs)
 	rm -rf .pytest_cache .ruff_cache

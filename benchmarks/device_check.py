@@ -36,7 +36,7 @@ from ssg_eval.config import validate
 from ssg_eval.features.extract import extract_features
 from ssg_eval.features.inception import build_inception, make_random_inception_weights
 from ssg_eval.guidance import build_processors
-from ssg_eval.metrics.frechet import frechet_distance
+from ssg_eval.metrics.frechet import frechet_distance_features
 from ssg_eval.metrics.inception_score import inception_score
 from ssg_eval.metrics.precision_recall import precision_recall
 from ssg_eval.metrics.stats import feature_statistics
@@ -71,10 +71,6 @@ QUICK_MODEL = [
     "model.num_classes=10",
     "sampler.num_samples=10",
 ]
-
-
-class TimeGuard(Exception):
-    """Raised before a part starts when the global time budget is spent."""
 
 
 def sync(device: torch.device) -> None:
@@ -152,7 +148,8 @@ def time_sampling(
         return time.perf_counter() - start
 
     reset_peak(device)
-    one("cfg", 0), one("cfg_ssg", 0)  # warm-up (kernel selection, allocator), excluded
+    for name in ("cfg", "cfg_ssg"):  # warm-up (kernel selection, allocator), excluded
+        one(name, 0)
     times: dict[str, list[float]] = {"cfg": [], "cfg_ssg": []}
     for index in range(max(1, math.ceil(num_images / batch))):
         if index > 0 and time.perf_counter() > deadline:
@@ -219,14 +216,14 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
 
 
 def time_frechet(real: np.ndarray, fake: np.ndarray, method: str) -> dict[str, Any]:
-    """Seconds of what a run pays for FID/sFID: sample statistics + the Fréchet distance.
+    """Seconds of what a run pays for FID/sFID: `frechet_distance_features` of the samples.
 
-    The reference statistics are precomputed in production (stored `mu`/`sigma`), so they are
-    built here outside the timed region.
+    That is the production call (samples as features, the reference as stored `mu`/`sigma`), so
+    the reference statistics are built outside the timed region.
     """
     mu_ref, sigma_ref = feature_statistics(real)
     seconds, value = timed(
-        lambda: frechet_distance(*feature_statistics(fake), mu_ref, sigma_ref, method=method),
+        lambda: frechet_distance_features(fake, mu_ref, sigma_ref, method=method),
         torch.device("cpu"),
     )
     return {"seconds": seconds, "value": value, "dim": real.shape[1], "n": len(fake)}
@@ -272,69 +269,39 @@ def table_rows(results: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str,
     peak_values = [v for v in peaks.values() if v is not None]
     peak_note = ", ".join(f"{k} {fmt(v)}" for k, v in peaks.items())
     peak_kind = "CUDA max_memory_allocated" if meta["device"] == "cuda" else "host peak RSS"
-    f32 = "float32 (TF32 off)"
+    f32, proj = "float32 (TF32 off)", "50k/sampling + 60k/Inception + metric s"
+    stats = f"stats {sizes['pr_samples']}x%d + Frechet ({meta['fid_method']}, host)"
     return [
-        (
-            "sampling img/s, CFG",
-            cell("sampling", "images_per_s_cfg"),
-            f"{meta['dtype']}, batch {b}, median of {timed_n // max(b, 1)} batches",
-        ),
-        (
-            "sampling img/s, CFG+SSG",
-            cell("sampling", "images_per_s_cfg_ssg"),
-            "same labels and seeds, alternating batches",
-        ),
+        ("sampling img/s, CFG", cell("sampling", "images_per_s_cfg"),
+         f"{meta['dtype']}, batch {b}, median of {timed_n // max(b, 1)} batches"),
+        ("sampling img/s, CFG+SSG", cell("sampling", "images_per_s_cfg_ssg"),
+         "same labels and seeds, alternating batches"),
         ("SSG overhead %", cell("sampling", "ssg_overhead_pct"), "median CFG+SSG / CFG - 1"),
-        (
-            f"Inception img/s, batch {inc_b}",
-            cell("inception", "images_per_s", 1),
-            "random weights, float32, host uint8 to features",
-        ),
-        (
-            f"Inception img/s, batch {prod_b} (production)",
-            cell("inception_production", "images_per_s", 1),
-            "metrics.feature_batch_size",
-        ),
+        (f"Inception img/s, batch {inc_b}", cell("inception", "images_per_s", 1),
+         "random weights, float32, host uint8 to features"),
+        (f"Inception img/s, batch {prod_b} (production)",
+         cell("inception_production", "images_per_s", 1), "metrics.feature_batch_size"),
         ("P/R s", cell("pr", "seconds"), f"{pr_n}, {meta['pr_dtype']} distances, {meta['device']}"),
-        (
-            "FID s",
-            cell("fid", "seconds"),
-            f"stats {sizes['pr_samples']}x{sizes['pool_dim']} "
-            f"+ Frechet ({meta['fid_method']}, host)",
-        ),
-        (
-            "sFID s",
-            cell("sfid", "seconds"),
-            f"stats {sizes['pr_samples']}x{sizes['spatial_dim']} "
-            f"+ Frechet ({meta['fid_method']}, host)",
-        ),
+        ("FID s", cell("fid", "seconds"), stats % sizes["pool_dim"]),
+        ("sFID s", cell("sfid", "seconds"), stats % sizes["spatial_dim"]),
         ("IS s", cell("is", "seconds"), f"{sizes['pr_samples']}x1008 logits, host"),
-        (
-            "peak memory GiB",
-            fmt(max(peak_values) if peak_values else None),
-            f"{peak_kind}: {peak_note}",
-        ),
-        (
-            "projected min, one 50k row, CFG",
-            fmt(projected_minutes(res, "cfg"), 1),
-            "50k/sampling + 60k/Inception + metric s",
-        ),
-        (
-            "projected min, one 50k row, CFG+SSG",
-            fmt(projected_minutes(res, "cfg_ssg"), 1),
-            "50k/sampling + 60k/Inception + metric s",
-        ),
+        ("peak memory GiB", fmt(max(peak_values) if peak_values else None),
+         f"{peak_kind}: {peak_note}"),
+        ("projected min, one 50k row, CFG", fmt(projected_minutes(res, "cfg"), 1), proj),
+        ("projected min, one 50k row, CFG+SSG", fmt(projected_minutes(res, "cfg_ssg"), 1), proj),
         ("sampling img/s, CFG, float32", cell("sampling_float32", "images_per_s_cfg"), f32),
-        ("sampling img/s, CFG+SSG, float32", cell("sampling_float32", "images_per_s_cfg_ssg"), f32),
-    ]
+        ("sampling img/s, CFG+SSG, float32", cell("sampling_float32", "images_per_s_cfg_ssg"),
+         f32),
+    ]  # fmt: skip
 
 
 def print_table(results: dict[str, Any], meta: dict[str, Any]) -> None:
     """Print the one Markdown table (plus a header line naming device, torch, dtype, batch)."""
+    params = f"{meta['num_params_var'] / 1e6:.3g}M params, random weights"
     print(
         f"device_check: {meta['device_name']} | torch {meta['torch']} | dtype {meta['dtype']} "
-        f"| batch {meta['batch']} | model {meta['model']} ({meta['num_params_var'] / 1e6:.0f}M, "
-        f"random weights) | {meta['elapsed_s']:.0f} s of {meta['time_budget_s']:.0f} s budget"
+        f"| batch {meta['batch']} | model {meta['model']} ({params}) | "
+        f"{meta['elapsed_s']:.0f} s of {meta['time_budget_s']:.0f} s budget"
     )
     rows = table_rows(results, meta)
     widths = [max(len(row[i]) for row in rows + [("figure", "value", "note")]) for i in range(3)]
@@ -393,154 +360,195 @@ def choose_device(args: argparse.Namespace) -> torch.device:
     return torch.device("cuda", 0)
 
 
-def measure(args: argparse.Namespace, device: torch.device, start: float) -> tuple[dict, dict]:
-    """Run every part in order under the time guard; returns (results, meta)."""
-    deadline = start + args.time_budget_s
-    sizes, dtype = args.sizes, args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
-    runtime = "fast" if dtype == "bfloat16" else "default"
-    cfg = compose_cfg(args, runtime, device)
-    runtime_applied = setup_runtime(cfg.runtime)
-    build_start = time.perf_counter()
-    var, vae, info = build_model(cfg.model, device)
-    plain_guidance = cfg.guidance.copy()
-    plain_guidance.ssg.enabled = False
-    processors = {
-        "cfg": build_processors(plain_guidance, list(cfg.model.patch_nums)),
-        "cfg_ssg": build_processors(cfg.guidance, list(cfg.model.patch_nums)),
-    }
-    results: dict[str, Any] = {"build_s": time.perf_counter() - build_start}
-    status: dict[str, str] = {}
-    part_s: dict[str, float] = {"build": results["build_s"]}
-    side = image_shape_of(cfg.model)[0]
-    prod_batch = int(cfg.metrics.feature_batch_size)
-    shared: dict[str, Any] = {}
+class DeviceCheck:
+    """The parts of the check, in `PARTS` order, sharing one config, model and feature set.
 
-    def slice_end(fraction: float) -> float:
-        return time.perf_counter() + fraction * max(0.0, deadline - time.perf_counter())
+    Each part returns a dict of figures; `run` applies the skip rules and the time guard.
+    """
 
-    def inception(batch: int, fraction: float) -> dict[str, Any]:
-        if "model" not in shared:
-            tmp = Path(shared.setdefault("tmp", tempfile.mkdtemp(prefix="device_check_")))
-            make_random_inception_weights(tmp / "random_inception.pth", seed=0)
-            shared["model"] = build_inception(str(tmp / "random_inception.pth"), device)
-            rng = np.random.default_rng(1)
-            shape = (sizes["inception_images"], side, side, 3)
-            shared["images"] = rng.integers(0, 256, size=shape, dtype=np.uint8)
-        return time_inception(shared["model"], shared["images"], batch, device, slice_end(fraction))
+    PARTS = (
+        "sampling",
+        "inception",
+        "inception_production",
+        "pr",
+        "fid",
+        "sfid",
+        "is",
+        "sampling_float32",
+    )
 
-    def features() -> dict[str, np.ndarray]:
-        if "features" not in shared:
-            shared["features"] = synthetic_features(sizes)
-        return shared["features"]
+    def __init__(self, args: argparse.Namespace, device: torch.device, start: float):
+        self.args, self.device, self.sizes = args, device, args.sizes
+        self.deadline = start + args.time_budget_s
+        self.dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
+        runtime = "fast" if self.dtype == "bfloat16" else "default"  # fast: TF32 + cuDNN benchmark
+        self.cfg = compose_cfg(args, runtime, device)
+        self.runtime = setup_runtime(self.cfg.runtime)
+        build_start = time.perf_counter()
+        self.var, self.vae, self.info = build_model(self.cfg.model, device)
+        plain = self.cfg.guidance.copy()
+        plain.ssg.enabled = False
+        patch_nums = list(self.cfg.model.patch_nums)
+        self.processors = {
+            "cfg": build_processors(plain, patch_nums),
+            "cfg_ssg": build_processors(self.cfg.guidance, patch_nums),
+        }
+        self.build_s = time.perf_counter() - build_start
+        self.production_batch = int(self.cfg.metrics.feature_batch_size)
+        self._cache: dict[str, Any] = {}
 
-    def pr() -> dict[str, Any]:
-        feats = features()
-        reset_peak(device)
+    def slice_end(self, fraction: float) -> float:
+        """A part's own deadline: `fraction` of the budget left now."""
+        now = time.perf_counter()
+        return now + fraction * max(0.0, self.deadline - now)
+
+    def sampling(self, dtype: str | None = None, num_images: int | None = None) -> dict[str, Any]:
+        """CFG vs CFG+SSG images/s in the main dtype (40% of the remaining budget at most)."""
+        last = self.deadline if dtype else self.slice_end(0.4)
+        return time_sampling(
+            self.var,
+            self.vae,
+            self.cfg,
+            self.processors,
+            self.device,
+            dtype or self.dtype,
+            num_images or self.sizes["num_images"],
+            self.sizes["batch"],
+            last,
+        )
+
+    def sampling_float32(self) -> dict[str, Any]:
+        """The same at the reference precision (runtime=default: TF32 off), in what time is left."""
+        setup_runtime(compose_cfg(self.args, "default", self.device).runtime)
+        return self.sampling("float32", self.sizes["float32_images"])
+
+    def inception(self, batch: int | None = None) -> dict[str, Any]:
+        """Inception images/s on random uint8 images of the model's output size."""
+        # the features stage applies no runtime switches: torch's cuDNN defaults, not runtime=fast
+        torch.backends.cudnn.benchmark = torch.backends.cudnn.deterministic = False
+        if "inception" not in self._cache:
+            folder = tempfile.TemporaryDirectory(prefix="device_check_")
+            weights = Path(folder.name) / "random_inception.pth"
+            make_random_inception_weights(weights, seed=0)
+            side = image_shape_of(self.cfg.model)[0]
+            shape = (self.sizes["inception_images"], side, side, 3)
+            self._cache.update(
+                folder=folder,
+                inception=build_inception(str(weights), self.device),
+                images=np.random.default_rng(1).integers(0, 256, size=shape, dtype=np.uint8),
+            )
+        return time_inception(
+            self._cache["inception"],
+            self._cache["images"],
+            batch or self.sizes["inception_batch"],
+            self.device,
+            self.slice_end(0.3),
+        )
+
+    def inception_production(self) -> dict[str, Any]:
+        """The same at `metrics.feature_batch_size` (what the features stage runs)."""
+        return self.inception(self.production_batch)
+
+    def features(self) -> dict[str, np.ndarray]:
+        """The synthetic feature set shared by the metric parts (built once)."""
+        if "features" not in self._cache:
+            self._cache["features"] = synthetic_features(self.sizes)
+        return self._cache["features"]
+
+    def pr(self) -> dict[str, Any]:
+        """Precision/recall seconds, production settings (k, block, distance dtype), on device."""
+        feats, metrics = self.features(), self.cfg.metrics
+        reset_peak(self.device)
+        settings = dict(
+            k=int(metrics.pr_k),
+            block_size=int(metrics.pr_block_size),
+            distance_dtype=str(metrics.pr_distance_dtype),
+            device=self.device,
+        )
         seconds, (precision, recall) = timed(
-            lambda: precision_recall(
-                feats["real"],
-                feats["fake"],
-                k=int(cfg.metrics.pr_k),
-                block_size=int(cfg.metrics.pr_block_size),
-                distance_dtype=str(cfg.metrics.pr_distance_dtype),
-                device=device,
-            ),
-            device,
+            lambda: precision_recall(feats["real"], feats["fake"], **settings), self.device
         )
         return {
             "seconds": seconds,
             "precision": precision,
             "recall": recall,
-            "peak_gib": peak_gib(device),
+            "peak_gib": peak_gib(self.device),
         }
 
-    def frechet(dim: int) -> dict[str, Any]:
-        feats = features()
-        return time_frechet(feats["real"][:, :dim], feats["fake"][:, :dim], cfg.metrics.fid_method)
+    def fid(self, dim: int | None = None) -> dict[str, Any]:
+        """FID seconds on pool-sized features (`dim` columns of the shared set)."""
+        dim = dim or self.sizes["pool_dim"]
+        feats = self.features()
+        real, fake = feats["real"][:, :dim], feats["fake"][:, :dim]
+        return time_frechet(real, fake, str(self.cfg.metrics.fid_method))
 
-    def inception_score_part() -> dict[str, Any]:
-        logits = features()["logits"]
-        seconds, (mean, _) = timed(
-            lambda: inception_score(logits, int(cfg.metrics.is_split_size)), device
-        )
+    def sfid(self) -> dict[str, Any]:
+        """sFID seconds: the same on spatial-tap-sized features."""
+        return self.fid(self.sizes["spatial_dim"])
+
+    def inception_score(self) -> dict[str, Any]:
+        """IS seconds over the synthetic logits (consecutive `metrics.is_split_size` splits)."""
+        logits, split = self.features()["logits"], int(self.cfg.metrics.is_split_size)
+        seconds, (mean, _) = timed(lambda: inception_score(logits, split), self.device)
         return {"seconds": seconds, "value": mean}
 
-    def sampling_float32() -> dict[str, Any]:
-        if dtype == "float32" or sizes["float32_images"] < 1:
-            raise TimeGuard("skipped (main dtype)" if dtype == "float32" else "skipped (--quick)")
-        setup_runtime(compose_cfg(args, "default", device).runtime)  # TF32 off, as runtime=default
-        return time_sampling(
-            var,
-            vae,
-            cfg,
-            processors,
-            device,
-            "float32",
-            sizes["float32_images"],
-            sizes["batch"],
-            deadline,
-        )
+    def skip_reason(self, name: str) -> str | None:
+        """Why a part does not run (None: it runs)."""
+        if name == "inception_production":
+            if self.production_batch == self.sizes["inception_batch"]:
+                return "same as above"
+            if self.args.quick:
+                return "skipped (--quick)"
+        if name == "sampling_float32":
+            if self.dtype == "float32":
+                return "skipped (main dtype)"
+            if self.sizes["float32_images"] < 1:
+                return "skipped (0 images)"
+        if name != "sampling" and time.perf_counter() > self.deadline:
+            return "skipped (time guard)"
+        return None
 
-    parts: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        (
-            "sampling",
-            lambda: time_sampling(
-                var,
-                vae,
-                cfg,
-                processors,
-                device,
-                dtype,
-                sizes["num_images"],
-                sizes["batch"],
-                slice_end(0.4),
-            ),
-        ),
-        ("inception", lambda: inception(sizes["inception_batch"], 0.3)),
-        ("inception_production", lambda: inception(prod_batch, 0.3)),
-        ("pr", pr),
-        ("fid", lambda: frechet(sizes["pool_dim"])),
-        ("sfid", lambda: frechet(sizes["spatial_dim"])),
-        ("is", inception_score_part),
-        ("sampling_float32", sampling_float32),
-    ]
-    for name, part in parts:
-        if name == "inception_production" and prod_batch == sizes["inception_batch"]:
-            status[name] = "same as above"
-            continue
-        if args.quick and name == "inception_production":
-            status[name] = "skipped (--quick)"
-            continue
-        if name != "sampling" and time.perf_counter() > deadline:
-            status[name] = "skipped (time guard)"
-            continue
-        part_start = time.perf_counter()
-        try:
-            results[name] = part()
-            status[name] = "ok"
-        except TimeGuard as reason:
-            status[name] = str(reason)
-        except Exception as err:  # keep measuring: one GPU run must report everything it can
-            traceback.print_exc()
-            status[name] = f"error: {type(err).__name__}"
-        part_s[name] = time.perf_counter() - part_start
-    meta = {
-        "status": status,
-        "part_s": part_s,
-        "batch": sizes["batch"],
-        "sizes": sizes,
-        "dtype": dtype,
-        "device": device.type,
-        "model": cfg.model.name,
-        "num_params_var": info["num_params_var"],
-        "production_feature_batch": prod_batch,
-        "pr_dtype": str(cfg.metrics.pr_distance_dtype),
-        "fid_method": str(cfg.metrics.fid_method),
-        "runtime": runtime_applied,
-        "truncation_impl": str(cfg.sampler.truncation_impl),
-        "results_dir": args.results_dir or str(cfg.paths.results),
-    }
-    return results, meta
+    def run(self) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
+        """Every part in order: (results, status, wall seconds per part)."""
+        results: dict[str, Any] = {}
+        status: dict[str, str] = {}
+        part_s = {"build": self.build_s}
+        methods = {name: getattr(self, name) for name in self.PARTS if name != "is"}
+        methods["is"] = self.inception_score
+        for name in self.PARTS:
+            reason = self.skip_reason(name)
+            if reason is not None:
+                status[name] = reason
+                continue
+            part_start = time.perf_counter()
+            try:
+                results[name] = methods[name]()
+                status[name] = "ok"
+            except Exception as err:  # keep measuring: one GPU run must report all it can
+                traceback.print_exc()
+                status[name] = f"error: {type(err).__name__}"
+            part_s[name] = time.perf_counter() - part_start
+        if "folder" in self._cache:
+            self._cache["folder"].cleanup()
+        return results, status, part_s
+
+    def meta(self) -> dict[str, Any]:
+        """Settings that identify the measurement (for the table header and the JSON line)."""
+        cfg = self.cfg
+        return {
+            "batch": self.sizes["batch"],
+            "sizes": self.sizes,
+            "dtype": self.dtype,
+            "device": self.device.type,
+            "model": cfg.model.name,
+            "num_params_var": self.info["num_params_var"],
+            "production_feature_batch": self.production_batch,
+            "pr_dtype": str(cfg.metrics.pr_distance_dtype),
+            "fid_method": str(cfg.metrics.fid_method),
+            "runtime": self.runtime,
+            "truncation_impl": str(cfg.sampler.truncation_impl),
+            "results_dir": self.args.results_dir or str(cfg.paths.results),
+        }
 
 
 def write_json_line(results: dict[str, Any], meta: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -563,7 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     args = parse_args(argv)
     device = choose_device(args)
-    results, meta = measure(args, device, start)
+    check = DeviceCheck(args, device, start)
+    results, status, part_s = check.run()
+    meta = {**check.meta(), "status": status, "part_s": part_s}
     git = git_state(REPO)
     meta.update(
         {

@@ -135,6 +135,7 @@ class MetricsConfig:
     pr_block_size: int = 10_000
     pr_distance_dtype: str = "float16"  # float16 = ADM emulation | float32
     fid_method: str = "eigh"  # eigh (fast, symmetric) | sqrtm (scipy, ADM's literal formula)
+    bootstrap_resamples: int = 0  # >0: class-stratified bootstrap std of FID (one-seed spread)
     metrics: list[str] = field(default_factory=lambda: ["fid", "sfid", "is", "precision", "recall"])
 
 
@@ -154,7 +155,6 @@ class ReportConfig:
     paper: dict[str, Any] = field(default_factory=dict)  # quoted numbers, with their source
     paper_row_of: dict[str, str] = field(default_factory=dict)  # model name -> paper row key
     sweep_plot: bool = True  # FID/IS vs beta plot when runs differ in guidance.ssg.beta
-    bootstrap_resamples: int = 0  # >0: bootstrap std of FID over sample features (cheap spread)
 
 
 @dataclass

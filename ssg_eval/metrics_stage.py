@@ -13,6 +13,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from ssg_eval.metrics.keys import FID
 from ssg_eval.stage import CONF_DIR, cli_main, results_dir, run_dir
 from ssg_eval.utils.io import atomic_write_json, read_json, sha256_of_file
 from ssg_eval.utils.logging import get_logger
@@ -22,7 +23,7 @@ log = get_logger(__name__)
 
 PROTOCOL_KEYS = (
     "extractor", "feature_batch_size", "is_split_size", "pr_k", "pr_block_size",
-    "pr_distance_dtype", "fid_method", "reference_name",
+    "pr_distance_dtype", "fid_method", "reference_name", "bootstrap_resamples",
 )  # fmt: skip
 
 
@@ -35,6 +36,32 @@ def load_checked_reference(cfg: Any):
         name=cfg.metrics.reference_name,
         verify_sha256=cfg.metrics.verify_reference_sha256,
     )
+
+
+def fid_bootstrap_std(pool, labels, reference, ref_feats, cfg: Any) -> float:
+    """Std of FID over class-stratified bootstrap resamples of the sample features.
+
+    A cheap, documented stand-in for seed spread when only one seed exists
+    (`metrics.bootstrap_resamples`); it does not replace more seeds.
+    """
+    from ssg_eval.analysis.seeds import bootstrap_metric
+    from ssg_eval.metrics.frechet import frechet_distance
+    from ssg_eval.metrics.stats import feature_statistics
+
+    if reference.mu is not None:
+        mu_ref, sigma_ref = reference.mu, reference.sigma
+    else:
+        mu_ref, sigma_ref = feature_statistics(ref_feats["pool"])
+
+    def fid(features):
+        mu, sigma = feature_statistics(features)
+        return frechet_distance(mu, sigma, mu_ref, sigma_ref, method=cfg.metrics.fid_method)
+
+    _, std = bootstrap_metric(
+        fid, pool, seed=int(cfg.sampler.seed), num_resamples=int(cfg.metrics.bootstrap_resamples),
+        strata=labels,
+    )  # fmt: skip
+    return float(std)
 
 
 def run_metrics(cfg: Any) -> Path:
@@ -77,7 +104,8 @@ def run_metrics(cfg: Any) -> Path:
             )
     with np.load(features_path) as data:
         sample_feats = {key: data[key] for key in data.files}
-    for warning in check_class_order(sample_feats.pop("labels"), cfg.metrics.is_split_size):
+    labels = sample_feats.pop("labels")
+    for warning in check_class_order(labels, cfg.metrics.is_split_size):
         log.warning("%s", warning)
     device = resolve_device(cfg.metrics.feature_device)
     model = build_inception(cfg.metrics.inception_weights, device)
@@ -99,6 +127,10 @@ def run_metrics(cfg: Any) -> Path:
         fid_method=cfg.metrics.fid_method,
         metrics=list(cfg.metrics.metrics),
     )
+    if cfg.metrics.bootstrap_resamples > 0:
+        values[f"{FID}_bootstrap_std"] = fid_bootstrap_std(
+            sample_feats["pool"], labels, reference, ref_feats, cfg
+        )
     payload = {
         "metrics": values,
         "protocol": protocol,

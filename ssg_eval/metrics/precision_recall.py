@@ -29,11 +29,12 @@ class _PointSet:
         for start in range(0, len(self.host32), block_size):
             block32 = torch.from_numpy(self.host32[start : start + block_size]).to(device)
             if mode == "float16":
-                block16 = block32.to(torch.float16)
+                # fp16-rounded values kept in float32 so the matmul needs no per-block cast.
+                rounded = block32.to(torch.float16).float()
                 # TF: reduce_sum(square(U)) in fp16 -> squares rounded to fp16, fp32 accumulation,
                 # norm rounded to fp16.
-                squares = block16.float().square().to(torch.float16).float()
-                self.values.append(block16)
+                squares = rounded.square().to(torch.float16).float()
+                self.values.append(rounded)
                 self.norms.append(squares.sum(1).to(torch.float16))
             else:
                 self.values.append(block32)
@@ -54,7 +55,7 @@ def _squared_distances(u: torch.Tensor, nu: torch.Tensor, v: torch.Tensor, nv: t
     In float16 every op rounds to fp16 as in ADM's TF graph (matmul accumulates in fp32, then
     the product, −2·product, +‖u‖² and +‖v‖² are each rounded); float32 is plain float32.
     """
-    dist = torch.mm(u.float(), v.float().T).to(nu.dtype)
+    dist = torch.mm(u, v.T).to(nu.dtype)  # u, v float32 (fp16-rounded values in fp16 mode)
     return dist.mul_(-2).add_(nu[:, None]).add_(nv[None, :]).clamp_min_(0)
 
 

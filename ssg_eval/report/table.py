@@ -76,6 +76,7 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
     }
     for key in (*METRIC_KEYS, IS_STD):
         row[key] = values.get(key)
+    row["fid_bootstrap_std"] = values.get(f"{FID}_bootstrap_std")
     return row
 
 
@@ -172,6 +173,8 @@ def summary_table(
             mean, std, _ = seed_summary(group[key].astype(float).tolist())
             record[key], record[f"{key}_std"] = mean, std
             record[f"paper_{key}"] = quoted.get(key)
+        # A single seed has no spread; the optional bootstrap std over features stands in.
+        record["fid_bootstrap_std"] = group["fid_bootstrap_std"].astype(float).mean()
         record["paper_time_s"] = quoted.get("time_s")
         records.append(record)
     table = pd.DataFrame(records)
@@ -189,6 +192,8 @@ def summary_table(
             )
             table.loc[where, f"delta_{key}"] = stats["mean_delta"]
             table.loc[where, f"delta_{key}_within_noise"] = stats["within_noise"]
+            for field in ("ci_low", "ci_high", "p_value", "n"):
+                table.loc[where, f"delta_{key}_{field}"] = stats.get(field)
             quoted_t, quoted_b = table.loc[where, f"paper_{key}"].iloc[0], base_row[f"paper_{key}"]
             if quoted_t is not None and quoted_b is not None:
                 table.loc[where, f"paper_delta_{key}"] = float(quoted_t) - float(quoted_b)
@@ -220,6 +225,8 @@ def summary_markdown(table: pd.DataFrame, title: str, note: str, paper: dict[str
             ours = _fmt(row[key], digits)
             if row["seeds"].count(",") and not pd.isna(row.get(f"{key}_std")):
                 ours += f" ± {_fmt(row[f'{key}_std'], digits)}"
+            elif key == FID and not pd.isna(row.get("fid_bootstrap_std")):
+                ours += f" ± {_fmt(row['fid_bootstrap_std'], digits)} (bootstrap)"
             delta = row.get(f"delta_{key}")
             delta_txt = "" if delta is None or pd.isna(delta) else f"{delta:+.{digits}f}"
             if delta_txt and row.get(f"delta_{key}_within_noise") is True:

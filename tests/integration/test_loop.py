@@ -13,12 +13,12 @@ from ssg_eval.sampling.loop import (
     official_labels,
     sample_tokens,
 )
-from tests.conftest import compose_config
+from tests.unit.test_models import load_model_config
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    var, vae, _ = build_model(compose_config(["model=tiny"]).model)
+    var, vae, _ = build_model(load_model_config("tiny"))
     return var, vae
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from ssg_eval.guidance.cfg import CfgRamp
 from ssg_eval.models.load import build_model
 from ssg_eval.sampling.loop import generate_batch, official_labels
-from tests.conftest import compose_config
+from tests.unit.test_models import load_model_config
 
 REPO = Path(__file__).resolve().parents[2]
 # name: (labels or None (official draw) or -1 (null class), g_seed, cfg, top_k, top_p)
@@ -80,7 +81,7 @@ def _sha(tensor: torch.Tensor) -> str:
 
 @pytest.fixture(scope="module")
 def oracle():
-    model_cfg = compose_config(["model=tiny_oracle"]).model
+    model_cfg = load_model_config("tiny_oracle")
     assert model_cfg.var_ckpt is None and model_cfg.init_seed == 1234
     var, vae, info = build_model(model_cfg)
     assert info["init"] == "names"
@@ -107,9 +108,9 @@ def test_same_seed_is_bitwise_reproducible(oracle):
 _DECODE_SCRIPT = """
 import hashlib, json, sys, torch
 torch.set_num_threads(2)
-from tests.conftest import compose_config
 from ssg_eval.models.load import build_vqvae, init_from_names
-model_cfg = compose_config(["model=tiny_oracle"]).model
+from types import SimpleNamespace
+model_cfg = SimpleNamespace(**json.loads(sys.argv[2]))
 vae = build_vqvae(model_cfg)
 init_from_names(vae, seed_prefix=model_cfg.init_seed)
 out = {}
@@ -128,10 +129,10 @@ print(json.dumps(out))
 )
 def test_image_hashes_match_official_with_avx2_onednn(oracle, tmp_path):
     var, vae = oracle
+    vae_cfg = OmegaConf.to_container(load_model_config("tiny_oracle"))  # plain JSON values
     f_hats = {}
     for name in CASES:
         captured = []
-        labels, seed, cfg_scale, top_k, top_p = CASES[name]
         _, _, images = run_case(var, vae, name, on_scale=captured.append)
         f_hats[name] = captured[-1]["f_hat_BCHW"]
         with torch.inference_mode():  # generate_batch returns exactly (decode(f̂) + 1)/2
@@ -139,7 +140,7 @@ def test_image_hashes_match_official_with_avx2_onednn(oracle, tmp_path):
     torch.save(f_hats, tmp_path / "f_hat.pt")
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", PYTHONPATH=str(REPO))
     result = subprocess.run(
-        [sys.executable, "-c", _DECODE_SCRIPT, str(tmp_path / "f_hat.pt")],
+        [sys.executable, "-c", _DECODE_SCRIPT, str(tmp_path / "f_hat.pt"), json.dumps(vae_cfg)],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -16,12 +16,12 @@ from ssg_eval.models.load import (
     init_from_names,
     load_checkpoint,
 )
-from tests.conftest import compose_config
+from tests.unit.test_models import load_model_config
 
 
 @pytest.fixture(scope="module")
 def tiny_model_cfg():
-    return compose_config(["model=tiny"]).model
+    return load_model_config("tiny")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from ssg_eval.config import ModelConfig
 from ssg_eval.models.load import (
     build_model,
     build_var,
@@ -21,7 +23,6 @@ from ssg_eval.models.quant import phi_index_table
 from ssg_eval.models.var import VAR
 from ssg_eval.models.vqvae import VQVAE
 from ssg_eval.sampling.loop import generate_batch, make_generators
-from tests.conftest import compose_config
 
 PATCH_256 = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
 PATCH_512 = [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
@@ -32,9 +33,19 @@ KEY_LISTING_CANDIDATES = [
 ]
 
 
+CONF_MODEL = Path(__file__).resolve().parents[2] / "conf" / "model"
+
+
+def load_model_config(name: str):
+    """`conf/model/<name>.yaml` on the ModelConfig schema, without composing the other groups."""
+    raw = OmegaConf.load(CONF_MODEL / f"{name}.yaml")
+    raw.pop("defaults", None)
+    return OmegaConf.merge(OmegaConf.structured(ModelConfig), raw)
+
+
 @pytest.fixture(scope="module")
 def tiny_model_cfg():
-    return compose_config(["model=tiny"]).model
+    return load_model_config("tiny")
 
 
 @pytest.fixture(scope="module")

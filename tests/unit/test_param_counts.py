@@ -6,7 +6,7 @@ import pytest
 
 from ssg_eval.config import ModelConfig
 from ssg_eval.models.load import count_parameters
-from tests.conftest import compose_config
+from tests.unit.test_models import load_model_config
 
 PATCH_512 = [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
 VQVAE_PARAMS = 108_948_355
@@ -31,7 +31,7 @@ def closed_form(depth: int, patch_nums: list[int], shared_aln: bool) -> int:
 
 @pytest.mark.parametrize("name", sorted(RELEASED))
 def test_released_configs_have_exact_counts(name):
-    model = compose_config([f"model={name}"]).model
+    model = load_model_config(name)
     num_var, num_vae = count_parameters(model)
     assert num_var == RELEASED[name]
     assert num_vae == VQVAE_PARAMS
@@ -58,6 +58,6 @@ def test_counts_from_plain_model_config(depth, patch_nums, shared):
 
 
 def test_tiny_oracle_counts_match_spec():
-    num_var, num_vae = count_parameters(compose_config(["model=tiny_oracle"]).model)
+    num_var, num_vae = count_parameters(load_model_config("tiny_oracle"))
     assert num_var == 1_164_932  # "1.16M"
     assert num_vae == 4_612_867  # "4.61M"
