@@ -89,7 +89,8 @@ class GuidanceConfig:
 class SamplerConfig:
     num_samples: int = 50_000
     chunk_size: int = 1000  # samples per shard file; storage only, never changes the images
-    batch_size: int = 64  # per-process batch: same tokens; pixels equal up to float rounding
+    batch_size: int = 64  # per-process forward batch; never changes the images
+    decode_batch_size: int = 16  # VQVAE decode group, aligned to chunk starts (part of identity)
     seed: int = 0
     rng: str = "per_sample"  # per_sample | official (one generator per chunk, VAR's stream)
     temperature: float = 1.0
@@ -255,7 +256,7 @@ def validate(cfg: Any) -> None:
             f"model.num_classes={model.num_classes} for balanced labels; use "
             f"{max(1, -(-sampler.num_samples // model.num_classes)) * model.num_classes}"
         )
-    for key in ("chunk_size", "batch_size"):
+    for key in ("chunk_size", "batch_size", "decode_batch_size"):
         if getattr(sampler, key) <= 0:
             raise ConfigError(f"sampler.{key}={getattr(sampler, key)} must be positive")
     if not 0 <= sampler.top_k <= model.vocab_size:

@@ -28,9 +28,9 @@ def _top_p_from_top_k(
     The ascending sorted *values* are unique even with ties: −inf, then the extra copies of the
     top-k threshold (ties that survived top-k), then the k top values sorted. Rebuilding that
     (N, V) array exactly lets softmax and cumsum run on identical inputs. Removed positions form a
-    prefix, so the kept set is "value >= first kept value" unless the cut falls inside a tie group;
-    only there the member choice depends on the sort permutation, and those rows are recomputed
-    with the reference sort.
+    prefix, so the kept set is "value >= first kept value" unless the cut falls inside a tie group
+    (the member choice then depends on the sort permutation) or the mask is not a prefix; those
+    rows are recomputed with the reference sort.
     """
     N, V = logits_NV.shape
     k = top_vals_Nk.shape[-1]
@@ -39,15 +39,17 @@ def _top_p_from_top_k(
     sorted_NV = torch.where(position_1V >= first_tie_N1, threshold_N1, -torch.inf)
     sorted_NV[:, V - k :] = top_vals_Nk.sort(dim=-1, descending=False)[0]
     cumsum_NV = sorted_NV.softmax(dim=-1).cumsum(dim=-1)
-    # number of leading positions with cumsum <= 1 − p (cumsum is non-decreasing; the comparison
-    # value is rounded to float32 as in the official `<=`), never the last position
+    remove_sorted_NV = cumsum_NV <= (1 - top_p)  # the official comparison (float32 limit)
+    remove_sorted_NV[..., -1:] = False
     limit_N1 = torch.full((N, 1), 1 - top_p, dtype=cumsum_NV.dtype, device=cumsum_NV.device)
     num_removed_N1 = torch.searchsorted(cumsum_NV, limit_N1, right=True).clamp_max(V - 1)
+    # a parallel (GPU) cumsum need not be monotone: rows whose mask is not that prefix fall back
+    not_prefix_N = (remove_sorted_NV != (position_1V < num_removed_N1)).any(dim=-1)
     first_kept_N1 = sorted_NV.gather(-1, num_removed_N1)
     last_removed_N1 = sorted_NV.gather(-1, (num_removed_N1 - 1).clamp_min(0))
     remove_NV = logits_NV < first_kept_N1
     split_tie_N1 = (num_removed_N1 > 0) & (last_removed_N1 == first_kept_N1)
-    rows = split_tie_N1.view(N).nonzero().view(-1)
+    rows = (split_tie_N1.view(N) | not_prefix_N).nonzero().view(-1)
     if rows.numel() > 0:
         remove_NV[rows] = _top_p_sort(logits_NV[rows], top_p)
     return remove_NV

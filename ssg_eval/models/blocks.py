@@ -16,7 +16,6 @@ from torch import Tensor, nn
 # so that construction under `torch.device("meta")` needs no meta kernels for `log`.
 MAX_SCALE_MUL = torch.log(torch.tensor(100.0, dtype=torch.float32, device="cpu")).item()
 INIT_SCALE_MUL = torch.log(torch.tensor(4.0, dtype=torch.float32, device="cpu")).item()
-HEAD_DIM = 64
 
 
 class Linear(nn.Linear):

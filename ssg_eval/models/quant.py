@@ -91,11 +91,6 @@ class MultiScaleQuantizer(nn.Module):
         self.quant_resi = PhiPartiallyShared(cvae, quant_resi, share_quant_resi)
         self.embedding = Embedding(vocab_size, cvae)
 
-    def init_buffers(self) -> None:
-        """Reset the buffer to its constructed value (after `to_empty`)."""
-        with torch.no_grad():
-            self.ema_vocab_hit_SV.zero_()
-
     def phi(self, scale_index: int) -> Phi:
         """The phi conv used at 0-based scale `scale_index`."""
         return self.quant_resi.qresi_ls[self.phi_index[scale_index]]

@@ -61,7 +61,7 @@ class VAR(nn.Module):
         self.pos_1LC = nn.Parameter(torch.zeros(1, self.seq_len, C))
         self.register_buffer("lvl_1L", torch.zeros(1, self.seq_len, dtype=torch.int64))
         self.register_buffer("attn_bias_for_masking", torch.zeros(1, 1, self.seq_len, self.seq_len))
-        self.init_buffers()
+        self._fill_buffers()
         self.word_embed = Linear(cvae, C)
         self.class_emb = Embedding(num_classes + 1, C)
         self.lvl_embed = Embedding(len(self.patch_nums), C)
@@ -75,8 +75,8 @@ class VAR(nn.Module):
         self.head = Linear(C, vocab_size)
 
     @torch.no_grad()
-    def init_buffers(self) -> None:
-        """(Re)compute the buffers from the scale schedule (needed after `to_empty`)."""
+    def _fill_buffers(self) -> None:
+        """Compute the buffers from the scale schedule (skipped on the meta device)."""
         if self.lvl_1L.is_meta:  # shapes only; values do not exist on the meta device
             return
         cpu = torch.device("cpu")
@@ -91,8 +91,6 @@ class VAR(nn.Module):
         visible_LL = lvl_L.view(-1, 1) >= lvl_L.view(1, -1)
         bias_LL = torch.zeros(visible_LL.shape, device=cpu).masked_fill_(~visible_LL, -torch.inf)
         self.attn_bias_for_masking.copy_(bias_LL.view(1, 1, self.seq_len, self.seq_len))
-        for block in getattr(self, "blocks", []):
-            block.attn.zero_k_bias.zero_()
 
     def set_kv_cache(self, enabled: bool) -> None:
         """Enable or disable KV caching in every block; the caches are cleared either way."""

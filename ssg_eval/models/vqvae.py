@@ -214,10 +214,6 @@ class VQVAE(nn.Module):
         self.quant_conv = _conv3(cvae, cvae)
         self.post_quant_conv = _conv3(cvae, cvae)
 
-    def init_buffers(self) -> None:
-        """Reset every buffer to its constructed value (after `to_empty`)."""
-        self.quantize.init_buffers()
-
     def decode(self, f_hat_BCHW: Tensor) -> Tensor:
         """f̂ (B, Cvae, pn, pn) → image (B, 3, 16·pn, 16·pn) clamped to [−1, 1], pn = pn_last."""
         return self.decoder(self.post_quant_conv(f_hat_BCHW)).clamp(-1, 1)

@@ -87,10 +87,10 @@ def generate_chunk(
     """Generate the images of one chunk as uint8 NHWC, in index order.
 
     rng=per_sample splits the chunk into forward batches of `sampler.batch_size` from its first
-    index, with one generator per sample: the tokens do not depend on the batch size. The pixels
-    do only through float rounding of shape-dependent kernels (on CPU ~1e-5 before quantization,
-    a few uint8 values off by one); a fixed batch size gives bit-identical shards for any world
-    size and resume point. rng=official generates the whole chunk as one batch.
+    index, with one generator per sample: tokens and latents do not depend on the batch size.
+    Latents are then decoded in groups of `sampler.decode_batch_size` aligned to the chunk
+    start, so the pixels do not depend on it either (same device, threads and torch version).
+    rng=official generates the whole chunk as one batch.
 
     Args:
         model: built once per rank by `build_sampling_model`.
@@ -102,20 +102,36 @@ def generate_chunk(
     Returns:
         (n, H, W, 3) uint8 images of `plan.chunk_indices(chunk)`.
     """
-    from ssg_eval.sampling.loop import generate_batch
+    from ssg_eval.sampling.loop import decode_images, generate_batch, latents_from_tokens
 
     kwargs = _sampling_kwargs(cfg)
+    decode_dtype = kwargs["decode_dtype"]
     indices = plan.chunk_indices(chunk)
     size = len(indices) if cfg.sampler.rng == "official" else int(cfg.sampler.batch_size)
-    parts = []
+    tokens: list[list[torch.Tensor]] = []  # per forward batch: K tensors (b, l_k)
     for start in range(0, len(indices), size):
         sub = indices[start : start + size]
         generators = _generators(cfg, plan, sub, chunk, device)
         labels_B = torch.as_tensor(plan.labels(sub), dtype=torch.long, device=device)
+        scales: list[torch.Tensor] = []
         with torch.inference_mode():
-            images_B3HW = generate_batch(
-                model.var, model.vae, labels_B, generators, model.processors, **kwargs
-            )
+            generate_batch(
+                model.var, model.vae, labels_B, generators, model.processors, decode=False,
+                observer=lambda si, info, scales=scales: scales.append(info["tokens_Bl"]),
+                **kwargs,
+            )  # fmt: skip
+        tokens.append(scales)
+    tokens_per_scale = [torch.cat(parts) for parts in zip(*tokens, strict=True)]
+    # Rebuild f̂ and decode in fixed groups aligned to the chunk start: the residual convs and
+    # the decoder round differently per batch shape, so only a fixed grouping makes the pixels
+    # independent of sampler.batch_size. The tokens themselves never depend on it.
+    group = int(cfg.sampler.decode_batch_size)
+    parts = []
+    for start in range(0, len(indices), group):
+        f_hat_BCHW = latents_from_tokens(
+            model.vae, [t[start : start + group] for t in tokens_per_scale]
+        )
+        images_B3HW = decode_images(model.vae, f_hat_BCHW, decode_dtype)
         parts.append(to_uint8(images_B3HW, str(cfg.sampler.uint8_rounding)))
     return np.concatenate(parts)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -119,6 +120,7 @@ def generate_batch(
     autocast_dtype: torch.dtype | None = None,
     decode_dtype: torch.dtype | None = None,
     observer: Callable[[int, dict[str, Tensor]], None] | None = None,
+    decode: bool = True,
 ) -> Tensor:
     """Sample one batch of images scale by scale (VAR's `autoregressive_infer_cfg`, generalised).
 
@@ -141,13 +143,20 @@ def generate_batch(
         decode_dtype: dtype of the VQVAE decode; None = float32.
         observer: called as observer(si, info) after each scale with clones of `f_hat_BCHW`,
             `logits_BlV` (after processors, before truncation) and `tokens_Bl`.
+        decode: False returns the accumulated latents f̂ (B, Cvae, pn, pn) instead of images, so
+            that callers can decode in fixed groups (`decode_images`).
 
     Returns:
-        images_B3HW: float32 in [0, 1], H = W = 16·patch_nums[-1].
+        images_B3HW: float32 in [0, 1], H = W = 16·patch_nums[-1] (or f̂ when decode=False).
+
+    Raises:
+        ValueError: a generator list whose length is not B.
     """
     patch_nums, K = var.patch_nums, len(var.patch_nums)
     device = labels_B.device
     B = labels_B.shape[0]
+    if not isinstance(generators, torch.Generator) and len(generators) != B:
+        raise ValueError(f"got {len(generators)} generators for a batch of {B} samples")
     two_branches = any(p.needs_uncond for p in processors)
     states = [p.init_state(B) for p in processors]
     uncond_states = [
@@ -198,7 +207,47 @@ def generate_batch(
                         x_BlC = x_BlC.repeat(2, 1, 1)
         finally:
             var.set_kv_cache(False)
-        decode_dtype = decode_dtype or torch.float32
-        with _autocast(device, None if decode_dtype == torch.float32 else decode_dtype):
+        if not decode:
+            return f_hat_BCHW.clone()
+        img_B3HW = decode_images(vae, f_hat_BCHW, decode_dtype)
+    return img_B3HW.clone()  # a normal tensor again: callers may edit it outside inference mode
+
+
+def latents_from_tokens(vae: Any, tokens_per_scale: Sequence[Tensor]) -> Tensor:
+    """Rebuild f̂ from the tokens of every scale (the loop's residual update, without sampling).
+
+    Args:
+        vae: the VQVAE built with the model's patch_nums.
+        tokens_per_scale: K tensors (B, pn_k²) int64, row-major.
+
+    Returns:
+        f_hat_BCHW: (B, Cvae, pn_last, pn_last) float32.
+    """
+    with torch.inference_mode():
+        f_hat_BCHW = None
+        for si, tokens_Bl in enumerate(tokens_per_scale):
+            pn = math.isqrt(tokens_Bl.shape[1])
+            h_BChw = vae.embed_tokens(tokens_Bl, pn)
+            if f_hat_BCHW is None:
+                last = math.isqrt(tokens_per_scale[-1].shape[1])
+                f_hat_BCHW = h_BChw.new_zeros(h_BChw.shape[0], h_BChw.shape[1], last, last)
+            f_hat_BCHW, _ = vae.accumulate(si, f_hat_BCHW, h_BChw)
+        return f_hat_BCHW
+
+
+def decode_images(vae: Any, f_hat_BCHW: Tensor, decode_dtype: torch.dtype | None = None) -> Tensor:
+    """VQVAE decode of accumulated latents to images in [0, 1]: (decode(f̂) + 1) / 2.
+
+    Args:
+        vae: the VQVAE.
+        f_hat_BCHW: (B, Cvae, pn_last, pn_last) accumulated latents.
+        decode_dtype: autocast dtype of the decoder; None or float32 = plain fp32.
+
+    Returns:
+        (B, 3, 16·pn_last, 16·pn_last) float32 images in [0, 1].
+    """
+    decode_dtype = decode_dtype or torch.float32
+    with torch.inference_mode():
+        with _autocast(f_hat_BCHW.device, None if decode_dtype == torch.float32 else decode_dtype):
             img_B3HW = vae.decode(f_hat_BCHW)
         return img_B3HW.float().add(1).mul(0.5)

@@ -115,6 +115,8 @@ def test_single_generator_is_the_official_stream(tiny):
     assert one.dtype == torch.int64 and torch.equal(one, per_sample)
     with pytest.raises(ValueError, match="generators"):
         sample_tokens(torch.zeros(2, 1, 4), make_generators([1], "cpu"))
+    with pytest.raises(ValueError, match="1 generators for a batch of 2"):
+        generate_batch(var, vae, torch.tensor([0, 1]), make_generators([1], "cpu"), [])
 
 
 def test_official_labels_are_the_first_draw():
