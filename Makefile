@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXP ?= smoke
-EXPS ?= table1/d16_cfg table1/d16_cfg_ssg table1/d20_cfg table1/d20_cfg_ssg table1/d30_cfg table1/d30_cfg_ssg
+EXPS ?= table1/d16_cfg table1/d16_cfg_ssg
 NPROC ?= 1
 ARGS ?=
 export OMP_NUM_THREADS ?= 2
@@ -44,11 +44,8 @@ test-gpu: $(STAMP) ## tests that need CUDA (and the real checkpoints/fixtures wh
 smoke: $(STAMP) ## tiny offline pipeline: tiny checkpoints + reference -> sample -> features -> metrics -> Table 1
 	$(PY) -m ssg_eval.smoke $(ARGS)
 
-table1: $(STAMP) ## Table 1: 3 models x {cfg, cfg+ssg}, skips finished stages, writes results/table1.{csv,md}
-	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) ARGS="$(ARGS)" || exit 1; \
-	  $(PY) -m ssg_eval.features_stage experiment=$$e $(ARGS) || exit 1; \
-	  $(PY) -m ssg_eval.metrics_stage experiment=$$e $(ARGS) || exit 1; done
-	$(PY) -m ssg_eval.report_stage experiment=table1/report $(ARGS)
+table1: $(STAMP) ## Table 1: 3 models x {cfg, cfg+ssg}; skips finished stages; results/table1.{csv,md}
+	$(PY) -m ssg_eval.suite table1 launch.nproc_per_node=$(NPROC) $(ARGS)
 
 sample: $(STAMP) ## sample one experiment: make sample EXP=table1/d16_cfg_ssg NPROC=8
 	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.sample experiment=$(EXP) $(ARGS); \

@@ -32,12 +32,15 @@ def missing_inputs(cfg: Any) -> list[str]:
     measured = (directory / "metrics.json").is_file()
     missing = []
     if not sampled:
-        for key in ("var_ckpt", "vae_ckpt"):
+        for key, what in (
+            ("var_ckpt", f"the {cfg.model.name} checkpoint"),
+            ("vae_ckpt", "the VQVAE"),
+        ):
             path = cfg.model[key]
             if path is not None and not Path(path).is_file():
                 missing.append(
-                    f"model.{key}: {path} (official file of {cfg.model.name}; put it there, set "
-                    f"SSG_EVAL_CKPT_DIR, or override model.{key}=...)"
+                    f"model.{key}: {path} ({what}; put it there, set SSG_EVAL_CKPT_DIR, or "
+                    f"override model.{key}=...)"
                 )
     if not (featured and measured):
         weights = inception_weights_path(cfg.metrics.inception_weights)

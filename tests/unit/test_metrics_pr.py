@@ -64,11 +64,25 @@ def tie_features():
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
-@pytest.mark.parametrize("block", [10000, 64])
+@pytest.mark.parametrize("block", [10000, 64, 199])  # 199: a one-row last block
 def test_identical_to_adm_transcription(tie_features, dtype, block):
     real, fake = tie_features
     ours = precision_recall(real, fake, k=3, block_size=block, distance_dtype=dtype)
     assert ours == adm_precision_recall(real, fake, k=3, block=block, fp16=dtype == "float16")
+
+
+@pytest.mark.parametrize("seed", [5, 9, 11])
+def test_identical_to_adm_transcription_random_shapes(seed):
+    rng = np.random.default_rng(seed)
+    dim, n_real, n_fake = (
+        int(rng.integers(lo, hi)) for lo, hi in ((16, 300), (20, 300), (20, 400))
+    )
+    block = int(rng.integers(8, 150))
+    real = relu_features(seed, n_real, dim)
+    fake = relu_features(seed + 50, n_fake, dim, scale=float(rng.uniform(1.5, 2.5)))
+    for dtype in ("float16", "float32"):
+        ours = precision_recall(real, fake, block_size=block, distance_dtype=dtype)
+        assert ours == adm_precision_recall(real, fake, block=block, fp16=dtype == "float16")
 
 
 def test_float16_and_float32_modes_differ(tie_features):
