@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -243,7 +244,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--quick", action="store_true", help="CI sizes (< 60 s on 2 cores)")
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     parser.add_argument("--only", nargs="*", default=["frechet", "pr", "extraction"])
-    parser.add_argument("--out", default=str(REPO / "results" / "bench" / "metrics.jsonl"))
+    results = Path(os.environ.get("SSG_EVAL_RESULTS", REPO / "results"))
+    parser.add_argument("--out", default=str(results / "bench" / "metrics.jsonl"))
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
