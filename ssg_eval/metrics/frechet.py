@@ -40,16 +40,27 @@ def _check(mu1, sigma1, mu2, sigma2) -> tuple[np.ndarray, ...]:
 
 
 def trace_sqrt_product_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """tr √(Σ₁Σ₂) as tr √(√Σ₁ Σ₂ √Σ₁), via two symmetric eigendecompositions in float64.
+    """tr √(Σ₁Σ₂) from the eigenvalues of a symmetric matrix similar to Σ₁Σ₂, in float64.
 
-    Σ₁Σ₂ is similar to √Σ₁ Σ₂ √Σ₁ (symmetric PSD), so both have the same eigenvalues; tiny
-    negative eigenvalues from rounding are clipped to 0 before the square roots.
+    Fast path: with the Cholesky factor Σ₂ = LLᵀ, Σ₁Σ₂ is similar to LᵀΣ₁L (symmetric PSD), so
+    one Cholesky, two products and one eigenvalue-only decomposition suffice. If Σ₂ is not
+    positive definite (e.g. fewer samples than dimensions), the fallback uses √Σ₁ from a full
+    symmetric eigendecomposition: Σ₁Σ₂ is similar to √Σ₁ Σ₂ √Σ₁. Tiny negative eigenvalues from
+    rounding are clipped to 0 before the square roots.
     """
-    eigvals1, eigvecs1 = np.linalg.eigh((sigma1 + sigma1.T) / 2)
-    root1 = (eigvecs1 * np.sqrt(np.clip(eigvals1, 0, None))) @ eigvecs1.T
-    middle = root1 @ sigma2 @ root1
-    eigvals = np.linalg.eigvalsh((middle + middle.T) / 2)
-    return float(np.sqrt(np.clip(eigvals, 0, None)).sum())
+    import torch
+
+    a = torch.from_numpy(np.ascontiguousarray(sigma1, dtype=np.float64))
+    b = torch.from_numpy(np.ascontiguousarray(sigma2, dtype=np.float64))
+    factor, info = torch.linalg.cholesky_ex((b + b.T) / 2)
+    if int(info) == 0:
+        middle = factor.T @ a @ factor
+    else:
+        eigvals1, eigvecs1 = torch.linalg.eigh((a + a.T) / 2)
+        root1 = (eigvecs1 * eigvals1.clamp_min(0).sqrt()) @ eigvecs1.T
+        middle = root1 @ b @ root1
+    eigvals = torch.linalg.eigvalsh((middle + middle.T) / 2)
+    return float(eigvals.clamp_min(0).sqrt().sum())
 
 
 def _sqrtm(matrix: np.ndarray) -> np.ndarray:

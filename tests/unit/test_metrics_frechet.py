@@ -129,3 +129,31 @@ def test_feature_path_matches_adm_formula(num, dim):
     assert frechet_distance_features(feats, mu2, sigma2, method="sqrtm") == pytest.approx(
         reference, rel=1e-12
     )
+
+
+def test_eigh_falls_back_when_reference_covariance_is_singular():
+    """Σ₂ of rank < D (fewer samples than dims) has no Cholesky factor: the √Σ₁ path is used."""
+    from ssg_eval.metrics.frechet import trace_sqrt_product_eigh, trace_sqrt_product_sqrtm
+
+    rng = np.random.default_rng(3)
+    sigma1 = np.cov(rng.standard_normal((200, 32)), rowvar=False)
+    sigma2 = np.cov(rng.standard_normal((10, 32)), rowvar=False)  # rank 9
+    assert np.linalg.matrix_rank(sigma2) < 32
+    ours = trace_sqrt_product_eigh(sigma1, sigma2)
+    reference = trace_sqrt_product_sqrtm(sigma1, sigma2)
+    assert abs(ours - reference) <= 1e-6 * abs(reference)
+
+
+def test_low_rank_path_is_exact_for_few_samples():
+    """n << D: tr sqrt(S1 S2) = nuclear norm of A1 A2^T (S = A^T A); D x D routes add noise."""
+    rng = np.random.default_rng(10)
+    a = np.abs(rng.normal(size=(10, 512))).astype(np.float32)
+    b = np.abs(rng.normal(size=(12, 512)) + 0.1).astype(np.float32)
+    mu1, sigma1 = feature_statistics(a)
+    mu2, sigma2 = feature_statistics(b)
+    factor1 = (a - a.astype(np.float64).mean(0)) / np.sqrt(9)
+    factor2 = (b - b.astype(np.float64).mean(0)) / np.sqrt(11)
+    nuclear = np.linalg.svd(factor1 @ factor2.T, compute_uv=False).sum()
+    diff = mu1 - mu2
+    exact = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * nuclear
+    assert frechet_distance_features(a, mu2, sigma2) == pytest.approx(exact, rel=1e-9)
