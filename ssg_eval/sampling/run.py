@@ -10,9 +10,11 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from ssg_eval.config import ConfigError, validate
@@ -171,21 +173,39 @@ def run_rank(
     model = build_sampling_model(cfg, device)
     stats["model_build_s"] = time.perf_counter() - start
     stats["model_info"] = model.info
-    start = time.perf_counter()
-    for chunk in tqdm(todo, desc=f"sampling {cfg.run_name}", unit="chunk", disable=rank != 0):
-        images = generate_chunk(model, cfg, plan, chunk, device)
-        if images.shape[1:] != shape:
-            raise RuntimeError(f"generated images have shape {images.shape[1:]}, expected {shape}")
-        indices = plan.chunk_indices(chunk)
-        write_shard(directory, chunk, images, plan.labels(indices), indices)
+
+    def written(future: Future) -> None:
         stats["chunks_generated"] += 1
-        stats["images_generated"] += len(indices)
+        stats["images_generated"] += future.result()
         if fail_after_chunks is not None and stats["chunks_generated"] >= fail_after_chunks:
             raise SimulatedCrash(f"simulated crash after {fail_after_chunks} written shard(s)")
+
+    start = time.perf_counter()
+    # One writer thread overlaps the (atomic) write of shard c with the generation of shard c+1;
+    # at most one write is pending, so host memory holds at most two chunks of images.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer:
+        pending: Future | None = None
+        for chunk in tqdm(todo, desc=f"sampling {cfg.run_name}", unit="chunk", disable=rank != 0):
+            images = generate_chunk(model, cfg, plan, chunk, device)
+            if images.shape[1:] != shape:
+                raise RuntimeError(
+                    f"generated images have shape {images.shape[1:]}, expected {shape}"
+                )
+            if pending is not None:
+                written(pending)
+            pending = writer.submit(_write_chunk, directory, plan, chunk, images)
+        if pending is not None:
+            written(pending)
     stats["sample_s"] = time.perf_counter() - start
     if rank == 0 and cfg.runtime.measure_latency:
         stats["latency"] = measure_latency(model, cfg, plan, device)
     return stats
+
+
+def _write_chunk(directory: Path, plan: SamplePlan, chunk: int, images: np.ndarray) -> int:
+    indices = plan.chunk_indices(chunk)
+    write_shard(directory, chunk, images, plan.labels(indices), indices)
+    return len(indices)
 
 
 def plan_status(cfg: Any, world_size: int) -> dict[str, Any]:
