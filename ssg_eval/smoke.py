@@ -25,8 +25,15 @@ DEFAULT_RESULTS = "results/smoke"
 REFERENCE_IMAGES = 20
 
 
-def synthetic_images(num: int, size: int, seed: int) -> np.ndarray:
-    """Smooth random RGB images (uint8 NHWC): low-frequency cosines plus mild noise."""
+def synthetic_images(
+    num: int, size: int, seed: int, spread: float = 1.0, noise: float = 8.0
+) -> np.ndarray:
+    """Smooth random RGB images (uint8 NHWC): low-frequency cosines plus mild noise.
+
+    Args:
+        num, size, seed: count, side and RNG seed.
+        spread: contrast of the cosines; noise: std of the added Gaussian noise (grey levels).
+    """
     rng = np.random.default_rng(seed)
     yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
     images = np.empty((num, size, size, 3), dtype=np.uint8)
@@ -36,7 +43,7 @@ def synthetic_images(num: int, size: int, seed: int) -> np.ndarray:
         channels = [
             np.cos(2 * np.pi * (freq[c, 0] * xx + freq[c, 1] * yy) + phase[c]) for c in range(3)
         ]
-        img = 127.5 + 100 * np.stack(channels, axis=-1) + rng.normal(0, 8, (size, size, 3))
+        img = 127.5 + spread * 100 * np.stack(channels, -1) + rng.normal(0, noise, (size, size, 3))
         images[i] = np.clip(np.floor(img + 0.5), 0, 255).astype(np.uint8)
     return images
 

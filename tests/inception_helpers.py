@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ssg_eval import smoke
 from ssg_eval.features.inception import build_inception, make_random_inception_weights
 
 
@@ -42,15 +43,4 @@ def random_inception() -> torch.nn.Module:
 
 def synthetic_images(num: int, size: int, seed: int, spread: float = 1.0) -> np.ndarray:
     """Smooth random uint8 NHWC images (cosines plus noise); `spread` scales the contrast."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
-    images = np.empty((num, size, size, 3), dtype=np.uint8)
-    for i in range(num):
-        freq = rng.uniform(0.5, 3.0, size=(3, 2))
-        phase = rng.uniform(0, 2 * np.pi, size=3)
-        waves = [
-            np.cos(2 * np.pi * (freq[c, 0] * xx + freq[c, 1] * yy) + phase[c]) for c in range(3)
-        ]
-        img = 127.5 + spread * 100 * np.stack(waves, -1) + rng.normal(0, 10, (size, size, 3))
-        images[i] = np.clip(np.floor(img + 0.5), 0, 255).astype(np.uint8)
-    return images
+    return smoke.synthetic_images(num, size, seed, spread=spread, noise=10.0)
