@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ssg_eval.analysis.spectral import LatentPanel, latent_delta_spectrum, nyquist_bin
+from ssg_eval.sampling.generate import sampling_kwargs
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -72,21 +73,6 @@ class TokenForcer:
         forced_BlV = torch.full_like(logits_BlV, float("-inf"))
         forced_BlV.scatter_(-1, tokens_Bl.unsqueeze(-1), 0.0)  # a fresh tensor, not the input
         return forced_BlV, state
-
-
-def sampling_kwargs(config: Any) -> dict[str, Any]:
-    """`generate_batch` keyword arguments of one run: its truncation and precision settings."""
-    from ssg_eval.utils.dist import autocast_dtype
-
-    sampler, runtime = config.sampler, config.runtime
-    return {
-        "temperature": float(sampler.temperature),
-        "top_k": int(sampler.top_k),
-        "top_p": float(sampler.top_p),
-        "truncation_impl": str(sampler.truncation_impl),
-        "autocast_dtype": autocast_dtype(str(runtime.autocast_dtype)),
-        "decode_dtype": autocast_dtype(str(runtime.decode_dtype)),
-    }
 
 
 def sample_indices(

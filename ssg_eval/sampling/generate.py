@@ -57,7 +57,8 @@ def build_sampling_model(cfg: Any, device: torch.device) -> SamplingModel:
     return SamplingModel(var=var, vae=vae, info=dict(info), processors=processors)
 
 
-def _sampling_kwargs(cfg: Any) -> dict[str, Any]:
+def sampling_kwargs(cfg: Any) -> dict[str, Any]:
+    """`generate_batch` keyword arguments of a config: truncation and precision settings."""
     sampler = cfg.sampler
     return {
         "temperature": float(sampler.temperature),
@@ -104,7 +105,7 @@ def generate_chunk(
     """
     from ssg_eval.sampling.loop import decode_images, generate_batch, latents_from_tokens
 
-    kwargs = _sampling_kwargs(cfg)
+    kwargs = sampling_kwargs(cfg)
     decode_dtype = kwargs["decode_dtype"]
     indices = plan.chunk_indices(chunk)
     size = len(indices) if cfg.sampler.rng == "official" else int(cfg.sampler.batch_size)
@@ -160,7 +161,7 @@ def measure_latency(
     """
     from ssg_eval.sampling.loop import generate_batch
 
-    kwargs = _sampling_kwargs(cfg)
+    kwargs = sampling_kwargs(cfg)
     batch, repeats = int(cfg.runtime.latency_batch_size), int(cfg.runtime.latency_repeats)
     if batch < 1 or repeats < 1:
         raise ConfigError(
