@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 
 def current_rank() -> int:
@@ -34,6 +35,15 @@ def configure_cli_logging(level: int = logging.INFO) -> None:
     """Attach one stderr handler with a rank prefix; called once by CLI entry points only."""
     rank = current_rank()
     root = logging.getLogger("ssg_eval")
+    if logging.getLogger().handlers and not root.handlers:
+        # Under @hydra.main the root logger already writes to the job's log file (and stdout):
+        # keep propagating there, so stack traces land in <run dir>/.hydra_run/rank<r>/<stage>.log.
+        # Its console handler moves to stderr: stdout carries only the CLI's final line.
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
+        root.setLevel(level if rank == 0 else logging.WARNING)
+        return
     if any(getattr(h, "_ssg_eval", False) for h in root.handlers):
         return
     handler = logging.StreamHandler()
