@@ -293,6 +293,16 @@ def validate(cfg: Any) -> None:
                 f"guidance.ssg.beta_end={ssg.beta_end} must be set (>= 0) for "
                 f"beta_schedule={ssg.beta_schedule}"
             )
+        if ssg.beta_schedule == "linear_decay" and ssg.beta_end > ssg.beta:
+            raise ConfigError(
+                f"guidance.ssg.beta_end={ssg.beta_end} must be <= guidance.ssg.beta={ssg.beta} for "
+                "beta_schedule=linear_decay; use linear_ramp to increase beta"
+            )
+        if ssg.beta_schedule == "linear_ramp" and ssg.beta_end < ssg.beta:
+            raise ConfigError(
+                f"guidance.ssg.beta_end={ssg.beta_end} must be >= guidance.ssg.beta={ssg.beta} for "
+                "beta_schedule=linear_ramp; use linear_decay to decrease beta"
+            )
         if ssg.scale_indices is not None:
             bad = [s for s in ssg.scale_indices if not 0 <= s < num_scales]
             if bad:

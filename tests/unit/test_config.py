@@ -64,6 +64,18 @@ def test_wrong_type_fails_at_composition():
             "guidance.ssg.beta_list has length 2",
         ),
         (["guidance=ssg", "guidance.ssg.beta_schedule=linear_decay"], "guidance.ssg.beta_end"),
+        (
+            [
+                "guidance=ssg",
+                "guidance.ssg.beta_schedule=linear_decay",
+                "guidance.ssg.beta_end=0.9",
+            ],
+            "must be <= guidance.ssg.beta=0.5",
+        ),
+        (
+            ["guidance=ssg", "guidance.ssg.beta_schedule=linear_ramp", "guidance.ssg.beta_end=0.1"],
+            "must be >= guidance.ssg.beta=0.5",
+        ),
         (["guidance=ssg", "guidance.ssg.scale_indices=[0,5]"], "guidance.ssg.scale_indices"),
         (["guidance.order=[cfg_ramp,foo]"], "unknown processor 'foo'"),
         (["sampler.rng=global"], "sampler.rng='global'"),
