@@ -8,7 +8,6 @@ dict in torch-fidelity's layout, a synthetic ADM-format reference batch) are wri
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from ssg_eval.stage import CONF_DIR
+from ssg_eval.stage import CONF_DIR, exit_on_user_error
 from ssg_eval.suite import load_suite, run_suite
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
@@ -126,12 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every smoke cell")
     args = parser.parse_args(argv)
     configure_cli_logging()
-    try:
-        written = run_smoke(args.overrides, args.seeds)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        log.debug("smoke failed", exc_info=True)
-        print(f"ssg-smoke: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    written = exit_on_user_error("ssg-smoke", lambda: run_smoke(args.overrides, args.seeds))
     print(
         "ssg-smoke (pipeline check, not a reproduction): wrote "
         + ", ".join(map(str, written.values()))

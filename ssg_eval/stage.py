@@ -30,6 +30,25 @@ def run_dir(cfg: Any) -> Path:
     return results_dir(cfg) / "runs" / str(cfg.run_name)
 
 
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)
+
+
+def exit_on_user_error(prog: str, fn: Callable[[], Any], trace_level: int = logging.DEBUG) -> Any:
+    """Return `fn()`; on a user error log the stack trace and exit 2 with one line on stderr.
+
+    Args:
+        prog: program name that prefixes the error line (`<prog>: error: <message>`).
+        fn: the work to run.
+        trace_level: log level of the stack trace (the run log under Hydra, stderr otherwise).
+    """
+    try:
+        return fn()
+    except USER_ERRORS as err:
+        log.log(trace_level, "%s failed", prog, exc_info=True)
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 def cli_main(stage: str, fn: Callable[[Any], Any], cfg: Any) -> Any:
     """Validate `cfg`, run `fn(cfg)`, print one final line; on a user error exit 2 with one line.
 
@@ -39,14 +58,12 @@ def cli_main(stage: str, fn: Callable[[Any], Any], cfg: Any) -> Any:
         cfg: the composed config.
     """
     configure_cli_logging()
-    try:
+
+    def work() -> Any:
         validate(cfg)
-        out = fn(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        logging.getLogger("ssg_eval").debug("stage %s failed", stage, exc_info=True)
-        log.error("%s failed", stage, exc_info=True)
-        print(f"ssg-{stage}: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return fn(cfg)
+
+    out = exit_on_user_error(f"ssg-{stage}", work, trace_level=logging.ERROR)
     if isinstance(out, dict):
         print(f"ssg-{stage}: wrote " + ", ".join(str(path) for path in out.values()))
     elif out is not None:

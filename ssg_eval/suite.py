@@ -7,7 +7,6 @@ experiment; finished stages are skipped, so a rerun samples nothing and rewrites
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from omegaconf import OmegaConf, open_dict
 
 from ssg_eval.config import ConfigError, validate
 from ssg_eval.preflight import check_inputs
-from ssg_eval.stage import CONF_DIR
+from ssg_eval.stage import CONF_DIR, exit_on_user_error
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
@@ -111,12 +110,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every cell")
     args = parser.parse_args(argv)
     configure_cli_logging()
-    try:
-        written = run_suite(args.name, args.overrides, args.seeds)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        log.debug("suite failed", exc_info=True)
-        print(f"ssg-suite: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    written = exit_on_user_error(
+        "ssg-suite", lambda: run_suite(args.name, args.overrides, args.seeds)
+    )
     print(f"ssg-suite {args.name}: wrote " + ", ".join(str(p) for p in written.values()))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from ssg_eval.analysis.spectral import (
     plot_latent_panels,
     plot_pixel_ratio,
 )
+from ssg_eval.stage import exit_on_user_error
 from ssg_eval.utils.io import atomic_write_text, read_json
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
@@ -279,8 +279,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     spectra.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
     configure_cli_logging()
-    try:
-        written = run_spectral_analysis(
+    written = exit_on_user_error(
+        "ssg-analysis",
+        lambda: run_spectral_analysis(
             args.baseline,
             args.ssg,
             args.reference,
@@ -289,11 +290,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             overwrite=args.overwrite,
             latent_mode=args.latent_mode,
             device=args.device,
-        )
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        log.debug("spectral analysis failed", exc_info=True)
-        print(f"ssg-analysis: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        ),
+    )
     print("ssg-analysis spectra: wrote " + ", ".join(str(p) for p in written.values()))
 
 
