@@ -155,6 +155,7 @@ class ReportConfig:
     note: str = ""  # printed under the Markdown title (e.g. "pipeline check, not a reproduction")
     paper: dict[str, Any] = field(default_factory=dict)  # quoted numbers, with their source
     paper_row_of: dict[str, str] = field(default_factory=dict)  # model name -> paper row key
+    baseline: str = "cfg"  # guidance name every other row's paired delta is taken against
     sweep_plot: bool = True  # FID/IS vs beta plot when runs differ in guidance.ssg.beta
 
 

@@ -102,30 +102,34 @@ def make_assets(cell_cfgs: Sequence) -> list[Path]:
     return created
 
 
-def run_smoke(overrides: Sequence[str] = (), seeds: Sequence[int] | None = None) -> dict:
-    """Create the tiny assets (once), then run the `smoke` suite with `overrides`."""
+def run_smoke(
+    overrides: Sequence[str] = (), seeds: Sequence[int] | None = None, suite: str = "smoke"
+) -> dict:
+    """Create the tiny assets (once), then run the tiny `suite` (smoke, smoke_512, ...)."""
     overrides = list(overrides)
     if not any(o.startswith("paths.results=") for o in overrides):
         overrides.insert(0, f"paths.results={DEFAULT_RESULTS}")
-    suite = load_suite("smoke")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cells = [
-            compose(config_name="pipeline", overrides=[f"experiment={cell}", *overrides])
-            for cell in suite["cells"]
+            compose(config_name="pipeline", overrides=[*cell, *overrides])
+            for cell in load_suite(suite).cells()
         ]
     for path in make_assets(cells):
         log.info("created smoke asset %s", path)
-    return run_suite("smoke", overrides, seeds)
+    return run_suite(suite, overrides, seeds)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`make smoke` / `python -m ssg_eval.smoke [--seeds ...] [hydra overrides]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--suite", default="smoke", help="a tiny suite: smoke, smoke_512, ...")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every smoke cell")
     args = parser.parse_args(argv)
     configure_cli_logging()
-    written = exit_on_user_error("ssg-smoke", lambda: run_smoke(args.overrides, args.seeds))
+    written = exit_on_user_error(
+        "ssg-smoke", lambda: run_smoke(args.overrides, args.seeds, args.suite)
+    )
     print(
         "ssg-smoke (pipeline check, not a reproduction): wrote "
         + ", ".join(map(str, written.values()))
