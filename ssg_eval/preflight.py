@@ -42,6 +42,8 @@ def missing_inputs(cfg: Any) -> list[str]:
                     f"model.{key}: {path} ({what}; put it there, set SSG_EVAL_CKPT_DIR, or "
                     f"override model.{key}=...)"
                 )
+    if not sampled:
+        missing += _missing_guide_checkpoints(cfg)
     if not (featured and measured):
         weights = inception_weights_path(cfg.metrics.inception_weights)
         if not weights.is_file():
@@ -55,6 +57,22 @@ def missing_inputs(cfg: Any) -> list[str]:
             f"{cfg.metrics.reference_name}; see reference_stats/README.md or set "
             "SSG_EVAL_REFERENCE)"
         )
+    return missing
+
+
+def _missing_guide_checkpoints(cfg: Any) -> list[str]:
+    """Checkpoints of guide models named by an active processor (`guidance.<name>.guide`)."""
+    missing = []
+    for name in cfg.guidance.order:
+        node = cfg.guidance.get(name) if hasattr(cfg.guidance, "get") else None
+        guide = node.get("guide") if hasattr(node, "get") else None
+        path = guide.get("var_ckpt") if hasattr(guide, "get") else None
+        if path is not None and not Path(path).is_file():
+            missing.append(
+                f"guidance.{name}.guide.var_ckpt: {path} (the guide model "
+                f"{guide.get('name')} checkpoint; put it there, set SSG_EVAL_CKPT_DIR, or override "
+                f"guidance.{name}.guide.var_ckpt=...)"
+            )
     return missing
 
 

@@ -64,28 +64,29 @@ class Suite:
         ]  # fmt: skip
 
 
-def _names_in(group: str) -> list[str]:
-    return sorted(str(p.relative_to(Path(CONF_DIR) / group).with_suffix(""))
-                  for p in (Path(CONF_DIR) / group).rglob("*.yaml"))  # fmt: skip
+def _names_in(conf_dir: Path, group: str) -> list[str]:
+    return sorted(str(p.relative_to(conf_dir / group).with_suffix(""))
+                  for p in (conf_dir / group).rglob("*.yaml"))  # fmt: skip
 
 
 def _check_names(path: Path, key: str, group: str, names: Sequence[str]) -> None:
-    valid = _names_in(group)
-    unknown = [name for name in names if name not in valid]
+    valid = _names_in(path.parents[1], group)
+    unknown = [name for name in dict.fromkeys(names) if name not in valid]
     if unknown:
         raise ConfigError(f"{path}: {key} names {unknown} not in conf/{group}/; valid: {valid}")
 
 
-def load_suite(name: str) -> Suite:
-    """Read and check `conf/suite/<name>.yaml` (keys, names of every config it refers to).
+def load_suite(name: str, conf_dir: str | Path = CONF_DIR) -> Suite:
+    """Read and check `<conf_dir>/suite/<name>.yaml` (keys, names of every config it refers to).
 
     Raises:
         ConfigError: unknown suite, missing or unknown key, or a name without a config file.
     """
-    path = Path(CONF_DIR) / "suite" / f"{name}.yaml"
+    path = Path(conf_dir) / "suite" / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"suite {name!r} not found at {path}; valid suites: {_names_in('suite')}")
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        valid = _names_in(Path(conf_dir), "suite")
+        raise ConfigError(f"suite {name!r} not found at {path}; valid suites: {valid}")
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # overrides keep ${...}
     missing = [key for key in REQUIRED_KEYS if key not in raw]
     unknown = [key for key in raw if key not in SUITE_KEYS]
     if missing or unknown:
