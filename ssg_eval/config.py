@@ -138,6 +138,9 @@ class MetricsConfig:
     fid_method: str = "eigh"  # eigh (fast, symmetric) | sqrtm (scipy, ADM's literal formula)
     bootstrap_resamples: int = 0  # >0: class-stratified bootstrap std of FID (one-seed spread)
     metrics: list[str] = field(default_factory=lambda: ["fid", "sfid", "is", "precision", "recall"])
+    # FD-DINOv2 (add fd_dinov2 to `metrics`): DINOv2 release weights, never downloaded.
+    dinov2_weights: str | None = None  # dinov2_vitl14_pretrain.pth (SSG_EVAL_DINOV2)
+    dinov2_arch: str = "vit_large_patch14_dinov2"  # timm name; ViT-L/14 is dgm-eval's default
 
 
 @dataclass

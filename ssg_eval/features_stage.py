@@ -36,6 +36,7 @@ def run_features(cfg: Any) -> Path:
         FileNotFoundError: the run has no manifest (sampling not finished) or no Inception weights.
         FileExistsError: features of different samples exist and `overwrite` is false.
     """
+    from ssg_eval.features.dinov2 import write_run_features
     from ssg_eval.features.extract import extract_features
     from ssg_eval.features.inception import build_inception, inception_weights_sha256
     from ssg_eval.sampling.shards import iter_run_images
@@ -49,6 +50,7 @@ def run_features(cfg: Any) -> Path:
             "run the sample stage first (make sample EXP=...)"
         )
     manifest = read_json(manifest_path)
+    write_run_features(cfg, directory, manifest)  # features_dinov2.npz when fd_dinov2 is requested
     weights_sha = inception_weights_sha256(cfg.metrics.inception_weights)
     meta = _features_meta(cfg, manifest, weights_sha)
     out_path, meta_path = directory / "features.npz", directory / "features.json"

@@ -74,7 +74,9 @@ def run_metrics(cfg: Any) -> Path:
     """
     from ssg_eval.features.inception import build_inception
     from ssg_eval.metrics.compute import compute_metrics
+    from ssg_eval.metrics.fd_dinov2 import dinov2_inputs, fd_dinov2_of_run
     from ssg_eval.metrics.inception_score import check_class_order
+    from ssg_eval.metrics.keys import OPTIONAL_METRICS
     from ssg_eval.metrics.reference import reference_features
     from ssg_eval.utils.dist import resolve_device
 
@@ -90,6 +92,7 @@ def run_metrics(cfg: Any) -> Path:
         "features_sha256": sha256_of_file(features_path),
         "reference_sha256": reference.sha256,
         "features_meta": read_json(directory / "features.json"),
+        **dinov2_inputs(cfg, directory),
     }
     out_path = directory / "metrics.json"
     if out_path.is_file():
@@ -125,8 +128,9 @@ def run_metrics(cfg: Any) -> Path:
         block_size=cfg.metrics.pr_block_size,
         distance_dtype=cfg.metrics.pr_distance_dtype,
         fid_method=cfg.metrics.fid_method,
-        metrics=list(cfg.metrics.metrics),
+        metrics=[m for m in cfg.metrics.metrics if m not in OPTIONAL_METRICS],
     )
+    values.update(fd_dinov2_of_run(cfg, directory, reference, results_dir(cfg) / "cache"))
     if cfg.metrics.bootstrap_resamples > 0:
         values[f"{FID}_bootstrap_std"] = fid_bootstrap_std(
             sample_feats["pool"], labels, reference, ref_feats, cfg
