@@ -14,9 +14,9 @@ import pandas as pd
 from ssg_eval.metrics.keys import FID, IS
 from ssg_eval.report.table import (
     MARKDOWN_DIGITS,
-    METRIC_KEYS,
     METRIC_LABELS,
     collect_runs,
+    metric_keys,
     summary_table,
     sweep_table,
 )
@@ -37,14 +37,15 @@ def summary_markdown(table: pd.DataFrame, title: str, note: str, paper: dict[str
     if note:
         lines += [f"> {note}", ""]
     header = ["model", "guidance", "N", "seeds"]
-    for key in METRIC_KEYS:
+    keys = metric_keys(table)
+    for key in keys:
         header += [METRIC_LABELS[key], f"{METRIC_LABELS[key]} paper†", f"Δ{METRIC_LABELS[key]}"]
     header += ["Params", "Steps", "Time (s/img)", "Time paper†", "img/s", "precision", "commit",
                "quoted from"]  # fmt: skip
     body = []
     for _, row in table.iterrows():
         cells = [row["model_label"], row["guidance"], str(row["N"]), row["seeds"]]
-        for key in METRIC_KEYS:
+        for key in keys:
             digits = MARKDOWN_DIGITS[key]
             ours = _fmt(row[key], digits)
             if row["seeds"].count(",") and not pd.isna(row.get(f"{key}_std")):

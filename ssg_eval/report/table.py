@@ -13,22 +13,31 @@ from typing import Any
 import pandas as pd
 
 from ssg_eval.analysis.seeds import paired_delta, seed_summary
-from ssg_eval.metrics.keys import FID, IS, IS_STD, PRECISION, RECALL, SFID
+from ssg_eval.metrics.keys import FD_DINOV2, FID, IS, IS_STD, PRECISION, RECALL, SFID
 from ssg_eval.utils.io import read_json
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 METRIC_KEYS = (FID, SFID, IS, PRECISION, RECALL)
-METRIC_LABELS = {FID: "FID", SFID: "sFID", IS: "IS", PRECISION: "Pre", RECALL: "Rec"}
-LOWER_IS_BETTER = {FID: True, SFID: True, IS: False, PRECISION: False, RECALL: False}
+OPTIONAL_KEYS = (FD_DINOV2,)  # a column only when some run has it
+METRIC_LABELS = {FID: "FID", SFID: "sFID", IS: "IS", PRECISION: "Pre", RECALL: "Rec",
+                 FD_DINOV2: "FD-DINOv2"}  # fmt: skip
+LOWER_IS_BETTER = {FID: True, SFID: True, IS: False, PRECISION: False, RECALL: False,
+                   FD_DINOV2: True}  # fmt: skip
 # Fixed column order of the per-run table (STYLE.md §7 plus the paper's Params/Steps/Time).
 RUN_COLUMNS = [
     "run", "model", "guidance", "guidance_params", "N", "seed", "precision_mode",
     FID, SFID, IS, IS_STD, PRECISION, RECALL, "params", "steps", "time_s", "images_per_s",
     "commit",
 ]  # fmt: skip
-MARKDOWN_DIGITS = {FID: 2, SFID: 2, IS: 1, PRECISION: 2, RECALL: 2, "time_s": 3}
+MARKDOWN_DIGITS = {FID: 2, SFID: 2, IS: 1, PRECISION: 2, RECALL: 2, FD_DINOV2: 2, "time_s": 3}
+
+
+def metric_keys(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The fixed metric columns, then every optional one that some row of `frame` has."""
+    present = [k for k in OPTIONAL_KEYS if k in frame and frame[k].notna().any()]
+    return (*METRIC_KEYS, *present)
 
 
 def guidance_params(guidance: dict[str, Any]) -> str:
@@ -74,7 +83,7 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         "commit": (manifest.get("git", {}) or {}).get("commit"),
         "dirty": (manifest.get("git", {}) or {}).get("dirty"),
     }
-    for key in (*METRIC_KEYS, IS_STD):
+    for key in (*METRIC_KEYS, IS_STD, *OPTIONAL_KEYS):
         row[key] = values.get(key)
     row["fid_bootstrap_std"] = values.get(f"{FID}_bootstrap_std")
     return row
@@ -190,7 +199,7 @@ def summary_table(
             "commit": ",".join(sorted({str(c)[:12] for c in group["commit"]})),
             "paper_source": quoted_source(quoted, paper),
         }
-        for key in METRIC_KEYS:
+        for key in metric_keys(frame):
             mean, std, _ = seed_summary(group[key].astype(float).tolist())
             record[key], record[f"{key}_std"] = mean, std
             record[f"paper_{key}"] = quoted.get(key)
@@ -209,7 +218,7 @@ def summary_table(
         base_row = table[(table.model == model) & (table.guidance == base_name)].iloc[0]
         # Quoted deltas only within one source (one paper's table, one recipe).
         same_source = table.loc[where, "paper_source"].iloc[0] == base_row["paper_source"]
-        for key in METRIC_KEYS:
+        for key in metric_keys(frame):
             stats = paired_delta(
                 dict(zip(base["seed"], base[key].astype(float), strict=True)),
                 dict(zip(treat["seed"], treat[key].astype(float), strict=True)),

@@ -29,7 +29,9 @@ def _guidance(name: str, beta: float) -> dict:
     }
 
 
-def write_run(results, name, *, model="var_d16", guidance="cfg", seed=0, fid=3.0, beta=0.5):
+def write_run(
+    results, name, *, model="var_d16", guidance="cfg", seed=0, fid=3.0, beta=0.5, extra=None
+):
     run = results / "runs" / name
     run.mkdir(parents=True)
     config = {
@@ -46,7 +48,7 @@ def write_run(results, name, *, model="var_d16", guidance="cfg", seed=0, fid=3.0
         "timings": {"images_per_s": 10.0, "latency": {"seconds_per_image": 0.5}},
     }
     metrics = {"fid": fid, "sfid": 8.0, "is": 280.0 + seed, "is_std": 1.0, "precision": 0.8,
-               "recall": 0.5}  # fmt: skip
+               "recall": 0.5, **(extra or {})}  # fmt: skip
     (run / "manifest.json").write_text(json.dumps(manifest))
     (run / "metrics.json").write_text(json.dumps({"metrics": metrics}))
     return run
@@ -146,3 +148,17 @@ def test_unknown_quoted_source_is_a_clear_error(tmp_path):
     paper = {"rows": {"var_d16": {"cfg": {"fid": 1.0, "source": "nope"}}}}
     with pytest.raises(ValueError, match="source 'nope'.*report.paper.sources"):
         summary_table(collect_runs(tmp_path), paper, {})
+
+
+def test_fd_dinov2_is_a_column_only_when_measured(tmp_path):
+    for guidance, fd in (("cfg", 50.0), ("cfg_ssg", 47.5)):
+        write_run(tmp_path, guidance, guidance=guidance, extra={"fd_dinov2": fd})
+    out = render_report(tmp_path, stem="t", title="T", paper=PAPER)
+    table = pd.read_csv(out["csv"]).set_index("guidance")
+    assert table.loc["cfg_ssg", "delta_fd_dinov2"] == pytest.approx(-2.5)
+    assert "FD-DINOv2" in out["md"].read_text()
+    plain = tmp_path / "plain"
+    write_run(plain, "a")
+    out = render_report(plain, stem="t", title="T", paper=PAPER)
+    assert "FD-DINOv2" not in out["md"].read_text()
+    assert "fd_dinov2" not in pd.read_csv(out["csv"]).columns
