@@ -128,3 +128,27 @@ def _write_suite(conf: Path, name: str, **change) -> None:
     spec.update(change)
     spec = {k: v for k, v in spec.items() if v is not None}
     OmegaConf.save(OmegaConf.create(spec), conf / "suite" / f"{name}.yaml")
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_every_cell_matches_its_reference_resolution(name):
+    """A cell's image size (16 x last patch_num) equals its manifest reference's image size."""
+    from ssg_eval.metrics.reference import load_manifest
+
+    manifest = load_manifest()
+    suite = _load_or_skip(name)
+    for cell in suite.cells():
+        cfg = compose_config([*cell, "paths.results=/results"], config_name="pipeline")
+        entry = manifest.get(cfg.metrics.reference_name)
+        if entry is None:  # smoke references are built for their model by the smoke job
+            continue
+        side = 16 * cfg.model.patch_nums[-1]
+        assert entry["keys"]["arr_0"]["shape"][1:] == [side, side, 3], (cell, entry)
+
+
+def test_512_table_uses_the_512_model_and_reference():
+    cfg = compose_config(["experiment=table512", "guidance=cfg_ssg"], config_name="pipeline")
+    assert cfg.model.name == "var_d36" and cfg.model.shared_aln
+    assert list(cfg.model.patch_nums) == [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
+    assert cfg.metrics.reference_name == "VIRTUAL_imagenet512.npz"
+    assert cfg.run_name == "var_d36_cfg_ssg_s0"
