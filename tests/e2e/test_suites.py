@@ -74,7 +74,28 @@ def test_smoke_512_suite_end_to_end(tmp_path):
     assert "[var_readme] quoted, not re-measured" in written["md"].read_text()
 
 
+def test_tiny_autoguidance_cell_samples_with_its_guide(tmp_path):
+    """Fast case of the guidance suite: one autoguidance+SSG cell with its guide asset."""
+    from ssg_eval.sampling.run import sample_run
+    from ssg_eval.smoke import make_checkpoints
+    from ssg_eval.suite import load_suite
+
+    _require_guidance_family()
+    suite = load_suite("smoke_guidance")
+    cell = [c for c in suite.cells() if c[1:3] == ["model=tiny_d3", "guidance=autoguidance_ssg"]]
+    cfg = compose_config(
+        [*cell[0], f"paths.results={tmp_path}", "runtime.device=cpu", *FAST],
+        config_name="pipeline",
+    )
+    created = {p.name for p in make_checkpoints([cfg])}
+    assert {"tiny_d1.pth", "tiny_d3.pth"} <= created  # the guide's checkpoint too
+    sample_run(cfg)
+    with np.load(tmp_path / "runs" / "tiny_d3_autoguidance_ssg_s0" / "samples.npz") as data:
+        assert data["arr_0"].shape == (10, 48, 48, 3)
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_smoke_guidance_suite_end_to_end(tmp_path):
     _require_guidance_family()
     written = run_smoke([f"paths.results={tmp_path}", *FAST], suite="smoke_guidance")
