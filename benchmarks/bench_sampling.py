@@ -28,7 +28,7 @@ from ssg_eval.models.load import build_model
 from ssg_eval.sampling.loop import generate_batch, make_generators
 from ssg_eval.utils.provenance import collect_provenance
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "ssg_eval" / "conf"
 
 
 def _sync(device: torch.device) -> None:

@@ -12,12 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import ssg_eval
 from ssg_eval.config import validate
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
-# The packaged conf/ (absolute, so console scripts work from any directory).
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# The Hydra configs ship inside the package (ssg_eval/conf); absolute, so console scripts and
+# non-editable installs work from any directory. Located from the package root, not this module.
+CONF_DIR = str(Path(ssg_eval.__file__).resolve().parent / "conf")
 
 
 def results_dir(cfg: Any) -> Path:
