@@ -51,7 +51,7 @@ vae, var = build_vae_var(
     shared_aln=args["shared_aln"], attn_l2_norm=True, flash_if_available=False,
     fused_if_available=False,
 )
-if args["tiny_oracle"]:  # VAR_SPEC.md §10: weights from parameter names
+if args["tiny_oracle"]:  # docs/VAR.md, CPU reference oracle: weights from parameter names
     with torch.no_grad():
         for module in (var, vae):
             for name, p in module.named_parameters():
@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", required=True, help="clone of FoundationVision/VAR")
     parser.add_argument("--official-python", default=sys.executable, help="its interpreter")
-    parser.add_argument("--tiny-oracle", action="store_true", help="VAR_SPEC §10 tiny model")
+    parser.add_argument("--tiny-oracle", action="store_true", help="tiny oracle (docs/VAR.md)")
     parser.add_argument("--depth", type=int, default=16, choices=[16, 20, 24, 30, 36])
     parser.add_argument("--var-ckpt")
     parser.add_argument("--vae-ckpt")

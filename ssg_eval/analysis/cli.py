@@ -219,7 +219,7 @@ def run_spectral_analysis(
     latent_mode: str = "forced",
     device: str | None = None,
 ) -> dict[str, Path]:
-    """Both spectral figures of SSG_METHOD.md §7 for a baseline run and its SSG twin.
+    """Both spectral figures of docs/METHOD.md (spectral analysis) for a baseline and its SSG twin.
 
     Every input is checked first (manifests, shards, reference, image sizes, model and plan
     agreement, checkpoints, existing outputs); only then are latents re-generated and images read.
@@ -231,7 +231,7 @@ def run_spectral_analysis(
         out_dir: where `latent_spectrum.{png,csv}` and `pixel_spectrum.{png,csv}` go.
         num_latent_samples: samples 0..n−1 of the plan re-generated for the latent panels.
         overwrite: replace existing output files.
-        latent_mode: `forced` (SSG_METHOD.md §7 default: the SSG pass replays the baseline's
+        latent_mode: `forced` (docs/METHOD.md default: the SSG pass replays the baseline's
             tokens up to step a, so only step b differs) or `free` (both runs sampled freely).
         device: `cpu`, `cuda` or `auto`; None uses the baseline manifest's `runtime.device`.
 

@@ -18,7 +18,7 @@ SCHEDULES = ("linear_ramp", "constant")
 
 
 class CfgRamp:
-    """Classifier-free guidance with VAR's linear ramp (VAR_SPEC.md §6).
+    """Classifier-free guidance with VAR's linear ramp (docs/VAR.md, official sampler).
 
     At scale si of K: ratio = si/(K−1) (0 when K = 1), t = scale·ratio (Python floats, ratio
     computed first, exactly as VAR's `autoregressive_infer_cfg`), and

@@ -1,6 +1,6 @@
 """SSG (Scaled Spatial Guidance) as a logit processor: ℓ̃_k = ℓ_k + β_k·(ℓ_k − DSE(ℓ_{k−1})).
 
-This module owns the SSG update, its β schedule and every open-question switch of SSG_METHOD.md §4;
+This module owns the SSG update, its β schedule and every open-question switch of docs/METHOD.md;
 it must not modify its inputs or attributes, draw random numbers, or mix CFG branches itself.
 """
 

@@ -130,7 +130,7 @@ def name_seed(seed_prefix: int | str, name: str) -> int:
 
 @torch.no_grad()
 def init_from_names(module: nn.Module, seed_prefix: int | str = 1234) -> None:
-    """Deterministic random weights from parameter names (VAR_SPEC.md §10); buffers are untouched.
+    """Deterministic random weights from parameter names (docs/VAR.md); buffers are untouched.
 
     Each parameter gets randn(shape)·0.02 from a CPU generator seeded by `name_seed`, except
     `quantize.embedding.weight` (std 0.5), 1-D `*norm*.weight` (+1) and `scale_mul_1H11` (+ln 4).

@@ -22,7 +22,7 @@ log = get_logger(__name__)
 METRIC_KEYS = (FID, SFID, IS, PRECISION, RECALL)
 METRIC_LABELS = {FID: "FID", SFID: "sFID", IS: "IS", PRECISION: "Pre", RECALL: "Rec"}
 LOWER_IS_BETTER = {FID: True, SFID: True, IS: False, PRECISION: False, RECALL: False}
-# Fixed column order of the per-run table (STYLE.md §7 plus the paper's Params/Steps/Time).
+# Fixed column order of the per-run table (docs/CONTRIBUTING.md plus the paper's Params/Steps/Time).
 RUN_COLUMNS = [
     "run", "model", "guidance", "guidance_params", "N", "seed", "precision_mode",
     FID, SFID, IS, IS_STD, PRECISION, RECALL, "params", "steps", "time_s", "images_per_s",

@@ -1,6 +1,6 @@
 """The next-scale sampling loop: transformer, logit processors, truncation, token draw, f̂ update.
 
-This module owns the per-scale orchestration of VAR_SPEC.md §6 and is the only place that draws
+This module owns the per-scale orchestration of docs/VAR.md and is the only place that draws
 random numbers (`sample_tokens`, `official_labels`); it must not hold guidance math or write files.
 """
 

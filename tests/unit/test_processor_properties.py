@@ -1,7 +1,8 @@
 """Contract tests run over every processor registered in `ssg_eval.registry.PROCESSORS`.
 
-Each property of STYLE.md §3 (inputs untouched, shape/dtype kept, neutral = identity, needs_uncond,
-no RNG, frozen attributes, per-batch state) is checked for several configs of every processor;
+Each property of the processor contract in docs/CONTRIBUTING.md (inputs untouched, shape/dtype
+kept, neutral = identity, needs_uncond, no RNG, frozen attributes, per-batch state) is checked for
+several configs of every processor;
 `build_processors` is checked on the conf/guidance files.
 """
 
