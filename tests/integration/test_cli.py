@@ -76,6 +76,7 @@ def tiny_assets(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # a second end-to-end pipeline run (the smoke e2e test is the one in make test)
 def test_beta_sweep_multirun_gives_one_run_per_value_and_a_sweep_table(tmp_path, tiny_assets):
     results = tmp_path / "res"
     common = [
