@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from ssg_eval.stage import CONF_DIR, exit_on_user_error
-from ssg_eval.suite import load_suite, run_suite
+from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
+from ssg_eval.stages.suite import load_suite, run_suite
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)

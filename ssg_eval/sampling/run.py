@@ -1,6 +1,6 @@
 """Per-rank sampling runner: run-dir identity, the resumable chunk loop, and single-process runs.
 
-Rank and world size are arguments (read from the environment once, by `ssg_eval.sample`), so
+Rank and world size are arguments (read from the environment once, by `ssg_eval.stages.sample`), so
 tests drive `run_rank(cfg, r, W)` in a loop without torch.distributed; this module must not
 parse the command line, and it holds no sampling math (that is `sampling.loop`).
 """
@@ -27,7 +27,7 @@ from ssg_eval.sampling.generate import (
 )
 from ssg_eval.sampling.plan import SamplePlan, plan_from_config
 from ssg_eval.sampling.shards import SAMPLES_NPZ, shard_path, shard_problem, write_shard
-from ssg_eval.stage import run_dir as resolve_run_dir
+from ssg_eval.stages.entry import run_dir as resolve_run_dir
 from ssg_eval.utils.dist import resolve_device, setup_runtime
 from ssg_eval.utils.io import atomic_write_json, read_json
 from ssg_eval.utils.logging import get_logger

@@ -16,7 +16,7 @@ import torch
 
 import ssg_eval.models.load as model_load
 from ssg_eval.config import ConfigError
-from ssg_eval.sample import sample_stage
+from ssg_eval.stages.sample import sample_stage
 from ssg_eval.sampling.plan import plan_from_config
 from ssg_eval.sampling.run import (
     SimulatedCrash,
@@ -26,7 +26,7 @@ from ssg_eval.sampling.run import (
     sample_run,
 )
 from ssg_eval.sampling.shards import shard_path
-from ssg_eval.stage import run_dir
+from ssg_eval.stages.entry import run_dir
 from ssg_eval.utils.provenance import config_hash
 
 _REAL_BUILD = model_load.build_model

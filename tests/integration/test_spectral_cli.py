@@ -19,7 +19,7 @@ from ssg_eval.analysis.cli import OUTPUT_NAMES, main, run_spectral_analysis  # n
 from ssg_eval.analysis.images import npz_array_header  # noqa: E402
 from ssg_eval.config import validate  # noqa: E402
 from ssg_eval.smoke import synthetic_images  # noqa: E402
-from ssg_eval.stage import run_dir  # noqa: E402
+from ssg_eval.stages.entry import run_dir  # noqa: E402
 from tests.conftest import compose_config  # noqa: E402
 
 NUM_LATENT = 4

@@ -13,7 +13,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from ssg_eval.stage import CONF_DIR, cli_main, run_dir
+from ssg_eval.stages.entry import CONF_DIR, cli_main, run_dir
 from ssg_eval.utils.io import atomic_write_json, atomic_write_npz, read_json
 from ssg_eval.utils.logging import get_logger
 
@@ -85,7 +85,7 @@ def run_features(cfg: Any) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="features")
 def main(cfg: DictConfig) -> None:
-    """`ssg-features` / `python -m ssg_eval.features_stage` with Hydra overrides."""
+    """`ssg-features` / `python -m ssg_eval.stages.features` with Hydra overrides."""
     cli_main("features", run_features, cfg)
 
 

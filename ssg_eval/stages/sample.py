@@ -1,4 +1,4 @@
-"""Sample stage CLI: `python -m ssg_eval.sample` / `ssg-sample`, alone or under torchrun.
+"""Sample stage CLI: `python -m ssg_eval.stages.sample` / `ssg-sample`, alone or under torchrun.
 
 It validates the config, initialises torch.distributed from the torchrun environment when
 WORLD_SIZE > 1, runs this rank's chunks, and lets rank 0 finalize the run; the sampling itself
@@ -13,10 +13,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from ssg_eval.stage import CONF_DIR, cli_main
+from ssg_eval.stages.entry import CONF_DIR, cli_main
 
 # Absolute, so that the console script finds the configs too (a relative `../conf` is resolved
-# as the Python package `conf` when Hydra is entered through `ssg_eval.sample:main`).
+# as the Python package `conf` when Hydra is entered through `ssg_eval.stages.sample:main`).
 
 
 def _print_plan(cfg: Any, world_size: int) -> None:
@@ -62,7 +62,7 @@ def sample_stage(cfg: Any) -> Path | None:
         return None
     from ssg_eval.sampling.plan import plan_from_config
     from ssg_eval.sampling.run import finalize_run, run_rank
-    from ssg_eval.stage import run_dir
+    from ssg_eval.stages.entry import run_dir
 
     device = dist.resolve_device(str(cfg.runtime.device))
     dist.init_process_group_if_needed(str(cfg.runtime.dist_backend), device)
@@ -81,7 +81,7 @@ def sample_stage(cfg: Any) -> Path | None:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
 def main(cfg: DictConfig) -> None:
-    """`ssg-sample` / `python -m ssg_eval.sample` with Hydra overrides (or under torchrun)."""
+    """`ssg-sample` / `python -m ssg_eval.stages.sample` with Hydra overrides (or under torchrun)."""
     cli_main("sample", sample_stage, cfg)
 
 

@@ -1,6 +1,6 @@
 """One results-table cell end to end: sample -> features -> metrics, each stage skipped when done.
 
-`python -m ssg_eval.pipeline experiment=... [-m sweep overrides]` runs one cell per Hydra job
+`python -m ssg_eval.stages.pipeline experiment=... [-m sweep overrides]` runs one cell per Hydra job
 (basic or submitit launcher); with `launch.nproc_per_node > 1` the sample stage runs under
 torchrun. This module sequences stages; it holds no stage logic.
 """
@@ -16,8 +16,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ssg_eval.preflight import check_inputs
-from ssg_eval.stage import CONF_DIR, cli_main, run_dir
+from ssg_eval.stages.preflight import check_inputs
+from ssg_eval.stages.entry import CONF_DIR, cli_main, run_dir
 from ssg_eval.utils.io import read_json
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.utils.provenance import config_hash
@@ -47,7 +47,7 @@ def sample_stage(cfg: Any, overrides: list[str]) -> None:
         return
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [str(torchrun), "--standalone", f"--nproc_per_node={nproc}", "-m",
-               "ssg_eval.sample", *overrides]  # fmt: skip
+               "ssg_eval.stages.sample", *overrides]  # fmt: skip
     log.info("starting %s", " ".join(command))
     subprocess.run(command, check=True, env=dict(os.environ))
 
@@ -62,8 +62,8 @@ def run_cell(cfg: Any, overrides: list[str]) -> Path:
     Returns:
         The run directory.
     """
-    from ssg_eval.features_stage import run_features
-    from ssg_eval.metrics_stage import run_metrics
+    from ssg_eval.stages.features import run_features
+    from ssg_eval.stages.metrics import run_metrics
 
     check_inputs([cfg])
     sample_stage(cfg, overrides)
@@ -74,7 +74,7 @@ def run_cell(cfg: Any, overrides: list[str]) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pipeline")
 def main(cfg: DictConfig) -> None:
-    """`ssg-pipeline` / `python -m ssg_eval.pipeline` (supports `-m` sweeps)."""
+    """`ssg-pipeline` / `python -m ssg_eval.stages.pipeline` (supports `-m` sweeps)."""
     from hydra.core.hydra_config import HydraConfig
 
     overrides = list(HydraConfig.get().overrides.task)

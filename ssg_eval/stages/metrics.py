@@ -14,7 +14,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ssg_eval.metrics.keys import FID
-from ssg_eval.stage import CONF_DIR, cli_main, results_dir, run_dir
+from ssg_eval.stages.entry import CONF_DIR, cli_main, results_dir, run_dir
 from ssg_eval.utils.io import atomic_write_json, read_json, sha256_of_file
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.utils.provenance import collect_provenance
@@ -148,7 +148,7 @@ def run_metrics(cfg: Any) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="metrics")
 def main(cfg: DictConfig) -> None:
-    """`ssg-metrics` / `python -m ssg_eval.metrics_stage` with Hydra overrides."""
+    """`ssg-metrics` / `python -m ssg_eval.stages.metrics` with Hydra overrides."""
     cli_main("metrics", run_metrics, cfg)
 
 

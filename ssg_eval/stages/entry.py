@@ -17,7 +17,7 @@ from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
 # The packaged conf/ (absolute, so console scripts work from any directory).
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def results_dir(cfg: Any) -> Path:
