@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ssg_eval.models.var import VAR
 from ssg_eval.models.vqvae import VQVAE
+from ssg_eval.runs.io import sha256_file
 
 RELEASED_DEPTHS = (16, 20, 24, 30, 36)
 _HF_URL = "https://huggingface.co/FoundationVision/var/resolve/main/"
@@ -152,15 +153,6 @@ def init_from_names(module: nn.Module, seed_prefix: int | str = 1234) -> None:
             values.add_(math.log(4))
         if not direct:
             param.copy_(values)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 16 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_path(path: Any, key: str) -> Path:

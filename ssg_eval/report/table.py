@@ -14,7 +14,7 @@ import pandas as pd
 
 from ssg_eval.analysis.seeds import paired_delta, seed_summary
 from ssg_eval.metrics.keys import FID, IS, IS_STD, PRECISION, RECALL, SFID
-from ssg_eval.utils.io import read_json
+from ssg_eval.runs.io import read_json
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)

@@ -1,4 +1,4 @@
-"""Shared plumbing of the Hydra stage entry points: run-dir resolution and the CLI error contract.
+"""Shared plumbing of the Hydra stage entry points: the packaged conf/ and the CLI error contract.
 
 Stages call `cli_main` so that every one exits 0 on success, or non-zero with one line on stderr
 (the stack trace goes to the log); this module must not hold stage logic.
@@ -13,24 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from ssg_eval.config import validate
+from ssg_eval.runs.layout import results_dir, run_dir
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
+
+__all__ = ["CONF_DIR", "USER_ERRORS", "cli_main", "exit_on_user_error", "results_dir", "run_dir"]
 
 log = get_logger(__name__)
 # The packaged conf/ (absolute, so console scripts work from any directory).
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
-def results_dir(cfg: Any) -> Path:
-    """`paths.results` resolved once against the launch directory."""
-    return Path(cfg.paths.results).expanduser().resolve()
-
-
-def run_dir(cfg: Any) -> Path:
-    """`<paths.results>/runs/<run_name>`, identical on every rank (no timestamps)."""
-    return results_dir(cfg) / "runs" / str(cfg.run_name)
-
-
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)
+# User errors: config (ConfigError is a ValueError), files, locks (RunLockedError is a
+# RuntimeError), unwritable paths and full disks (OSError), damaged files (ValueError).
+USER_ERRORS = (ValueError, KeyError, OSError, RuntimeError)
 
 
 def exit_on_user_error(prog: str, fn: Callable[[], Any], trace_level: int = logging.DEBUG) -> Any:
@@ -43,9 +38,15 @@ def exit_on_user_error(prog: str, fn: Callable[[], Any], trace_level: int = logg
     """
     try:
         return fn()
+    except KeyboardInterrupt:
+        log.log(trace_level, "%s interrupted", prog, exc_info=True)
+        print(f"{prog}: interrupted; finished work is kept, rerun the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(130)
     except USER_ERRORS as err:
         log.log(trace_level, "%s failed", prog, exc_info=True)
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split("\n")) if not isinstance(err, KeyError) else repr(err)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 

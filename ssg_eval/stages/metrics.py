@@ -1,7 +1,8 @@
 """Metrics stage: FID, sFID, IS, precision and recall of one run against the reference batch.
 
-Reads `features.npz` of the run and the reference file (validated before any Inception work),
-writes `metrics.json` atomically; it must not touch samples or shards.
+Reads `features.npz` of the run (refused when it belongs to another config, N or image size)
+and the reference file (validated before any Inception work), writes `metrics.json`
+atomically; it must not touch samples or shards.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ssg_eval.metrics.keys import FID
-from ssg_eval.stages.entry import CONF_DIR, cli_main, results_dir, run_dir
-from ssg_eval.utils.io import atomic_write_json, read_json, sha256_of_file
+from ssg_eval.runs.claim import stage_lock
+from ssg_eval.runs.io import atomic_write_json, read_json, sha256_file
+from ssg_eval.runs.layout import FEATURES_JSON, FEATURES_NPZ, METRICS_JSON, results_dir, run_dir
+from ssg_eval.runs.npz import load_npz
+from ssg_eval.stages.entry import CONF_DIR, cli_main
+from ssg_eval.stages.features import load_manifest
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.utils.provenance import collect_provenance
 
@@ -64,46 +68,89 @@ def fid_bootstrap_std(pool, labels, reference, ref_feats, cfg: Any) -> float:
     return float(std)
 
 
-def run_metrics(cfg: Any) -> Path:
+def _inputs(cfg: Any, directory: Path, reference: Any) -> dict[str, Any]:
+    """Provenance of the numbers: the features (sha256 and record) and the reference sha256.
+
+    Raises:
+        FileNotFoundError: no features yet. IdentityMismatch / ValueError: features of another
+        config or N. ValueError: samples and reference differ in image size.
+    """
+    manifest = load_manifest(cfg, "metrics")
+    features_path, meta_path = directory / FEATURES_NPZ, directory / FEATURES_JSON
+    if not features_path.is_file() or not meta_path.is_file():
+        raise FileNotFoundError(
+            f"{features_path} is missing; run the features stage first (make features EXP=...)"
+        )
+    meta = read_json(meta_path)
+    if meta.get("config_hash") != manifest["config_hash"] or meta.get(
+        "num_samples"
+    ) != int(cfg.sampler.num_samples):
+        raise ValueError(
+            f"{features_path} was extracted from other samples (config {meta.get('config_hash')}, "
+            f"N={meta.get('num_samples')}; the run is {manifest['config_hash']}, "
+            f"N={cfg.sampler.num_samples}); rerun the features stage"
+        )
+    sample_shape = tuple(manifest.get("image_shape") or ())
+    if sample_shape and sample_shape != tuple(reference.image_shape):
+        raise ValueError(
+            f"image size mismatch: the run's samples are {sample_shape[0]}x{sample_shape[1]}, "
+            f"the reference {reference.path} holds {reference.image_shape[0]}x"
+            f"{reference.image_shape[1]} images; use the reference for this model's resolution "
+            "(metrics.reference=...)"
+        )
+    return {
+        "features_sha256": sha256_file(features_path),
+        "reference_sha256": reference.sha256,
+        "features_meta": meta,
+    }
+
+
+def run_metrics(cfg: Any) -> Path | None:
     """Compute every metric in `metrics.metrics` for `run_name` and write `metrics.json`.
+
+    Returns:
+        The metrics path, or None for `dry_run`.
 
     Raises:
         FileNotFoundError: the reference file, the Inception weights or the run's features are
             missing (each message names the file and the fix).
+        IdentityMismatch / ValueError: features of another config, N or image size.
         FileExistsError: metrics from other inputs exist and `overwrite` is false.
+        RunLockedError: another process holds the run.
     """
+    directory = run_dir(cfg)
+    if cfg.dry_run:
+        print(
+            f"dry run: metrics of {cfg.run_name} -> {directory / METRICS_JSON} against "
+            f"{cfg.metrics.reference} ({', '.join(cfg.metrics.metrics)}); nothing was read or "
+            "written"
+        )
+        return None
+    with stage_lock(cfg, "metrics"):
+        reference = load_checked_reference(cfg)
+        inputs = _inputs(cfg, directory, reference)
+        protocol = {key: cfg.metrics[key] for key in PROTOCOL_KEYS}
+        out_path = directory / METRICS_JSON
+        if out_path.is_file() and not cfg.overwrite:
+            previous = read_json(out_path)
+            same = previous.get("inputs") == inputs and previous.get("protocol") == protocol
+            if same and set(cfg.metrics.metrics) <= set(previous.get("metrics", {})):
+                log.info("metrics of %s are up to date; skipping", cfg.run_name)
+                return out_path
+            raise FileExistsError(
+                f"{out_path} was computed from other inputs or protocol; pass overwrite=true"
+            )
+        return _compute(cfg, directory, reference, inputs, protocol)
+
+
+def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict) -> Path:
     from ssg_eval.features.inception import build_inception
     from ssg_eval.metrics.compute import compute_metrics
     from ssg_eval.metrics.inception_score import check_class_order
     from ssg_eval.metrics.reference import reference_features
     from ssg_eval.utils.dist import resolve_device
 
-    directory = run_dir(cfg)
-    features_path = directory / "features.npz"
-    if not features_path.is_file():
-        raise FileNotFoundError(
-            f"{features_path} is missing; run the features stage first (make features EXP=...)"
-        )
-    reference = load_checked_reference(cfg)
-    protocol = {key: cfg.metrics[key] for key in PROTOCOL_KEYS}
-    inputs = {
-        "features_sha256": sha256_of_file(features_path),
-        "reference_sha256": reference.sha256,
-        "features_meta": read_json(directory / "features.json"),
-    }
-    out_path = directory / "metrics.json"
-    if out_path.is_file():
-        previous = read_json(out_path)
-        same = previous.get("inputs") == inputs and previous.get("protocol") == protocol
-        if same and set(cfg.metrics.metrics) <= set(previous.get("metrics", {})):
-            log.info("metrics of %s are up to date; skipping", cfg.run_name)
-            return out_path
-        if not cfg.overwrite:
-            raise FileExistsError(
-                f"{out_path} was computed from other inputs or protocol; pass overwrite=true"
-            )
-    with np.load(features_path) as data:
-        sample_feats = {key: data[key] for key in data.files}
+    sample_feats = load_npz(directory / FEATURES_NPZ, fix="rerun the features stage")
     labels = sample_feats.pop("labels")
     for warning in check_class_order(labels, cfg.metrics.is_split_size):
         log.warning("%s", warning)
@@ -142,8 +189,7 @@ def run_metrics(cfg: Any) -> Path:
         else dict(cfg.metrics),
         "provenance": collect_provenance(),
     }
-    atomic_write_json(out_path, payload)
-    return out_path
+    return atomic_write_json(directory / METRICS_JSON, payload)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="metrics")

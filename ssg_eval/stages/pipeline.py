@@ -14,24 +14,27 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from ssg_eval.runs.identity import identity_diff, identity_of
+from ssg_eval.runs.io import read_json
+from ssg_eval.runs.layout import MANIFEST_JSON, run_dir
+from ssg_eval.stages.entry import CONF_DIR, cli_main
 from ssg_eval.stages.preflight import check_inputs
-from ssg_eval.stages.entry import CONF_DIR, cli_main, run_dir
-from ssg_eval.utils.io import read_json
 from ssg_eval.utils.logging import get_logger
-from ssg_eval.utils.provenance import config_hash
 
 log = get_logger(__name__)
 
 
 def sampling_done(cfg: Any) -> bool:
-    """True when the run's manifest exists for this exact sampling config (nothing to sample)."""
-    manifest_path = run_dir(cfg) / "manifest.json"
-    if not manifest_path.is_file():
+    """True when the run's manifest exists for this identity and N (nothing to sample)."""
+    try:
+        manifest = read_json(run_dir(cfg) / MANIFEST_JSON)
+    except (FileNotFoundError, ValueError):
         return False
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    return read_json(manifest_path).get("config_hash") == config_hash(resolved)
+    wanted = identity_of(cfg, require_checkpoints=False)
+    same_n = manifest.get("samples", {}).get("num_samples") == int(cfg.sampler.num_samples)
+    return same_n and not identity_diff(manifest.get("identity") or {}, wanted)
 
 
 def sample_stage(cfg: Any, overrides: list[str]) -> None:
@@ -52,7 +55,7 @@ def sample_stage(cfg: Any, overrides: list[str]) -> None:
     subprocess.run(command, check=True, env=dict(os.environ))
 
 
-def run_cell(cfg: Any, overrides: list[str]) -> Path:
+def run_cell(cfg: Any, overrides: list[str]) -> Path | None:
     """Preflight, then sample, features and metrics for one composed config.
 
     Args:
@@ -60,11 +63,18 @@ def run_cell(cfg: Any, overrides: list[str]) -> Path:
         overrides: the Hydra overrides that composed it (re-used for the torchrun sample stage).
 
     Returns:
-        The run directory.
+        The run directory (None for `dry_run`, which prints each stage's plan only).
     """
     from ssg_eval.stages.features import run_features
     from ssg_eval.stages.metrics import run_metrics
 
+    if cfg.dry_run:
+        from ssg_eval.stages.sample import print_sample_plan
+
+        print_sample_plan(cfg, int(cfg.launch.nproc_per_node))
+        run_features(cfg)
+        run_metrics(cfg)
+        return None
     check_inputs([cfg])
     sample_stage(cfg, overrides)
     run_features(cfg)

@@ -19,10 +19,17 @@ def _plain(node: Any) -> Any:
 
 
 def run_report(cfg: Any) -> dict[str, Path]:
-    """Write the report selected by `report.*` under `paths.results`."""
+    """Write the report selected by `report.*` under `paths.results` (nothing for `dry_run`)."""
     from ssg_eval.report.render import render_report
 
     report = cfg.report
+    if cfg.dry_run:
+        print(
+            f"dry run: report {report.output_stem} -> {results_dir(cfg)}/{report.output_stem}"
+            f".{{csv,md}} from runs {list(report.runs) if report.runs else 'all'} (prefix "
+            f"{report.run_prefix}); nothing was written"
+        )
+        return {}
     return render_report(
         results_dir(cfg),
         stem=report.output_stem,

@@ -19,7 +19,8 @@ from ssg_eval.stages.entry import CONF_DIR, cli_main
 # as the Python package `conf` when Hydra is entered through `ssg_eval.stages.sample:main`).
 
 
-def _print_plan(cfg: Any, world_size: int) -> None:
+def print_sample_plan(cfg: Any, world_size: int) -> None:
+    """Print what the sample stage would do (chunks per rank, shards done); loads no weights."""
     from ssg_eval.sampling.run import plan_status
 
     status = plan_status(cfg, world_size)
@@ -27,10 +28,11 @@ def _print_plan(cfg: Any, world_size: int) -> None:
     stored = status["stored_hash"]
     if stored is None:
         state = "new run dir"
-    elif stored == status["config_hash"]:
+    elif not status["differences"]:
         state = "same config (resume)"
     else:
-        state = f"DIFFERENT config {stored} (needs a new run_name or overwrite=true)"
+        state = (f"DIFFERENT config {stored}: " + "; ".join(status["differences"])
+                 + " (needs a new run_name or overwrite=true)")  # fmt: skip
     done = sum(len(r["done"]) for r in status["ranks"])
     lines = [
         f"dry run: {cfg.run_name} -> {status['run_dir']} (config {status['config_hash']}, {state})",
@@ -58,11 +60,11 @@ def sample_stage(cfg: Any) -> Path | None:
     rank, world_size, _ = dist.dist_env()
     if cfg.dry_run:
         if rank == 0:
-            _print_plan(cfg, world_size if world_size > 1 else int(cfg.launch.nproc_per_node))
+            print_sample_plan(cfg, world_size if world_size > 1 else int(cfg.launch.nproc_per_node))
         return None
+    from ssg_eval.runs.layout import run_dir
     from ssg_eval.sampling.plan import plan_from_config
     from ssg_eval.sampling.run import finalize_run, run_rank
-    from ssg_eval.stages.entry import run_dir
 
     device = dist.resolve_device(str(cfg.runtime.device))
     dist.init_process_group_if_needed(str(cfg.runtime.dist_backend), device)
@@ -81,7 +83,7 @@ def sample_stage(cfg: Any) -> Path | None:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
 def main(cfg: DictConfig) -> None:
-    """`ssg-sample` / `python -m ssg_eval.stages.sample` with Hydra overrides (or under torchrun)."""
+    """`ssg-sample` / `python -m ssg_eval.stages.sample` with Hydra overrides (or torchrun)."""
     cli_main("sample", sample_stage, cfg)
 
 

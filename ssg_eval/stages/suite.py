@@ -15,8 +15,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from ssg_eval.config import ConfigError, validate
-from ssg_eval.stages.preflight import check_inputs
 from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
+from ssg_eval.stages.preflight import check_inputs
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
