@@ -18,7 +18,7 @@ from ssg_eval.runs.claim import stage_lock
 from ssg_eval.runs.io import atomic_write_json, read_json, sha256_file
 from ssg_eval.runs.layout import FEATURES_JSON, FEATURES_NPZ, METRICS_JSON, results_dir, run_dir
 from ssg_eval.runs.npz import load_npz
-from ssg_eval.stages.entry import CONF_DIR, cli_main
+from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
 from ssg_eval.stages.features import load_manifest
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.utils.provenance import collect_provenance
@@ -68,23 +68,22 @@ def fid_bootstrap_std(pool, labels, reference, ref_feats, cfg: Any) -> float:
     return float(std)
 
 
-def _inputs(cfg: Any, directory: Path, reference: Any) -> dict[str, Any]:
+def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[str, Any]:
     """Provenance of the numbers: the features (sha256 and record) and the reference sha256.
 
     Raises:
         FileNotFoundError: no features yet. IdentityMismatch / ValueError: features of another
         config or N. ValueError: samples and reference differ in image size.
     """
-    manifest = load_manifest(cfg, "metrics")
     features_path, meta_path = directory / FEATURES_NPZ, directory / FEATURES_JSON
     if not features_path.is_file() or not meta_path.is_file():
         raise FileNotFoundError(
             f"{features_path} is missing; run the features stage first (make features EXP=...)"
         )
     meta = read_json(meta_path)
-    if meta.get("config_hash") != manifest["config_hash"] or meta.get(
-        "num_samples"
-    ) != int(cfg.sampler.num_samples):
+    if meta.get("config_hash") != manifest["config_hash"] or meta.get("num_samples") != int(
+        cfg.sampler.num_samples
+    ):
         raise ValueError(
             f"{features_path} was extracted from other samples (config {meta.get('config_hash')}, "
             f"N={meta.get('num_samples')}; the run is {manifest['config_hash']}, "
@@ -127,8 +126,9 @@ def run_metrics(cfg: Any) -> Path | None:
         )
         return None
     with stage_lock(cfg, "metrics"):
+        manifest = load_manifest(cfg, "metrics")  # provenance first: refusals cost nothing
         reference = load_checked_reference(cfg)
-        inputs = _inputs(cfg, directory, reference)
+        inputs = _inputs(cfg, directory, manifest, reference)
         protocol = {key: cfg.metrics[key] for key in PROTOCOL_KEYS}
         out_path = directory / METRICS_JSON
         if out_path.is_file() and not cfg.overwrite:
@@ -193,9 +193,14 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="metrics")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-metrics` / `python -m ssg_eval.stages.metrics` with Hydra overrides."""
     cli_main("metrics", run_metrics, cfg)
+
+
+def main() -> None:
+    """`ssg-metrics`: the strict override checks, then the Hydra entry point."""
+    hydra_entry("metrics", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from ssg_eval.runs.identity import identity_diff, identity_of
 from ssg_eval.runs.io import read_json
 from ssg_eval.runs.layout import MANIFEST_JSON, run_dir
-from ssg_eval.stages.entry import CONF_DIR, cli_main
+from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
 from ssg_eval.stages.preflight import check_inputs
 from ssg_eval.utils.logging import get_logger
 
@@ -83,12 +83,17 @@ def run_cell(cfg: Any, overrides: list[str]) -> Path | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pipeline")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-pipeline` / `python -m ssg_eval.stages.pipeline` (supports `-m` sweeps)."""
     from hydra.core.hydra_config import HydraConfig
 
     overrides = list(HydraConfig.get().overrides.task)
     cli_main("pipeline", lambda c: run_cell(c, overrides), cfg)
+
+
+def main() -> None:
+    """`ssg-pipeline`: the strict override checks, then the Hydra entry point."""
+    hydra_entry("pipeline", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from ssg_eval.stages.entry import CONF_DIR, cli_main
+from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
 
 # Absolute, so that the console script finds the configs too (a relative `../conf` is resolved
 # as the Python package `conf` when Hydra is entered through `ssg_eval.stages.sample:main`).
@@ -82,9 +82,14 @@ def sample_stage(cfg: Any) -> Path | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-sample` / `python -m ssg_eval.stages.sample` with Hydra overrides (or torchrun)."""
     cli_main("sample", sample_stage, cfg)
+
+
+def main() -> None:
+    """`ssg-sample`: the strict override checks, then the Hydra entry point."""
+    hydra_entry("sample", _hydra_main)
 
 
 if __name__ == "__main__":
