@@ -44,7 +44,29 @@ def compose_cells(suite: dict[str, Any], overrides: Sequence[str], seeds: Sequen
             cfg = compose(config_name="pipeline", overrides=cell_overrides)
             validate(cfg)
             cells.append((cfg, cell_overrides))
+    check_run_names([cfg for cfg, _ in cells])
     return cells
+
+
+def check_run_names(cfgs: Sequence[Any]) -> None:
+    """Refuse, at composition, two cells that share a run name but not an identity.
+
+    Raises:
+        ConfigError: naming the run and the differing keys.
+    """
+    from ssg_eval.runs.identity import identity_diff, identity_of
+
+    seen: dict[str, dict[str, Any]] = {}
+    for cfg in cfgs:
+        identity = identity_of(cfg, require_checkpoints=False)
+        first = seen.setdefault(str(cfg.run_name), identity)
+        diffs = identity_diff(first, identity)
+        if diffs:
+            raise ConfigError(
+                f"two cells share run_name={cfg.run_name} but differ in "
+                + "; ".join(diffs)
+                + "; give each cell its own run_name (e.g. include the differing value)"
+            )
 
 
 def run_suite(name: str, overrides: Sequence[str] = (), seeds: Sequence[int] | None = None) -> dict:
