@@ -75,6 +75,14 @@ def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[s
         FileNotFoundError: no features yet. IdentityMismatch / ValueError: features of another
         config or N. ValueError: samples and reference differ in image size.
     """
+    sample_shape = tuple(manifest.get("image_shape") or ())
+    if sample_shape and sample_shape != tuple(reference.image_shape):
+        raise ValueError(
+            f"image size mismatch: the run's samples are {sample_shape[0]}x{sample_shape[1]}, "
+            f"the reference {reference.path} holds {reference.image_shape[0]}x"
+            f"{reference.image_shape[1]} images; use the reference for this model's resolution "
+            "(metrics.reference=...)"
+        )
     features_path, meta_path = directory / FEATURES_NPZ, directory / FEATURES_JSON
     if not features_path.is_file() or not meta_path.is_file():
         raise FileNotFoundError(
@@ -88,14 +96,6 @@ def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[s
             f"{features_path} was extracted from other samples (config {meta.get('config_hash')}, "
             f"N={meta.get('num_samples')}; the run is {manifest['config_hash']}, "
             f"N={cfg.sampler.num_samples}); rerun the features stage"
-        )
-    sample_shape = tuple(manifest.get("image_shape") or ())
-    if sample_shape and sample_shape != tuple(reference.image_shape):
-        raise ValueError(
-            f"image size mismatch: the run's samples are {sample_shape[0]}x{sample_shape[1]}, "
-            f"the reference {reference.path} holds {reference.image_shape[0]}x"
-            f"{reference.image_shape[1]} images; use the reference for this model's resolution "
-            "(metrics.reference=...)"
         )
     return {
         "features_sha256": sha256_file(features_path),
