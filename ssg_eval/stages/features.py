@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from ssg_eval.runs.claim import check_identity, stage_lock
 from ssg_eval.runs.identity import identity_hash, identity_of
-from ssg_eval.runs.io import atomic_write_json, atomic_write_npz, read_json
+from ssg_eval.runs.io import atomic_write_json, atomic_write_npz, clean_stale_temps, read_json
 from ssg_eval.runs.layout import FEATURES_CACHE, FEATURES_JSON, FEATURES_NPZ, MANIFEST_JSON, run_dir
 from ssg_eval.runs.npz import NpzError, load_npz
 from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
@@ -120,6 +120,7 @@ def run_features(cfg: Any) -> Path | None:
         return _print_plan(cfg, directory)
     with stage_lock(cfg, "features"):
         manifest = load_manifest(cfg, "features")
+        clean_stale_temps(directory)  # we hold the run's lock: no other writer exists
         weights_sha = inception_weights_sha256(cfg.metrics.inception_weights)
         meta = _features_meta(manifest, weights_sha, int(cfg.metrics.feature_batch_size))
         out_path, meta_path = directory / FEATURES_NPZ, directory / FEATURES_JSON

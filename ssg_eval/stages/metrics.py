@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ssg_eval.metrics.keys import FID
 from ssg_eval.runs.claim import stage_lock
-from ssg_eval.runs.io import atomic_write_json, read_json, sha256_file
+from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json, sha256_file
 from ssg_eval.runs.layout import FEATURES_JSON, FEATURES_NPZ, METRICS_JSON, results_dir, run_dir
 from ssg_eval.runs.npz import load_npz
 from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
@@ -127,6 +127,7 @@ def run_metrics(cfg: Any) -> Path | None:
         return None
     with stage_lock(cfg, "metrics"):
         manifest = load_manifest(cfg, "metrics")  # provenance first: refusals cost nothing
+        clean_stale_temps(directory)  # we hold the run's lock: no other writer exists
         reference = load_checked_reference(cfg)
         inputs = _inputs(cfg, directory, manifest, reference)
         protocol = {key: cfg.metrics[key] for key in PROTOCOL_KEYS}

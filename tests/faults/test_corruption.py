@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from ssg_eval.runs.io import UnreadableFileError
-from ssg_eval.runs.layout import run_dir
 from ssg_eval.sampling.plan import plan_from_config
 from ssg_eval.sampling.run import sample_run
 from ssg_eval.sampling.shards import export_samples_npz, shard_path
@@ -100,3 +99,16 @@ def test_unwritable_results_path_and_ctrl_c_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 130 and len(err) == 1
     assert "rerun the same command to resume" in err[0]
+
+
+def test_metrics_cli_checks_out_before_any_inception_work(tmp_path, capsys):
+    from ssg_eval.metrics.cli import main
+
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, arr_0=np.zeros((10, 48, 48, 3), np.uint8))
+    out = tmp_path / "missing_dir" / "metrics.json"
+    code = main([str(samples), str(tmp_path / "no_reference.npz"), "--out", str(out),
+                 "--inception-weights", str(tmp_path / "no_weights.pth")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "missing_dir does not exist" in err[0], err

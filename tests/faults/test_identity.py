@@ -96,7 +96,9 @@ def test_features_and_metrics_refuse_another_beta_naming_the_key(ssg_run, stage)
 
 
 def test_sample_stage_refuses_another_beta_naming_the_key(ssg_run):
-    with pytest.raises(ConfigError, match="guidance.ssg.beta: the run has 0.5, this command asks 1.0"):
+    with pytest.raises(
+        ConfigError, match="guidance.ssg.beta: the run has 0.5, this command asks 1.0"
+    ):
         sample_run(tiny(ssg_run, "guidance=ssg", "run_name=ssg", "guidance.ssg.beta=1.0"))
 
 
