@@ -117,6 +117,10 @@ def identity_of(cfg: Any, *, require_checkpoints: bool = True) -> dict[str, Any]
     _flatten(nodes, "", flat)
     for key in NON_IDENTITY_KEYS:
         flat.pop(key, None)
+    # A checkpoint changes the pixels wherever it is configured (e.g. a guide model's node).
+    everything: dict[str, Any] = {}
+    _flatten({k: v for k, v in resolved.items() if k not in IDENTITY_NODES}, "", everything)
+    flat.update({k: v for k, v in everything.items() if k.endswith("_ckpt")})
     if flat.get("sampler.rng") == "per_sample":
         flat.pop("sampler.num_samples", None)
     for key in [k for k in flat if k.endswith("_ckpt")]:

@@ -115,3 +115,25 @@ def test_growing_n_reuses_every_finished_chunk(tmp_path, reference):
     assert (grown / "samples.npz").read_bytes() == reference[1]
     with np.load(grown / "samples.npz") as data:
         assert data["arr_0"].shape[0] == 20
+
+
+def test_identity_rules(tmp_path, checkpoints):
+    from omegaconf import open_dict
+
+    from ssg_eval.runs.identity import identity_of
+
+    base = identity_of(tiny(tmp_path))
+    assert "sampler.num_samples" not in base and "model.init_seed" in base
+    assert identity_of(tiny(tmp_path, "sampler.num_samples=40")) == base
+    official = identity_of(tiny(tmp_path, "sampler.rng=official"))
+    assert official["sampler.num_samples"] == 20
+    assert identity_of(tiny(tmp_path, "guidance.ssg.beta=2.0")) == base  # SSG is off: inert
+    with_files = identity_of(with_ckpts(tmp_path, checkpoints))
+    assert "model.init_seed" not in with_files
+    assert with_files["model.vae_ckpt"].startswith("sha256:")
+    cfg = tiny(tmp_path)
+    with open_dict(cfg):
+        cfg.guide = {"guide_ckpt": str(checkpoints / "var.pth")}  # a model another method loads
+    assert identity_of(cfg)["guide.guide_ckpt"] == with_files["model.var_ckpt"]
+    with pytest.raises(FileNotFoundError, match="model.var_ckpt: checkpoint .* does not exist"):
+        identity_of(tiny(tmp_path, f"model.var_ckpt={tmp_path / 'nothing.pth'}"))
