@@ -14,7 +14,7 @@ from typing import Any
 
 from ssg_eval.config import validate
 from ssg_eval.runs.layout import results_dir, run_dir
-from ssg_eval.utils.logging import configure_cli_logging, get_logger
+from ssg_eval.utils.logging import configure_cli_logging, current_rank, get_logger
 
 __all__ = [
     "CONF_DIR",
@@ -55,7 +55,8 @@ def exit_on_user_error(prog: str, fn: Callable[[], Any], trace_level: int = logg
     except USER_ERRORS as err:
         _log_trace(f"{prog} failed", trace_level)
         message = " ".join(str(err).split("\n")) if not isinstance(err, KeyError) else repr(err)
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        if current_rank() == 0:  # under torchrun every rank fails alike: one line, not W
+            print(f"{prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -83,7 +84,7 @@ def cli_main(stage: str, fn: Callable[[Any], Any], cfg: Any) -> Any:
         return fn(cfg)
 
     out = exit_on_user_error(f"ssg-{stage}", work, trace_level=logging.ERROR)
-    if isinstance(out, dict):
+    if isinstance(out, dict) and out:
         print(f"ssg-{stage}: wrote " + ", ".join(str(path) for path in out.values()))
     elif out is not None:
         print(f"ssg-{stage}: outputs in {out}")
