@@ -30,8 +30,8 @@ from ssg_eval.analysis.spectral import (
     plot_latent_panels,
     plot_pixel_ratio,
 )
-from ssg_eval.stage import exit_on_user_error
-from ssg_eval.utils.io import atomic_write_text, read_json
+from ssg_eval.runs.io import atomic_write_text, read_json
+from ssg_eval.stages.entry import exit_on_user_error
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ssg_eval.runs.io import atomic_write_bytes
+
 __all__ = [
     "LUMA_WEIGHTS",
     "LatentPanel",
@@ -294,15 +296,7 @@ class LatentPanel:
 def _save_png(fig, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_latent_panels(panels: Sequence[LatentPanel], path: str | Path, title: str = "") -> Path:

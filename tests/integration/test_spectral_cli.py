@@ -19,7 +19,7 @@ from ssg_eval.analysis.cli import OUTPUT_NAMES, main, run_spectral_analysis  # n
 from ssg_eval.analysis.images import npz_array_header  # noqa: E402
 from ssg_eval.config import validate  # noqa: E402
 from ssg_eval.smoke import synthetic_images  # noqa: E402
-from ssg_eval.stage import run_dir  # noqa: E402
+from ssg_eval.stages.entry import run_dir  # noqa: E402
 from tests.conftest import compose_config  # noqa: E402
 
 NUM_LATENT = 4
@@ -123,7 +123,7 @@ def test_regenerated_samples_match_the_stored_images(runs):
     from ssg_eval.analysis.latent import sample_indices
     from ssg_eval.sampling.generate import build_sampling_model
     from ssg_eval.sampling.shards import iter_run_images
-    from ssg_eval.utils.io import read_json
+    from ssg_eval.runs.io import read_json
 
     cfg = OmegaConf.create(read_json(runs["ssg"] / "manifest.json")["config"])
     model = build_sampling_model(cfg, torch.device("cpu"))

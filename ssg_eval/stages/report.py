@@ -11,7 +11,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ssg_eval.stage import CONF_DIR, cli_main, results_dir
+from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry, results_dir
 
 
 def _plain(node: Any) -> Any:
@@ -19,10 +19,17 @@ def _plain(node: Any) -> Any:
 
 
 def run_report(cfg: Any) -> dict[str, Path]:
-    """Write the report selected by `report.*` under `paths.results`."""
+    """Write the report selected by `report.*` under `paths.results` (nothing for `dry_run`)."""
     from ssg_eval.report.render import render_report
 
     report = cfg.report
+    if cfg.dry_run:
+        print(
+            f"dry run: report {report.output_stem} -> {results_dir(cfg)}/{report.output_stem}"
+            f".{{csv,md}} from runs {list(report.runs) if report.runs else 'all'} (prefix "
+            f"{report.run_prefix}); nothing was written"
+        )
+        return {}
     return render_report(
         results_dir(cfg),
         stem=report.output_stem,
@@ -37,10 +44,15 @@ def run_report(cfg: Any) -> dict[str, Path]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="report")
-def main(cfg: DictConfig) -> None:
-    """`ssg-report` / `python -m ssg_eval.report_stage` with Hydra overrides."""
+def _hydra_main(cfg: DictConfig) -> None:
+    """`ssg-report` / `python -m ssg_eval.stages.report` with Hydra overrides."""
     out = cli_main("report", run_report, cfg)
     del out
+
+
+def main() -> None:
+    """`ssg-report`: the strict override checks, then the Hydra entry point."""
+    hydra_entry("report", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Sample stage CLI: `python -m ssg_eval.sample` / `ssg-sample`, alone or under torchrun.
+"""Sample stage CLI: `python -m ssg_eval.stages.sample` / `ssg-sample`, alone or under torchrun.
 
 It validates the config, initialises torch.distributed from the torchrun environment when
 WORLD_SIZE > 1, runs this rank's chunks, and lets rank 0 finalize the run; the sampling itself
@@ -13,13 +13,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from ssg_eval.stage import CONF_DIR, cli_main
+from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
 
 # Absolute, so that the console script finds the configs too (a relative `../conf` is resolved
-# as the Python package `conf` when Hydra is entered through `ssg_eval.sample:main`).
+# as the Python package `conf` when Hydra is entered through `ssg_eval.stages.sample:main`).
 
 
-def _print_plan(cfg: Any, world_size: int) -> None:
+def print_sample_plan(cfg: Any, world_size: int) -> None:
+    """Print what the sample stage would do (chunks per rank, shards done); loads no weights."""
     from ssg_eval.sampling.run import plan_status
 
     status = plan_status(cfg, world_size)
@@ -27,10 +28,11 @@ def _print_plan(cfg: Any, world_size: int) -> None:
     stored = status["stored_hash"]
     if stored is None:
         state = "new run dir"
-    elif stored == status["config_hash"]:
+    elif not status["differences"]:
         state = "same config (resume)"
     else:
-        state = f"DIFFERENT config {stored} (needs a new run_name or overwrite=true)"
+        state = (f"DIFFERENT config {stored}: " + "; ".join(status["differences"])
+                 + " (needs a new run_name or overwrite=true)")  # fmt: skip
     done = sum(len(r["done"]) for r in status["ranks"])
     lines = [
         f"dry run: {cfg.run_name} -> {status['run_dir']} (config {status['config_hash']}, {state})",
@@ -58,11 +60,11 @@ def sample_stage(cfg: Any) -> Path | None:
     rank, world_size, _ = dist.dist_env()
     if cfg.dry_run:
         if rank == 0:
-            _print_plan(cfg, world_size if world_size > 1 else int(cfg.launch.nproc_per_node))
+            print_sample_plan(cfg, world_size if world_size > 1 else int(cfg.launch.nproc_per_node))
         return None
+    from ssg_eval.runs.layout import run_dir
     from ssg_eval.sampling.plan import plan_from_config
     from ssg_eval.sampling.run import finalize_run, run_rank
-    from ssg_eval.stage import run_dir
 
     device = dist.resolve_device(str(cfg.runtime.device))
     dist.init_process_group_if_needed(str(cfg.runtime.dist_backend), device)
@@ -80,9 +82,14 @@ def sample_stage(cfg: Any) -> Path | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
-def main(cfg: DictConfig) -> None:
-    """`ssg-sample` / `python -m ssg_eval.sample` with Hydra overrides (or under torchrun)."""
+def _hydra_main(cfg: DictConfig) -> None:
+    """`ssg-sample` / `python -m ssg_eval.stages.sample` with Hydra overrides (or torchrun)."""
     cli_main("sample", sample_stage, cfg)
+
+
+def main() -> None:
+    """`ssg-sample`: the strict override checks, then the Hydra entry point."""
+    hydra_entry("sample", _hydra_main)
 
 
 if __name__ == "__main__":

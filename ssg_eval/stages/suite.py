@@ -15,8 +15,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from ssg_eval.config import ConfigError, validate
-from ssg_eval.preflight import check_inputs
-from ssg_eval.stage import CONF_DIR, exit_on_user_error
+from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
+from ssg_eval.stages.preflight import check_inputs
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
@@ -44,7 +44,29 @@ def compose_cells(suite: dict[str, Any], overrides: Sequence[str], seeds: Sequen
             cfg = compose(config_name="pipeline", overrides=cell_overrides)
             validate(cfg)
             cells.append((cfg, cell_overrides))
+    check_run_names([cfg for cfg, _ in cells])
     return cells
+
+
+def check_run_names(cfgs: Sequence[Any]) -> None:
+    """Refuse, at composition, two cells that share a run name but not an identity.
+
+    Raises:
+        ConfigError: naming the run and the differing keys.
+    """
+    from ssg_eval.runs.identity import identity_diff, identity_of
+
+    seen: dict[str, dict[str, Any]] = {}
+    for cfg in cfgs:
+        identity = identity_of(cfg, require_checkpoints=False)
+        first = seen.setdefault(str(cfg.run_name), identity)
+        diffs = identity_diff(first, identity)
+        if diffs:
+            raise ConfigError(
+                f"two cells share run_name={cfg.run_name} but differ in "
+                + "; ".join(diffs)
+                + "; give each cell its own run_name (e.g. include the differing value)"
+            )
 
 
 def run_suite(name: str, overrides: Sequence[str] = (), seeds: Sequence[int] | None = None) -> dict:
@@ -58,8 +80,8 @@ def run_suite(name: str, overrides: Sequence[str] = (), seeds: Sequence[int] | N
     Returns:
         The report's written paths by kind (plus `spectral_*` when the suite asks for it).
     """
-    from ssg_eval.pipeline import run_cell
-    from ssg_eval.report_stage import run_report
+    from ssg_eval.stages.pipeline import run_cell
+    from ssg_eval.stages.report import run_report
 
     suite = load_suite(name)
     seeds = list(suite["seeds"] if seeds is None else seeds)
@@ -83,7 +105,7 @@ def run_suite(name: str, overrides: Sequence[str] = (), seeds: Sequence[int] | N
 def _spectral(cells, report_cfg) -> dict[str, Path]:
     """Spectral plots for the first model's baseline vs SSG pair of the first seed."""
     from ssg_eval.analysis.cli import run_spectral_analysis
-    from ssg_eval.stage import results_dir, run_dir
+    from ssg_eval.stages.entry import results_dir, run_dir
 
     first_seed = cells[0][0].sampler.seed
     by_key = {(c.model.name, c.guidance.name): c for c, _ in cells if c.sampler.seed == first_seed}
@@ -103,7 +125,7 @@ def _spectral(cells, report_cfg) -> dict[str, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m ssg_eval.suite NAME [--seeds 0 1 2] [hydra overrides...]`."""
+    """`python -m ssg_eval.stages.suite NAME [--seeds 0 1 2] [hydra overrides...]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="suite under conf/suite/ (table1, smoke)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="sampling seeds")
