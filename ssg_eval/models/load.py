@@ -189,10 +189,10 @@ def _file_depth(keys: list[str]) -> int:
     return max(indices) + 1 if indices else 0
 
 
-def _depth_fix(file_depth: int, file_shared: bool) -> str:
-    if file_depth in RELEASED_DEPTHS:
+def _depth_fix(file_depth: int, file_shared: bool, prefix: str = "model") -> str:
+    if prefix == "model" and file_depth in RELEASED_DEPTHS:
         return f"use model=var_d{file_depth}"
-    return f"set model.depth={file_depth} model.shared_aln={str(file_shared).lower()}"
+    return f"set {prefix}.depth={file_depth} {prefix}.shared_aln={str(file_shared).lower()}"
 
 
 def _read_state_dict(path: Path, key: str) -> dict[str, Tensor]:
@@ -223,7 +223,7 @@ def _read_state_dict(path: Path, key: str) -> dict[str, Tensor]:
 
 
 def _mismatch_report(
-    module: nn.Module, state: dict[str, Tensor], kind: str
+    module: nn.Module, state: dict[str, Tensor], kind: str, prefix: str = "model"
 ) -> tuple[list[str], dict[str, Tensor]]:
     """Problems of `state` against `module` (empty list = loadable) and the tolerated buffers."""
     expected = module.state_dict()
@@ -236,14 +236,15 @@ def _mismatch_report(
         file_shared = any(k.endswith(".ada_gss") for k in file_keys)
         if file_depth and file_depth != model_depth:
             problems.append(
-                f"depth mismatch: file has {file_depth} blocks, config model.depth={model_depth} "
-                f"→ {_depth_fix(file_depth, file_shared)}"
+                f"depth mismatch: file has {file_depth} blocks, config "
+                f"{prefix}.depth={model_depth} "
+                f"→ {_depth_fix(file_depth, file_shared, prefix)}"
             )
         elif file_depth and file_shared != module.shared_aln:
             problems.append(
                 f"shared AdaLN mismatch: file has shared_aln={file_shared}, config "
-                f"model.shared_aln={module.shared_aln} → set "
-                f"model.shared_aln={str(file_shared).lower()}"
+                f"{prefix}.shared_aln={module.shared_aln} → set "
+                f"{prefix}.shared_aln={str(file_shared).lower()}"
             )
     if missing and unexpected and len(missing) == len(unexpected):
         for prefix in _WRAPPER_PREFIXES:
@@ -307,7 +308,8 @@ def load_checkpoint(
             f"{key}={path}: this looks like a {names[file_kind]} checkpoint passed as {key} "
             f"(keys like {list(state)[:3]}); swap the files: give it as {other}"
         )
-    problems, tolerated = _mismatch_report(module, state, kind)
+    prefix = key.rsplit(".", 1)[0] if "." in key else "model"
+    problems, tolerated = _mismatch_report(module, state, kind, prefix)
     if problems:
         raise CheckpointError(
             f"{key}={path} does not match the {type(module).__name__} built from the config: "

@@ -203,3 +203,30 @@ def test_icg_shards_do_not_depend_on_world_size(tiny_cfg, tmp_path):
         run_rank(two, rank, 2)
     first = _contents(tmp_path / "1" / "runs" / str(one.run_name))
     assert first and first == _contents(tmp_path / "2" / "runs" / str(two.run_name))
+
+
+# ------------------------------------------------------------------ the guide's checkpoint
+def test_guide_loads_strictly_and_names_its_own_keys(tiny, tiny_cfg, tmp_path):
+    from ssg_eval.models.load import CheckpointError
+
+    model_cfg, var, _ = tiny
+    torch.save(var.state_dict(), tmp_path / "guide.pth")
+    cfg = tiny_cfg("guidance=autoguidance", "guidance.autoguidance.guide.depth=2",
+                   f"guidance.autoguidance.guide.var_ckpt={tmp_path / 'guide.pth'}")  # fmt: skip
+    model = build_sampling_model(cfg, torch.device("cpu"))
+    assert model.info["guide_var_ckpt"] == str(tmp_path / "guide.pth")
+    assert len(model.info["guide_var_sha256"]) == 64
+    guide_sd, var_sd = model.guide.state_dict(), var.state_dict()
+    assert guide_sd.keys() == var_sd.keys()
+    assert all(torch.equal(guide_sd[k], var_sd[k]) for k in var_sd)
+    wrong = dataclasses.replace(
+        _same_guide(model_cfg), depth=3, var_ckpt=str(tmp_path / "guide.pth")
+    )
+    with pytest.raises(CheckpointError) as info:
+        build_guide(model_cfg, wrong)
+    message = str(info.value)
+    assert "guidance.autoguidance.guide.var_ckpt" in message
+    assert "set guidance.autoguidance.guide.depth=2" in message
+    missing = dataclasses.replace(wrong, var_ckpt=str(tmp_path / "absent.pth"))
+    with pytest.raises(FileNotFoundError, match="guidance.autoguidance.guide.var_ckpt"):
+        build_guide(model_cfg, missing)
