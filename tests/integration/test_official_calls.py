@@ -17,6 +17,7 @@ from ssg_eval.models.load import build_model
 from ssg_eval.sampling.loop import generate_batch, make_generators
 from ssg_eval.sampling.run import sample_run
 from ssg_eval.sampling.shards import shard_path, to_uint8
+from tests.conftest import compose_config
 from tests.integration.test_oracle_parity import run_case
 from tests.unit.test_models import load_model_config
 
@@ -98,13 +99,13 @@ def test_more_smooth_per_sample_generators_do_not_depend_on_the_batch():
     torch.testing.assert_close(alone, whole[1:2], rtol=0, atol=2e-5)  # decoder batch rounding
 
 
-def test_hydra_reproduces_one_official_call(tiny_cfg):
-    """Case A of the oracle: labels [0, 3, 7, 9], g_seed 0, cfg 1.5, top-k 900, top-p 0.96."""
-    cfg = tiny_cfg(
-        "model=tiny_oracle", "guidance=cfg", "sampler.rng=official", "sampler.g_seed=0",
-        "sampler.official_labels=[0,3,7,9]", "sampler.num_samples=4", "sampler.chunk_size=4",
-        "sampler.top_k=900", "sampler.top_p=0.96", "runtime.measure_latency=false",
-    )  # fmt: skip
+def test_hydra_reproduces_one_official_call(tmp_path):
+    """experiment=official_call as written is case A of the oracle: labels [0, 3, 7, 9], g_seed 0,
+    cfg 1.5, top-k 900, top-p 0.96."""
+    cfg = compose_config(
+        ["experiment=official_call", "runtime.device=cpu", f"paths.results={tmp_path}"]
+    )
+    assert cfg.model.name == "tiny_oracle" and cfg.sampler.rng == "official"
     directory = sample_run(cfg)
     with np.load(shard_path(directory, 0)) as shard:
         images, labels = shard["images"], shard["labels"]
