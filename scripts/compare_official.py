@@ -51,7 +51,7 @@ vae, var = build_vae_var(
     shared_aln=args["shared_aln"], attn_l2_norm=True, flash_if_available=False,
     fused_if_available=False,
 )
-if args["tiny_oracle"]:  # VAR_SPEC.md §10: weights from parameter names
+if args["tiny_oracle"]:  # the CPU oracle of docs/VAR.md: weights from parameter names
     with torch.no_grad():
         for module in (var, vae):
             for name, p in module.named_parameters():
@@ -91,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", required=True, help="clone of FoundationVision/VAR")
     parser.add_argument("--official-python", default=sys.executable, help="its interpreter")
-    parser.add_argument("--tiny-oracle", action="store_true", help="VAR_SPEC §10 tiny model")
+    parser.add_argument("--tiny-oracle", action="store_true", help="the CPU oracle (docs/VAR.md)")
     parser.add_argument("--depth", type=int, help="default: read from --var-ckpt")
     parser.add_argument("--patch-nums", type=int, nargs="+", help="default: from --var-ckpt")
     parser.add_argument("--num-classes", type=int, help="default: from --var-ckpt")

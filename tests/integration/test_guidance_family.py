@@ -230,3 +230,19 @@ def test_guide_loads_strictly_and_names_its_own_keys(tiny, tiny_cfg, tmp_path):
     missing = dataclasses.replace(wrong, var_ckpt=str(tmp_path / "absent.pth"))
     with pytest.raises(FileNotFoundError, match="guidance.autoguidance.guide.var_ckpt"):
         build_guide(model_cfg, missing)
+
+
+def test_branches_read_by_several_processors_run_once_in_one_batch(tiny, monkeypatch):
+    model_cfg, var, vae = tiny
+    guide, _ = build_guide(model_cfg, dataclasses.replace(_same_guide(model_cfg), depth=1))
+    rows: list[int] = []
+    original = var.scale_logits
+    monkeypatch.setattr(var, "scale_logits", lambda x, c: rows.append(x.shape[0]) or original(x, c))
+    processors = [
+        CfgRamp(scale=1.5, schedule="linear_ramp", num_scales=3),
+        build_icg(IcgConfig(), PATCH_NUMS),
+        CfgRamp(scale=0.5, schedule="constant", num_scales=3),
+        build_autoguidance(AutoguidanceConfig(), PATCH_NUMS),
+    ]
+    _tokens(var, vae, processors, [1, 2], random_labels_B=torch.tensor([5, 6]), guide=guide)
+    assert rows == [3 * 2] * len(PATCH_NUMS)  # [cond; null; random], the guide on its own
