@@ -246,3 +246,15 @@ def test_branches_read_by_several_processors_run_once_in_one_batch(tiny, monkeyp
     ]
     _tokens(var, vae, processors, [1, 2], random_labels_B=torch.tensor([5, 6]), guide=guide)
     assert rows == [3 * 2] * len(PATCH_NUMS)  # [cond; null; random], the guide on its own
+
+
+def test_missing_guide_checkpoint_is_listed_up_front(tiny_cfg, tmp_path):
+    from ssg_eval.preflight import missing_inputs
+
+    cfg = tiny_cfg(
+        "guidance=autoguidance", f"guidance.autoguidance.guide.var_ckpt={tmp_path}/g.pth"
+    )
+    assert any(line.startswith("guidance.autoguidance.guide.var_ckpt:") for line in
+               missing_inputs(cfg))  # fmt: skip
+    cfg = tiny_cfg("guidance=cfg")
+    assert not any("guide" in line for line in missing_inputs(cfg))
