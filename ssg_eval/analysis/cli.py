@@ -254,8 +254,8 @@ def run_spectral_analysis(
         ckpt = baseline.config["model"].get(key)
         if ckpt is not None and not Path(ckpt).is_file():
             raise FileNotFoundError(f"model.{key}={ckpt} (from {baseline.run_dir}) not found")
-    if not treated.config["guidance"].get("ssg", {}).get("enabled", False):
-        log.warning("%s has guidance.ssg.enabled=false; comparing it anyway", treated.name)
+    if "ssg" not in treated.config["guidance"].get("order", []):
+        log.warning("%s has no ssg in guidance.order; comparing it anyway", treated.name)
     latent_level(baseline, treated, num_latent_samples, latent_mode, device, paths)
     pixel_level(baseline, treated, reference, paths)
     log.info("spectral analysis written to %s", out_dir)

@@ -34,10 +34,15 @@ MARKDOWN_DIGITS = {FID: 2, SFID: 2, IS: 1, PRECISION: 2, RECALL: 2, "time_s": 3}
 def guidance_params(guidance: dict[str, Any]) -> str:
     """One-line summary of the active guidance settings of a run's resolved config."""
     parts = []
+    order = guidance.get("order", [])
     cfg_ramp, ssg = guidance.get("cfg_ramp", {}), guidance.get("ssg", {})
-    if cfg_ramp.get("enabled"):
+    for name in ("icg", "autoguidance"):
+        if name in order:
+            term = guidance[name]
+            parts.append(f"{name}={term['scale']:g} ({term['schedule']})")
+    if "cfg_ramp" in order:
         parts.append(f"cfg={cfg_ramp['scale']:g} ({cfg_ramp['schedule']})")
-    if ssg.get("enabled"):
+    if "ssg" in order:
         sched = ssg["beta_schedule"]
         beta = ssg["beta_list"] if sched == "list" else ssg["beta"]
         end = f"->{ssg['beta_end']:g}" if sched in ("linear_decay", "linear_ramp") else ""
@@ -83,7 +88,7 @@ def _run_row(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -
         "model_label": cfg["model"].get("label") or cfg["model"]["name"],
         "guidance": cfg["guidance"]["name"],
         "guidance_params": guidance_params(cfg["guidance"]),
-        "beta": cfg["guidance"]["ssg"]["beta"] if cfg["guidance"]["ssg"]["enabled"] else 0.0,
+        "beta": cfg["guidance"]["ssg"]["beta"] if "ssg" in cfg["guidance"]["order"] else 0.0,
         "N": cfg["sampler"]["num_samples"],
         "seed": cfg["sampler"]["seed"],
         "precision_mode": f"{runtime.get('autocast_dtype', 'float32')}"

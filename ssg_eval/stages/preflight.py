@@ -42,6 +42,12 @@ def missing_inputs(cfg: Any) -> list[str]:
                     f"model.{key}: {path} ({what}; put it there, set SSG_EVAL_CKPT_DIR, or "
                     f"override model.{key}=...)"
                 )
+        guide = cfg.guidance.autoguidance.guide if "autoguidance" in cfg.guidance.order else None
+        if guide is not None and guide.var_ckpt is not None and not Path(guide.var_ckpt).is_file():
+            missing.append(
+                f"guidance.autoguidance.guide.var_ckpt: {guide.var_ckpt} (the guide model "
+                f"{guide.name}; put it there or override guidance.autoguidance.guide.var_ckpt=...)"
+            )
     if not (featured and measured):
         weights = inception_weights_path(cfg.metrics.inception_weights)
         if not weights.is_file():

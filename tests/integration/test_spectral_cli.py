@@ -47,8 +47,8 @@ def runs(tmp_path_factory):
         return run_dir(cfg)
 
     baseline = sample("guidance=cfg")
-    treated = sample("guidance=ssg")
-    neutral = sample("guidance=ssg", "guidance.ssg.beta=0", "run_name=tiny_cfg_ssg_beta0_s0")
+    treated = sample("guidance=cfg_ssg")
+    neutral = sample("guidance=cfg_ssg", "guidance.ssg.beta=0", "run_name=tiny_cfg_ssg_beta0_s0")
     shard = sorted((baseline / "shards").glob("chunk_*.npz"))[0]
     (_, side, _, _), _ = npz_array_header(shard, "images")
     reference = results / "reference.npz"

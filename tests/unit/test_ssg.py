@@ -24,7 +24,7 @@ B, V = 2, 6
 
 
 def _ssg(**overrides: object) -> Ssg:
-    return build_ssg(dataclasses.replace(SsgConfig(enabled=True), **overrides), PATCH_NUMS)
+    return build_ssg(dataclasses.replace(SsgConfig(), **overrides), PATCH_NUMS)
 
 
 def _logits(seed: int, scale: float = 3.0) -> list[torch.Tensor]:
@@ -206,9 +206,7 @@ def test_branch_wise_follows_placement() -> None:
 
 
 def test_build_from_dictconfig() -> None:
-    node = OmegaConf.structured(
-        SsgConfig(enabled=True, beta=0.3, beta_schedule="linear_decay", beta_end=0.1)
-    )
+    node = OmegaConf.structured(SsgConfig(beta=0.3, beta_schedule="linear_decay", beta_end=0.1))
     assert build_ssg(node, PATCH_NUMS).betas == pytest.approx((0.0, 0.3, 0.2, 0.1), abs=1e-15)
 
 
@@ -253,7 +251,7 @@ def test_invalid_config_raises_with_key(overrides: dict, key: str) -> None:
 
 def test_invalid_patch_nums_raise() -> None:
     with pytest.raises(ConfigError, match="model.patch_nums"):
-        build_ssg(SsgConfig(enabled=True), [1, 3, 2])
+        build_ssg(SsgConfig(), [1, 3, 2])
 
 
 def test_linear_schedule_endpoints_are_exact() -> None:
