@@ -50,20 +50,20 @@ smoke: $(STAMP) ## tiny offline pipeline (SMOKE=smoke|smoke_512|smoke_guidance):
 	$(PY) -m ssg_eval.smoke --suite $(SMOKE) $(ARGS)
 
 table1: $(STAMP) ## a suite (SUITE=table1|guidance|finetuned|table512); skips finished stages; results/<suite>.{csv,md}
-	$(PY) -m ssg_eval.suite $(SUITE) launch.nproc_per_node=$(NPROC) $(ARGS)
+	$(PY) -m ssg_eval.stages.suite $(SUITE) launch.nproc_per_node=$(NPROC) $(ARGS)
 
 sample: $(STAMP) ## sample one cell: make sample EXP=table1 MODEL=var_d16 GUIDANCE=cfg_ssg NPROC=8
-	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.sample $(CELL) $(ARGS); \
-	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.sample $(CELL) $(ARGS); fi
+	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.stages.sample $(CELL) $(ARGS); \
+	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.stages.sample $(CELL) $(ARGS); fi
 
 features: $(STAMP) ## Inception features of one cell's samples: make features EXP=table1 MODEL=... GUIDANCE=...
-	$(PY) -m ssg_eval.features_stage $(CELL) $(ARGS)
+	$(PY) -m ssg_eval.stages.features $(CELL) $(ARGS)
 
 metrics: $(STAMP) ## FID/sFID/IS/P/R of one cell: make metrics EXP=table1 MODEL=... GUIDANCE=...
-	$(PY) -m ssg_eval.metrics_stage $(CELL) $(ARGS)
+	$(PY) -m ssg_eval.stages.metrics $(CELL) $(ARGS)
 
 report: $(STAMP) ## collect metrics.json of all runs into results/table1.{csv,md}
-	$(PY) -m ssg_eval.report_stage $(ARGS)
+	$(PY) -m ssg_eval.stages.report $(ARGS)
 
 sweep: $(STAMP) ## one torchrun per experiment: make sweep EXPS="a b c" NPROC=8
 	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) ARGS="$(ARGS)" || exit 1; done

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ssg_eval.utils.io import sha256_of_file
+from ssg_eval.runs.io import sha256_file
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -144,7 +144,7 @@ def build_dinov2(
         )
     model.load_state_dict(state, strict=True)
     model.eval().requires_grad_(False).to(device)
-    model.weights_sha256 = sha256_of_file(path)
+    model.weights_sha256 = sha256_file(path)
     model.weights_path = path
     return model
 
@@ -208,7 +208,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
 def _write(path: Path, features: np.ndarray, meta: dict[str, Any]) -> Path:
     import json
 
-    from ssg_eval.utils.io import atomic_write_npz
+    from ssg_eval.runs.io import atomic_write_npz
 
     meta_text = np.array(json.dumps(meta, sort_keys=True))
     return atomic_write_npz(path, features=features, meta=meta_text)
@@ -231,7 +231,7 @@ def write_run_features(cfg: Any, run_dir: Path, manifest: dict[str, Any]) -> Pat
     if FD_DINOV2 not in cfg.metrics.metrics:
         return None
     weights = cfg.metrics.dinov2_weights
-    sha = sha256_of_file(Path(weights)) if weights and Path(weights).is_file() else "missing"
+    sha = sha256_file(Path(weights)) if weights and Path(weights).is_file() else "missing"
     meta = _meta(cfg, sha, {"sample_config_hash": manifest["config_hash"]})
     path = run_dir / FEATURES_FILE
     if path.is_file():
@@ -254,7 +254,7 @@ def reference_run_features(cfg: Any, reference: Any, cache_dir: Path) -> np.ndar
     from ssg_eval.utils.dist import resolve_device
 
     weights = cfg.metrics.dinov2_weights
-    sha = sha256_of_file(Path(weights)) if weights and Path(weights).is_file() else "missing"
+    sha = sha256_file(Path(weights)) if weights and Path(weights).is_file() else "missing"
     meta = _meta(cfg, sha, {"reference_sha256": reference.sha256})
     path = Path(cache_dir) / f"{reference.sha256[:16]}_dinov2_{sha[:16]}.npz"
     if path.is_file() and _read_meta(path) == meta:

@@ -20,7 +20,7 @@ from ssg_eval.report.table import (
     summary_table,
     sweep_table,
 )
-from ssg_eval.utils.io import atomic_write_text
+from ssg_eval.runs.io import atomic_write_bytes, atomic_write_text
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -115,11 +115,7 @@ def plot_sweep(sweep: pd.DataFrame, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def render_report(

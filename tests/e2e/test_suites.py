@@ -9,7 +9,7 @@ import pytest
 
 from ssg_eval.registry import PROCESSORS
 from ssg_eval.smoke import run_smoke
-from ssg_eval.suite import run_suite
+from ssg_eval.stages.suite import run_suite
 from tests.conftest import compose_config
 
 FAST = ["sampler.num_samples=10", "runtime.measure_latency=false"]
@@ -78,7 +78,7 @@ def test_tiny_autoguidance_cell_samples_with_its_guide(tmp_path):
     """Fast case of the guidance suite: one autoguidance+SSG cell with its guide asset."""
     from ssg_eval.sampling.run import sample_run
     from ssg_eval.smoke import make_checkpoints
-    from ssg_eval.suite import load_suite
+    from ssg_eval.stages.suite import load_suite
 
     _require_guidance_family()
     suite = load_suite("smoke_guidance")

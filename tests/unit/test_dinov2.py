@@ -142,7 +142,7 @@ def test_wrong_layout_names_the_file_and_keys(tmp_path):
 
 
 def test_preflight_lists_dinov2_weights_when_fd_dinov2_is_requested(tiny_cfg, tmp_path):
-    from ssg_eval.preflight import missing_inputs
+    from ssg_eval.stages.preflight import missing_inputs
 
     base = tiny_cfg("metrics.metrics=[fid,fd_dinov2]", f"metrics.dinov2_weights={tmp_path}/x.pth")
     assert any(line.startswith("metrics.dinov2_weights:") for line in missing_inputs(base))
@@ -155,9 +155,9 @@ def test_stages_write_fd_dinov2_beside_fid(tiny_cfg, tmp_path, monkeypatch):
     from functools import partial
 
     from ssg_eval.features.inception import build_inception, make_random_inception_weights
-    from ssg_eval.features_stage import run_features
+    from ssg_eval.stages.features import run_features
     from ssg_eval.metrics.reference import build_reference_npz
-    from ssg_eval.metrics_stage import run_metrics
+    from ssg_eval.stages.metrics import run_metrics
     from ssg_eval.sampling.run import sample_run
     from ssg_eval.utils.io import read_json
 

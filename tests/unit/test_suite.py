@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from ssg_eval.config import ConfigError, validate
-from ssg_eval.suite import load_suite
+from ssg_eval.stages.suite import load_suite
 from tests.conftest import CONF_DIR, compose_config
 
 SUITES = sorted(p.stem for p in (CONF_DIR / "suite").glob("*.yaml"))
@@ -152,3 +152,18 @@ def test_512_table_uses_the_512_model_and_reference():
     assert list(cfg.model.patch_nums) == [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
     assert cfg.metrics.reference_name == "VIRTUAL_imagenet512.npz"
     assert cfg.run_name == "var_d36_cfg_ssg_s0"
+
+
+@pytest.mark.parametrize(
+    ("combined", "parts"),
+    [("autoguidance_ssg", ("autoguidance", "cfg_ssg")), ("cfg_ssg", ("cfg",))],
+)
+def test_combined_guidance_keeps_every_part(combined, parts):
+    """A combined guidance row is its parts, key for key (no part reset to schema defaults)."""
+    if not (CONF_DIR / "guidance" / f"{combined}.yaml").is_file():
+        pytest.skip(f"guidance {combined} not in this tree")
+    both = compose_config([f"guidance={combined}", "model=var_d30", "sampler=var_eval"])
+    for part in parts:
+        alone = compose_config([f"guidance={part}", "model=var_d30", "sampler=var_eval"])
+        for name in alone.guidance.order:
+            assert both.guidance[name] == alone.guidance[name], (combined, part, name)
