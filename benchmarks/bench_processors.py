@@ -26,7 +26,7 @@ from ssg_eval.guidance import build_processors
 from ssg_eval.guidance.base import StepContext
 from ssg_eval.utils.provenance import device_description, git_state
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "ssg_eval" / "conf"
 
 
 def _compose(overrides: list[str]) -> Any:

@@ -33,7 +33,7 @@ from ssg_eval.sampling.loop import (
 )
 from ssg_eval.utils.provenance import collect_provenance
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "ssg_eval" / "conf"
 
 
 def _sync(device: torch.device) -> None:

@@ -47,7 +47,7 @@ from ssg_eval.utils.dist import autocast_dtype, setup_runtime
 from ssg_eval.utils.provenance import git_state
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
+CONF_DIR = REPO / "ssg_eval" / "conf"
 GIB = float(2**30)
 ROW_SAMPLES, ROW_INCEPTION = 50_000, 60_000  # one Table 1 row: 50k samples + 10k reference images
 # Sizes per mode: (full, quick). Quick = the 256 schedule (V 4096, 10 scales) at depth 1 with a

@@ -167,7 +167,7 @@ class ModelConfig:
     # Checkpoints. null = deterministic random weights from parameter names (tiny/test models only).
     var_ckpt: str | None = None
     vae_ckpt: str | None = None
-    init_seed: int = 1234  # seed prefix of the name-derived random weights (VAR_SPEC.md §10)
+    init_seed: int = 1234  # seed prefix of the name-derived random weights (docs/VAR.md)
     params_quoted: str = ""  # the README's rounded parameter count, e.g. "310M"
 
 

@@ -138,7 +138,7 @@ def latent_transitions(
     seeds as the stored images) in batches of the baseline's `sampler.batch_size`. `forced`:
     the baseline is sampled once; then, for each b, the treated processors run with a
     `TokenForcer` replaying the baseline's tokens at steps < b, so only step b differs
-    (SSG_METHOD.md §7 default). `free`: both runs are sampled once, as they were stored.
+    (docs/METHOD.md default). `free`: both runs are sampled once, as they were stored.
 
     Args:
         baseline_config: the baseline manifest's resolved config.

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ssg_eval.models.var import VAR
 from ssg_eval.models.vqvae import VQVAE
+from ssg_eval.runs.io import sha256_file
 
 RELEASED_DEPTHS = (16, 20, 24, 30, 36)
 _HF_URL = "https://huggingface.co/FoundationVision/var/resolve/main/"
@@ -130,7 +131,7 @@ def name_seed(seed_prefix: int | str, name: str) -> int:
 
 @torch.no_grad()
 def init_from_names(module: nn.Module, seed_prefix: int | str = 1234) -> None:
-    """Deterministic random weights from parameter names (VAR_SPEC.md §10); buffers are untouched.
+    """Deterministic random weights from parameter names (docs/VAR.md); buffers are untouched.
 
     Each parameter gets randn(shape)·0.02 from a CPU generator seeded by `name_seed`, except
     `quantize.embedding.weight` (std 0.5), 1-D `*norm*.weight` (+1) and `scale_mul_1H11` (+ln 4).
@@ -152,15 +153,6 @@ def init_from_names(module: nn.Module, seed_prefix: int | str = 1234) -> None:
             values.add_(math.log(4))
         if not direct:
             param.copy_(values)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 16 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_path(path: Any, key: str) -> Path:
@@ -218,6 +210,13 @@ def _read_state_dict(path: Path, key: str) -> dict[str, Tensor]:
         raise CheckpointError(
             f"{key}={path}: is not a flat state dict; entries {bad[:_SHOW]} are not tensors "
             f"(a training checkpoint?){hint}"
+        )
+    # NaN only: the attention mask buffer legitimately holds -inf.
+    nans = [k for k, v in content.items() if v.is_floating_point() and v.isnan().any()]
+    if nans:
+        raise CheckpointError(
+            f"{key}={path}: tensors {nans[:_SHOW]} hold NaN values; the checkpoint is damaged "
+            "(or from a diverged run): download it again and compare its sha256"
         )
     return content
 

@@ -1,6 +1,6 @@
 """VAR's multi-scale VQVAE: convolutional encoder/decoder around the residual quantizer.
 
-This module owns the image ↔ latent networks and their official state-dict layout (VAR_SPEC.md §3);
+This module owns the image ↔ latent networks and their official state-dict layout (docs/VAR.md);
 it must not sample tokens, run the transformer or modify tensors it is given.
 """
 

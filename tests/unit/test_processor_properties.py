@@ -1,7 +1,8 @@
 """Contract tests run over every processor registered in `ssg_eval.registry.PROCESSORS`.
 
-Each property of STYLE.md §3 (inputs untouched, shape/dtype kept, neutral = identity, needs_uncond,
-no RNG, frozen attributes, per-batch state) is checked for several configs of every processor;
+Each property of the processor contract in docs/CONTRIBUTING.md (inputs untouched, shape/dtype
+kept, neutral = identity, needs_uncond, no RNG, frozen attributes, per-batch state) is checked for
+several configs of every processor;
 `build_processors` is checked on the conf/guidance files.
 """
 
@@ -196,6 +197,12 @@ def test_needs_uncond_honoured(name, cfg, neutral) -> None:
     if not proc.needs_uncond:
         without = _run(proc, steps, with_uncond=False)
         assert all(map(torch.equal, with_uncond, without))
+    elif not neutral:
+        # The doubled batch is paid for only if it is used: other uncond logits, other output.
+        other = [(cond_BlV, uncond_BlV + 1.5) for cond_BlV, uncond_BlV in steps]
+        moved = _run(proc, other)
+        changed = [not torch.equal(a, b) for a, b in zip(with_uncond, moved, strict=True)]
+        assert any(changed), "declares needs_uncond=True but never reads the uncond logits"
 
 
 @pytest.mark.parametrize(("name", "cfg", "neutral"), PARAMS)

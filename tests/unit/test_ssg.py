@@ -1,6 +1,6 @@
 """Unit tests for the SSG processor against a hand-written numpy version of the method.
 
-The reference re-derives SSG_METHOD.md §1–2 with numpy/scipy only (bilinear or nearest matrices,
+The reference re-derives docs/METHOD.md with numpy/scipy only (bilinear or nearest matrices,
 `scipy.fft.dctn`), so no code under test is reused to build expectations.
 """
 
@@ -53,7 +53,7 @@ def _run(proc: Ssg, inputs: list[torch.Tensor], conds: list[torch.Tensor]) -> li
     return outs
 
 
-# ---------------------------------------------------------------- numpy reference (SSG_METHOD §1–2)
+# --------------------------------------------------------- numpy reference (docs/METHOD.md)
 def _interp_matrix(n_in: int, n_out: int, mode: str) -> np.ndarray:
     """(n_out, n_in) 1-D resampling: torch bilinear (align_corners=False) or legacy nearest."""
     m = np.zeros((n_out, n_in))
@@ -157,7 +157,7 @@ def test_ssg_log_softmax_space_matches_reference_and_raw_in_distribution() -> No
         np.testing.assert_allclose(out.numpy(), exp, rtol=1e-10, atol=1e-10)
     outs_raw = _run(_ssg(beta=0.6), inputs, conds)
     for ls_BlV, raw_BlV in zip(outs_ls, outs_raw, strict=True):
-        diff_BlV = raw_BlV - ls_BlV  # a per-position constant (SSG_METHOD §1)
+        diff_BlV = raw_BlV - ls_BlV  # a per-position constant (docs/METHOD.md)
         torch.testing.assert_close(
             diff_BlV, diff_BlV[..., :1].expand_as(diff_BlV), atol=1e-10, rtol=0
         )
