@@ -25,8 +25,8 @@ from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MANIFEST = REPO_ROOT / "reference_stats" / "manifest.json"
+# Expected reference files (names, sha256, keys, shapes); package data, so installs find it.
+DEFAULT_MANIFEST = Path(__file__).resolve().parent / "reference_manifest.json"
 REFERENCE_ENV = "SSG_EVAL_REFERENCE"
 REFERENCE_KEY = "metrics.reference"
 STAT_KEYS = ("mu", "sigma", "mu_s", "sigma_s")
@@ -77,7 +77,7 @@ class ReferenceBatch:
 
 
 def load_manifest(manifest_path: str | Path = DEFAULT_MANIFEST) -> dict[str, dict[str, Any]]:
-    """`files` of `reference_stats/manifest.json` (name -> entry); empty when the file is absent."""
+    """`files` of the reference manifest (name -> entry); empty when the file is absent."""
     manifest_path = Path(manifest_path)
     if not manifest_path.is_file():
         log.warning("reference manifest %s not found; validating by key/shape only", manifest_path)
@@ -172,7 +172,7 @@ def load_reference(
     Args:
         path: the npz (`metrics.reference`).
         name: manifest key (`metrics.reference_name`); defaults to the file name.
-        manifest_path: `reference_stats/manifest.json`.
+        manifest_path: the manifest (default: `ssg_eval/metrics/reference_manifest.json`).
         verify_sha256: compare the file's sha256 with the manifest's (null there: warn only).
 
     Returns:

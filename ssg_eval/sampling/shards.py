@@ -46,7 +46,7 @@ def to_uint8(images_B3HW: torch.Tensor | np.ndarray, rounding: str = "nearest") 
 
     Rules (computed in float64, which is exact for float32/bfloat16/float16 inputs):
     - `nearest`: `floor(255·x + 0.5)` clamped to [0, 255], i.e. round half up (x = 0.5 -> 128).
-      This is VAR #45/#83's `x·255 + 0.5` rule (FIELD_NOTES.md §2).
+      This is VAR #45/#83's `x·255 + 0.5` rule (docs/METRICS.md, traps: float -> uint8).
     - `truncate`: `floor(255·x)` clamped to [0, 255] (VAR demo / `.to(uint8)` of `x·255`); it
       darkens every pixel by 0.5/255 on average and exists for the rounding ablation only.
 

@@ -42,12 +42,25 @@ def missing_inputs(cfg: Any) -> list[str]:
                     f"model.{key}: {path} ({what}; put it there, set SSG_EVAL_CKPT_DIR, or "
                     f"override model.{key}=...)"
                 )
+        guide = cfg.guidance.autoguidance.guide if "autoguidance" in cfg.guidance.order else None
+        if guide is not None and guide.var_ckpt is not None and not Path(guide.var_ckpt).is_file():
+            missing.append(
+                f"guidance.autoguidance.guide.var_ckpt: {guide.var_ckpt} (the guide model "
+                f"{guide.name}; put it there or override guidance.autoguidance.guide.var_ckpt=...)"
+            )
     if not (featured and measured):
         weights = inception_weights_path(cfg.metrics.inception_weights)
         if not weights.is_file():
             missing.append(
                 f"metrics.inception_weights: {weights} (torch-fidelity's {TORCH_FIDELITY_WEIGHTS};"
                 " copy it there or set SSG_EVAL_INCEPTION)"
+            )
+    if not measured and "fd_dinov2" in cfg.metrics.metrics:
+        dinov2 = cfg.metrics.get("dinov2_weights")
+        if not dinov2 or not Path(dinov2).is_file():
+            missing.append(
+                f"metrics.dinov2_weights: {dinov2} (DINOv2's dinov2_vitl14_pretrain.pth for "
+                "fd_dinov2; set SSG_EVAL_DINOV2 or drop fd_dinov2 from metrics.metrics)"
             )
     if not measured and not Path(cfg.metrics.reference).is_file():
         missing.append(

@@ -233,7 +233,7 @@ def test_identity_hash_ignores_only_non_image_keys(tiny_cfg):
                      "overwrite=true", "paths.results=/elsewhere"):  # fmt: skip
         assert config_hash(tiny_cfg(override)) == base, override
     for override in ("sampler.seed=1", "sampler.chunk_size=4", "sampler.uint8_rounding=truncate",
-                     "runtime.autocast_dtype=bfloat16", "guidance.ssg.enabled=true",
+                     "runtime.autocast_dtype=bfloat16", "guidance=cfg_ssg",
                      "sampler.rng=official", "model.init_seed=1"):  # fmt: skip
         assert config_hash(tiny_cfg(override)) != base, override
     resolved = resolved_config(tiny_cfg())

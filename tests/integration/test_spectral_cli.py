@@ -47,8 +47,8 @@ def runs(tmp_path_factory):
         return run_dir(cfg)
 
     baseline = sample("guidance=cfg")
-    treated = sample("guidance=ssg")
-    neutral = sample("guidance=ssg", "guidance.ssg.beta=0", "run_name=tiny_cfg_ssg_beta0_s0")
+    treated = sample("guidance=cfg_ssg")
+    neutral = sample("guidance=cfg_ssg", "guidance.ssg.beta=0", "run_name=tiny_cfg_ssg_beta0_s0")
     shard = sorted((baseline / "shards").glob("chunk_*.npz"))[0]
     (_, side, _, _), _ = npz_array_header(shard, "images")
     reference = results / "reference.npz"
@@ -69,6 +69,8 @@ def test_spectra_writes_both_figures_and_tables(runs, tmp_path):
     first = latent[latent.to_step == 2]
     assert first["prev_patch_num"].iloc[0] == 1 and first["nyquist_bin"].iloc[0] == 1
     assert np.isfinite(latent["delta_mean"]).all() and np.isfinite(latent["delta_std"]).all()
+    for step, panel in latent.groupby("to_step"):  # β > 0: SSG at step b moves f̂ at every b
+        assert (panel["delta_mean"] != 0).any(), f"latent delta after step {step} is all zero"
     pixel = pd.read_csv(out["pixel_csv"])
     assert pixel["freq"].iloc[0] == 0 and np.isfinite(pixel["baseline_ratio"]).all()
     assert not np.allclose(pixel["baseline_amplitude"], pixel["ssg_amplitude"])

@@ -1,7 +1,8 @@
 """Contract tests run over every processor registered in `ssg_eval.registry.PROCESSORS`.
 
-Each property of STYLE.md §3 (inputs untouched, shape/dtype kept, neutral = identity, needs_uncond,
-no RNG, frozen attributes, per-batch state) is checked for several configs of every processor;
+Each property of the processor contract in docs/CONTRIBUTING.md (inputs untouched, shape/dtype
+kept, neutral = identity, needs_uncond, no RNG, frozen attributes, per-batch state) is checked for
+several configs of every processor;
 `build_processors` is checked on the conf/guidance files.
 """
 
@@ -15,15 +16,22 @@ import numpy as np
 import pytest
 import torch
 
-from ssg_eval.config import CfgRampConfig, ConfigError, GuidanceConfig, SsgConfig
+from ssg_eval.config import (
+    AutoguidanceConfig,
+    CfgRampConfig,
+    ConfigError,
+    GuidanceConfig,
+    IcgConfig,
+    SsgConfig,
+)
 from ssg_eval.guidance import build_processors
-from ssg_eval.guidance.base import LogitProcessor, StepContext
+from ssg_eval.guidance.base import BRANCHES, NULL_CLASS, LogitProcessor, StepContext
 from ssg_eval.registry import PROCESSORS, lookup
 from tests.conftest import compose_config
 
 PATCH_NUMS = [1, 2, 3, 4]
 V = 8
-_SSG = SsgConfig(enabled=True)
+_SSG = SsgConfig()
 
 # name -> [(case id, config node, is the neutral setting)]; every registered name must appear.
 CASES: dict[str, list[tuple[str, object, bool]]] = {
@@ -32,6 +40,20 @@ CASES: dict[str, list[tuple[str, object, bool]]] = {
         ("constant_2", CfgRampConfig(scale=2.0, schedule="constant"), False),
         ("neutral_ramp", CfgRampConfig(scale=0.0), True),
         ("neutral_constant", CfgRampConfig(scale=0.0, schedule="constant"), True),
+    ],
+    "icg": [
+        ("ramp_1.5", IcgConfig(scale=1.5), False),
+        (
+            "constant_window_mix",
+            IcgConfig(scale=2.0, schedule="constant", scale_indices=[1, 3], arithmetic="mix"),
+            False,
+        ),
+        ("neutral", IcgConfig(scale=0.0), True),
+    ],
+    "autoguidance": [
+        ("ramp_1", AutoguidanceConfig(scale=1.0), False),
+        ("constant_2", AutoguidanceConfig(scale=2.0, schedule="constant"), False),
+        ("neutral", AutoguidanceConfig(scale=0.0, schedule="constant"), True),
     ],
     "ssg": [
         ("default", _SSG, False),
@@ -96,8 +118,10 @@ def _steps(seed: int, batch: int, dtype: torch.dtype = torch.float32) -> list[tu
 
 
 def _ctx(si: int, cond_BlV: torch.Tensor, uncond_BlV: torch.Tensor | None) -> StepContext:
+    # the extra branches of ICG and autoguidance are always run: they are not the null class
     prev = PATCH_NUMS[si - 1] if si else None
-    return StepContext(si, len(PATCH_NUMS), PATCH_NUMS[si], prev, cond_BlV, uncond_BlV)
+    branches = {"random_class": -cond_BlV, "guide_model": 0.5 * cond_BlV}
+    return StepContext(si, len(PATCH_NUMS), PATCH_NUMS[si], prev, cond_BlV, uncond_BlV, branches)
 
 
 def _call(proc: LogitProcessor, step: tuple, si: int, state: object, with_uncond: bool = True):
@@ -163,16 +187,40 @@ def test_neutral_setting_is_bit_exact_identity(name, cfg, neutral) -> None:
         assert torch.equal(out_BlV, cond_BlV)
 
 
+def _run_shifted(proc: LogitProcessor, steps: list[tuple], branch: str) -> list[torch.Tensor]:
+    """`_run` with one extra branch's logits moved by +1.5 (null_class: the uncond logits)."""
+    state, outs = proc.init_state(steps[0][0].shape[0]), []
+    for si, (cond_BlV, uncond_BlV) in enumerate(steps):
+        ctx = _ctx(si, cond_BlV, uncond_BlV + 1.5 if branch == NULL_CLASS else uncond_BlV)
+        if branch != NULL_CLASS:
+            moved = {**ctx.branch_logits, branch: ctx.branch_logits[branch] + 1.5}
+            ctx = dataclasses.replace(ctx, branch_logits=moved)
+        out_BlV, state = proc(cond_BlV, ctx, state)
+        outs.append(out_BlV.clone())
+    return outs
+
+
 @pytest.mark.parametrize(("name", "cfg", "neutral"), PARAMS)
-def test_needs_uncond_honoured(name, cfg, neutral) -> None:
+def test_needs_uncond_and_branches_honoured(name, cfg, neutral) -> None:
+    # The sampler runs (and pays for) exactly the declared branches: a processor must read every
+    # branch it declares (unless neutral) and none that it does not.
     proc = _build(name, cfg)
     assert isinstance(proc, LogitProcessor)
     assert isinstance(proc.needs_uncond, bool) and isinstance(proc.branch_wise, bool)
+    assert set(proc.branches) <= set(BRANCHES)
+    assert proc.needs_uncond == (NULL_CLASS in proc.branches)
     steps = _steps(2, 2)
-    with_uncond = _run(proc, steps)
+    plain = _run(proc, steps)
     if not proc.needs_uncond:
         without = _run(proc, steps, with_uncond=False)
-        assert all(map(torch.equal, with_uncond, without))
+        assert all(map(torch.equal, plain, without))
+    for branch in BRANCHES:
+        moved = _run_shifted(proc, steps, branch)
+        changed = any(not torch.equal(a, b) for a, b in zip(plain, moved, strict=True))
+        if branch not in proc.branches:
+            assert not changed, f"reads the undeclared branch {branch}"
+        elif not neutral:
+            assert changed, f"declares the {branch} branch but never reads it"
 
 
 @pytest.mark.parametrize(("name", "cfg", "neutral"), PARAMS)
@@ -217,7 +265,15 @@ def test_state_survives_later_in_place_edits(name, cfg, neutral) -> None:
 
 @pytest.mark.parametrize(
     ("guidance", "expected"),
-    [("none", []), ("cfg", ["CfgRamp"]), ("ssg", ["CfgRamp", "Ssg"])],
+    [
+        ("none", []),
+        ("cfg", ["CfgRamp"]),
+        ("cfg_ssg", ["CfgRamp", "Ssg"]),
+        ("ssg", ["Ssg"]),
+        ("icg", ["Icg"]),
+        ("autoguidance", ["Autoguidance"]),
+        ("autoguidance_ssg", ["Autoguidance", "Ssg"]),
+    ],
 )
 def test_build_processors_from_conf_files(guidance: str, expected: list[str]) -> None:
     cfg = compose_config([f"guidance={guidance}", "model=var_d16"])
@@ -226,7 +282,7 @@ def test_build_processors_from_conf_files(guidance: str, expected: list[str]) ->
 
 
 def test_build_processors_follows_order() -> None:
-    cfg = compose_config(["guidance=ssg", "guidance.order=[ssg,cfg_ramp]"])
+    cfg = compose_config(["guidance=cfg_ssg", "guidance.order=[ssg,cfg_ramp]"])
     assert [type(p).__name__ for p in build_processors(cfg.guidance, [1, 2, 3])] == [
         "Ssg",
         "CfgRamp",
@@ -238,8 +294,8 @@ def test_build_processors_follows_order() -> None:
     [
         ({"order": ["cfg_ramp", "top_k"]}, "guidance.order='top_k' is not registered"),
         ({"order": ["cfg_ramp", "cfg_ramp"]}, "more than once"),
-        ({"order": ["cfg_ramp"], "ssg": SsgConfig(enabled=True)}, "guidance.ssg.enabled=true"),
-        ({"ssg": SsgConfig(enabled=True, beta=-1.0)}, "guidance.ssg.beta"),
+        ({"order": ["ssg"], "ssg": SsgConfig(beta=-1.0)}, "guidance.ssg.beta"),
+        ({"order": ["icg"], "icg": IcgConfig(scale_indices=[7])}, "guidance.icg.scale_indices"),
     ],
 )
 def test_build_processors_rejects_bad_guidance(overrides: dict, match: str) -> None:
