@@ -129,7 +129,8 @@ class MetricsConfig:
     verify_reference_sha256: bool = True
     inception_weights: str | None = None  # torch-fidelity state dict; null = torch-fidelity cache
     extractor: str = "inception"  # inception (torch-fidelity inception-v3-compat)
-    feature_batch_size: int = 64  # ADM batch size; fixed so features never depend on it
+    feature_batch_size: int | None = 64  # ADM batch; null = chosen by the device (CPU 32, CUDA 256)
+    inception_impl: str = "fast"  # fast (BN folded, channels-last, fused resize) | torch_fidelity
     feature_device: str = "auto"
     is_split_size: int = 5000  # ADM: consecutive, unshuffled 5,000-sample splits
     pr_k: int = 3
@@ -310,9 +311,15 @@ def validate(cfg: Any) -> None:
                     f"guidance.ssg.scale_indices has {bad} outside [0, {num_scales - 1}]"
                 )
     metrics = cfg.metrics
-    if metrics.pr_k < 1 or metrics.is_split_size < 1 or metrics.feature_batch_size < 1:
+    feature_batch = 1 if metrics.feature_batch_size is None else metrics.feature_batch_size
+    if metrics.pr_k < 1 or metrics.is_split_size < 1 or feature_batch < 1:
         raise ConfigError(
             "metrics.pr_k, metrics.is_split_size, metrics.feature_batch_size must be >= 1"
+        )
+    if metrics.inception_impl not in ("fast", "torch_fidelity"):
+        raise ConfigError(
+            f"metrics.inception_impl={metrics.inception_impl!r} is not valid; use fast (default) "
+            "or torch_fidelity"
         )
     if cfg.launch.nproc_per_node < 1:
         raise ConfigError(f"launch.nproc_per_node={cfg.launch.nproc_per_node} must be >= 1")

@@ -20,11 +20,14 @@ from ssg_eval.utils.logging import get_logger
 log = get_logger(__name__)
 
 
-def _features_meta(cfg: Any, manifest: dict[str, Any], inception_sha256: str | None) -> dict:
+def _features_meta(
+    cfg: Any, manifest: dict[str, Any], inception_sha256: str | None, batch_size: int
+) -> dict:
     return {
         "sample_config_hash": manifest["config_hash"],
         "inception_sha256": inception_sha256,
-        "feature_batch_size": int(cfg.metrics.feature_batch_size),
+        "feature_batch_size": batch_size,
+        "inception_impl": str(cfg.metrics.inception_impl),
         "num_samples": int(manifest["config"]["sampler"]["num_samples"]),
     }
 
@@ -36,7 +39,7 @@ def run_features(cfg: Any) -> Path:
         FileNotFoundError: the run has no manifest (sampling not finished) or no Inception weights.
         FileExistsError: features of different samples exist and `overwrite` is false.
     """
-    from ssg_eval.features.extract import extract_features
+    from ssg_eval.features.extract import device_batch_size, extract_features
     from ssg_eval.features.inception import build_inception, inception_weights_sha256
     from ssg_eval.sampling.shards import iter_run_images
     from ssg_eval.utils.dist import resolve_device
@@ -50,7 +53,10 @@ def run_features(cfg: Any) -> Path:
         )
     manifest = read_json(manifest_path)
     weights_sha = inception_weights_sha256(cfg.metrics.inception_weights)
-    meta = _features_meta(cfg, manifest, weights_sha)
+    device = resolve_device(cfg.metrics.feature_device)
+    batch = cfg.metrics.feature_batch_size
+    batch = device_batch_size(device) if batch is None else int(batch)
+    meta = _features_meta(cfg, manifest, weights_sha, batch)
     out_path, meta_path = directory / "features.npz", directory / "features.json"
     if out_path.is_file() and meta_path.is_file():
         if read_json(meta_path) == meta:
@@ -61,9 +67,7 @@ def run_features(cfg: Any) -> Path:
                 f"{out_path} was computed from other inputs ({meta_path} differs from "
                 f"{meta}); pass overwrite=true to recompute"
             )
-    device = resolve_device(cfg.metrics.feature_device)
-    model = build_inception(cfg.metrics.inception_weights, device)
-    batch = int(cfg.metrics.feature_batch_size)
+    model = build_inception(cfg.metrics.inception_weights, device, cfg.metrics.inception_impl)
     labels: list[np.ndarray] = []
 
     def images():
@@ -71,13 +75,11 @@ def run_features(cfg: Any) -> Path:
             labels.append(labels_N)
             yield images_NHWC
 
-    feats = extract_features(images(), model, batch_size=batch, device=device)
-    expected = meta["num_samples"]
-    if feats["pool"].shape[0] != expected:
-        raise RuntimeError(
-            f"extracted {feats['pool'].shape[0]} feature rows from {directory / 'shards'}, "
-            f"expected sampler.num_samples={expected}"
-        )
+    try:  # outputs preallocated for sampler.num_samples rows: memory flat in N
+        feats = extract_features(images(), model, batch_size=batch, device=device,
+                                 num_images=meta["num_samples"])  # fmt: skip
+    except ValueError as err:
+        raise ValueError(f"{directory / 'shards'}: {err} (sampler.num_samples)") from err
     atomic_write_npz(out_path, labels=np.concatenate(labels).astype(np.int64), **feats)
     atomic_write_json(meta_path, meta)
     return out_path
