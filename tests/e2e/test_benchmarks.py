@@ -13,7 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["bench_processors", "bench_sampling", "bench_metrics"])
+@pytest.mark.parametrize(
+    "name", ["bench_processors", "bench_sampling", "bench_metrics", "bench_features"]
+)
 def test_benchmark_quick_mode(name, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="2", SSG_EVAL_RESULTS=str(tmp_path))
     proc = subprocess.run(
