@@ -162,6 +162,11 @@ class ReportConfig:
 @dataclass
 class LaunchConfig:
     nproc_per_node: int = 1  # >1: the pipeline starts the sample stage under torchrun
+    nnodes: int = 1  # >1: one torchrun per node, c10d rendezvous (Slurm: one task per node)
+    rdzv_endpoint: str | None = None  # HOST:PORT of the rendezvous; null = first Slurm node
+    rdzv_port: int = 29500  # port used with the first Slurm node
+    rdzv_id: str | None = None  # rendezvous id; null = $SLURM_JOB_ID, else the run name
+    node_rank: int | None = None  # this node's rank; null = $SLURM_NODEID (0 runs later stages)
 
 
 @dataclass
@@ -323,3 +328,10 @@ def validate(cfg: Any) -> None:
         )
     if cfg.launch.nproc_per_node < 1:
         raise ConfigError(f"launch.nproc_per_node={cfg.launch.nproc_per_node} must be >= 1")
+    if cfg.launch.nnodes < 1:
+        raise ConfigError(f"launch.nnodes={cfg.launch.nnodes} must be >= 1")
+    node_rank = cfg.launch.node_rank
+    if node_rank is not None and not 0 <= node_rank < cfg.launch.nnodes:
+        raise ConfigError(
+            f"launch.node_rank={node_rank} must be in [0, launch.nnodes={cfg.launch.nnodes})"
+        )

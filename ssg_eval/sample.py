@@ -58,7 +58,8 @@ def sample_stage(cfg: Any) -> Path | None:
     rank, world_size, _ = dist.dist_env()
     if cfg.dry_run:
         if rank == 0:
-            _print_plan(cfg, world_size if world_size > 1 else int(cfg.launch.nproc_per_node))
+            launched = int(cfg.launch.nproc_per_node) * int(cfg.launch.nnodes)
+            _print_plan(cfg, world_size if world_size > 1 else launched)
         return None
     from ssg_eval.sampling.plan import plan_from_config
     from ssg_eval.sampling.run import finalize_run, run_rank
