@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 EXP ?= smoke
 EXPS ?= table1/d16_cfg table1/d16_cfg_ssg
 NPROC ?= 1
+NNODES ?= 1
+RDZV ?=
 ARGS ?=
 export OMP_NUM_THREADS ?= 2
 
@@ -45,10 +47,13 @@ smoke: $(STAMP) ## tiny offline pipeline: tiny checkpoints + reference -> sample
 	$(PY) -m ssg_eval.smoke $(ARGS)
 
 table1: $(STAMP) ## Table 1: 3 models x {cfg, cfg+ssg}; skips finished stages; results/table1.{csv,md}
-	$(PY) -m ssg_eval.suite table1 launch.nproc_per_node=$(NPROC) $(ARGS)
+	$(PY) -m ssg_eval.suite table1 launch.nproc_per_node=$(NPROC) launch.nnodes=$(NNODES) $(if $(RDZV),launch.rdzv_endpoint=$(RDZV)) $(ARGS)
 
-sample: $(STAMP) ## sample one experiment: make sample EXP=table1/d16_cfg_ssg NPROC=8
-	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.sample experiment=$(EXP) $(ARGS); \
+sample: $(STAMP) ## sample one experiment: make sample EXP=table1/d16_cfg_ssg NPROC=8 [NNODES=2 RDZV=host:port, on every node]
+	if [ "$(NNODES)" != "1" ]; then \
+	  test -n "$(RDZV)" || { echo "make sample: NNODES=$(NNODES) needs RDZV=HOST:PORT (the first node), the same command on every node" >&2; exit 2; }; \
+	  $(VENV)/bin/torchrun --nnodes=$(NNODES) --nproc_per_node=$(NPROC) --rdzv_backend=c10d --rdzv_endpoint=$(RDZV) --rdzv_id=$(subst /,_,$(EXP)) -m ssg_eval.sample experiment=$(EXP) $(ARGS); \
+	elif [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.sample experiment=$(EXP) $(ARGS); \
 	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.sample experiment=$(EXP) $(ARGS); fi
 
 features: $(STAMP) ## Inception features of one experiment's samples: make features EXP=...
@@ -61,7 +66,7 @@ report: $(STAMP) ## collect metrics.json of all runs into results/table1.{csv,md
 	$(PY) -m ssg_eval.report_stage $(ARGS)
 
 sweep: $(STAMP) ## one torchrun per experiment: make sweep EXPS="a b c" NPROC=8
-	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) ARGS="$(ARGS)" || exit 1; done
+	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) NNODES=$(NNODES) RDZV=$(RDZV) ARGS="$(ARGS)" || exit 1; done
 
 bench: $(STAMP) ## benchmarks (quick=true for a fast pass: make bench ARGS=--quick)
 	$(PY) benchmarks/run_all.py $(ARGS)
