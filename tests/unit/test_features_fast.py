@@ -101,3 +101,13 @@ def test_preallocated_outputs_match_and_check_the_count():
 def test_unknown_impl_names_the_config_key():
     with pytest.raises(ValueError, match="metrics.inception_impl='onnx'"):
         build_inception(str(random_weights_path()), "cpu", impl="onnx")
+
+
+def test_config_switches_validate(tiny_cfg):
+    from ssg_eval.config import ConfigError, validate
+    from ssg_eval.features.extract import device_batch_size
+
+    validate(tiny_cfg("metrics.feature_batch_size=null", "metrics.inception_impl=torch_fidelity"))
+    with pytest.raises(ConfigError, match="metrics.inception_impl='onnx' is not valid"):
+        validate(tiny_cfg("metrics.inception_impl=onnx"))
+    assert device_batch_size("cpu") == 32 and device_batch_size(torch.device("cuda", 0)) == 256
