@@ -165,7 +165,7 @@ class LaunchConfig:
     nnodes: int = 1  # >1: one torchrun per node, c10d rendezvous (Slurm: one task per node)
     rdzv_endpoint: str | None = None  # HOST:PORT of the rendezvous; null = first Slurm node
     rdzv_port: int = 29500  # port used with the first Slurm node
-    rdzv_id: str | None = None  # rendezvous id; null = $SLURM_JOB_ID, else the run name
+    rdzv_id: str | None = None  # rendezvous id; null = <$SLURM_JOB_ID>_<run_name>, or run_name
     node_rank: int | None = None  # this node's rank; null = $SLURM_NODEID (0 runs later stages)
 
 

@@ -205,7 +205,8 @@ def torchrun_command(
     One node: `torchrun --standalone --nproc_per_node=P`. Several nodes (`launch.nnodes > 1`):
     one torchrun per node joining a c10d rendezvous at `launch.rdzv_endpoint` (default: the
     first host of the Slurm allocation, port `launch.rdzv_port`) under `launch.rdzv_id`
-    (default: `$SLURM_JOB_ID`, else the run name). Global ranks come from the rendezvous; the
+    (default: `<$SLURM_JOB_ID>_<run name>`, else the run name: a suite's successive runs in one
+    allocation never share a rendezvous). Global ranks come from the rendezvous; the
     shards do not depend on them (each chunk has its own seed), so any node count gives the
     same bytes.
 
@@ -236,7 +237,8 @@ def torchrun_command(
                 "(hydra/launcher=slurm)"
             )
         endpoint = f"{first_slurm_host(env['SLURM_JOB_NODELIST'])}:{int(launch_cfg.rdzv_port)}"
-    rdzv_id = launch_cfg.rdzv_id or env.get("SLURM_JOB_ID") or run_name
+    job = env.get("SLURM_JOB_ID")
+    rdzv_id = launch_cfg.rdzv_id or (f"{job}_{run_name}" if job else run_name)  # one per run
     command = [torchrun, f"--nnodes={nnodes}", f"--nproc_per_node={nproc}", "--rdzv_backend=c10d",
                f"--rdzv_endpoint={endpoint}", f"--rdzv_id={rdzv_id}"]  # fmt: skip
     node_rank = launch_cfg.node_rank

@@ -47,7 +47,7 @@ def test_multi_node_command_under_slurm_uses_first_host_job_id_and_node_id():
     env = {"SLURM_JOB_NODELIST": "gpu[012-015,020]", "SLURM_JOB_ID": "4242", "SLURM_NODEID": "1"}
     cmd = dist.torchrun_command(launch(nnodes=4, nproc_per_node=8), ["x=1"], "run", env=env)
     assert cmd[1:] == ["--nnodes=4", "--nproc_per_node=8", "--rdzv_backend=c10d",
-                       "--rdzv_endpoint=gpu012:29500", "--rdzv_id=4242", "--node_rank=1",
+                       "--rdzv_endpoint=gpu012:29500", "--rdzv_id=4242_run", "--node_rank=1",
                        "-m", "ssg_eval.sample", "x=1"]  # fmt: skip
     assert not dist.is_primary_node(launch(nnodes=4), env)
     assert dist.is_primary_node(launch(nnodes=4), {**env, "SLURM_NODEID": "0"})
