@@ -47,23 +47,23 @@ smoke: $(STAMP) ## tiny offline pipeline: tiny checkpoints + reference -> sample
 	$(PY) -m ssg_eval.smoke $(ARGS)
 
 table1: $(STAMP) ## Table 1: 3 models x {cfg, cfg+ssg}; skips finished stages; results/table1.{csv,md}
-	$(PY) -m ssg_eval.suite table1 launch.nproc_per_node=$(NPROC) launch.nnodes=$(NNODES) $(if $(RDZV),launch.rdzv_endpoint=$(RDZV)) $(ARGS)
+	$(PY) -m ssg_eval.stages.suite table1 launch.nproc_per_node=$(NPROC) launch.nnodes=$(NNODES) $(if $(RDZV),launch.rdzv_endpoint=$(RDZV)) $(ARGS)
 
 sample: $(STAMP) ## sample one experiment: make sample EXP=table1/d16_cfg_ssg NPROC=8 [NNODES=2 RDZV=host:port, on every node]
 	if [ "$(NNODES)" != "1" ]; then \
 	  test -n "$(RDZV)" || { echo "make sample: NNODES=$(NNODES) needs RDZV=HOST:PORT (the first node), the same command on every node" >&2; exit 2; }; \
-	  $(VENV)/bin/torchrun --nnodes=$(NNODES) --nproc_per_node=$(NPROC) --rdzv_backend=c10d --rdzv_endpoint=$(RDZV) --rdzv_id=$(subst /,_,$(EXP)) -m ssg_eval.sample experiment=$(EXP) $(ARGS); \
-	elif [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.sample experiment=$(EXP) $(ARGS); \
-	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.sample experiment=$(EXP) $(ARGS); fi
+	  $(VENV)/bin/torchrun --nnodes=$(NNODES) --nproc_per_node=$(NPROC) --rdzv_backend=c10d --rdzv_endpoint=$(RDZV) --rdzv_id=$(subst /,_,$(EXP)) -m ssg_eval.stages.sample experiment=$(EXP) $(ARGS); \
+	elif [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.stages.sample experiment=$(EXP) $(ARGS); \
+	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.stages.sample experiment=$(EXP) $(ARGS); fi
 
 features: $(STAMP) ## Inception features of one experiment's samples: make features EXP=...
-	$(PY) -m ssg_eval.features_stage experiment=$(EXP) $(ARGS)
+	$(PY) -m ssg_eval.stages.features experiment=$(EXP) $(ARGS)
 
 metrics: $(STAMP) ## FID/sFID/IS/P/R of one experiment: make metrics EXP=...
-	$(PY) -m ssg_eval.metrics_stage experiment=$(EXP) $(ARGS)
+	$(PY) -m ssg_eval.stages.metrics experiment=$(EXP) $(ARGS)
 
 report: $(STAMP) ## collect metrics.json of all runs into results/table1.{csv,md}
-	$(PY) -m ssg_eval.report_stage $(ARGS)
+	$(PY) -m ssg_eval.stages.report $(ARGS)
 
 sweep: $(STAMP) ## one torchrun per experiment: make sweep EXPS="a b c" NPROC=8
 	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) NNODES=$(NNODES) RDZV=$(RDZV) ARGS="$(ARGS)" || exit 1; done

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from ssg_eval.stage import CONF_DIR, exit_on_user_error
-from ssg_eval.suite import load_suite, run_suite
+from ssg_eval.runs.io import atomic_open
+from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
+from ssg_eval.stages.suite import load_suite, run_suite
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
@@ -48,9 +49,8 @@ def synthetic_images(
 
 
 def _save_state_dict(module: torch.nn.Module, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(module.state_dict(), tmp)
-    tmp.replace(path)
+    with atomic_open(path) as handle:
+        torch.save(module.state_dict(), handle)
 
 
 def make_assets(cell_cfgs: Sequence) -> list[Path]:

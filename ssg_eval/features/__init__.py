@@ -2,7 +2,7 @@
 
 The network is torch-fidelity's `inception-v3-compat` port, never re-implemented here (the fast
 path runs its layers in their order with BatchNorm folded, channels-last, after a bit-exact fused
-resize); this package must not compute metrics or read run layouts (see `ssg_eval.features_stage`).
+resize); this package must not compute metrics or read run layouts (see `ssg_eval.stages.features`).
 """
 
 from __future__ import annotations

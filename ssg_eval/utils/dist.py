@@ -212,7 +212,7 @@ def torchrun_command(
 
     Args:
         launch_cfg: the `launch` config node.
-        overrides: Hydra overrides of the run, passed on to `python -m ssg_eval.sample`.
+        overrides: Hydra overrides of the run, passed on to `python -m ssg_eval.stages.sample`.
         run_name: the run's name (fallback rendezvous id).
         env: environment to read Slurm variables from (default `os.environ`).
 
@@ -225,7 +225,7 @@ def torchrun_command(
     env = os.environ if env is None else env
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     nproc, nnodes = int(launch_cfg.nproc_per_node), int(launch_cfg.nnodes)
-    stage = ["-m", "ssg_eval.sample", *overrides]
+    stage = ["-m", "ssg_eval.stages.sample", *overrides]
     if nnodes == 1:
         return [torchrun, "--standalone", f"--nproc_per_node={nproc}", *stage]
     endpoint = launch_cfg.rdzv_endpoint

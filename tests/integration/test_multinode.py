@@ -21,9 +21,9 @@ import torch
 from omegaconf import OmegaConf
 
 from ssg_eval.config import ConfigError, validate
+from ssg_eval.runs.layout import run_dir
 from ssg_eval.sampling.plan import plan_from_config
 from ssg_eval.sampling.run import finalize_run, run_rank, sample_run
-from ssg_eval.stage import run_dir
 from ssg_eval.utils import dist
 from tests.conftest import compose_config
 
@@ -40,7 +40,8 @@ def launch(**values):
 def test_single_node_command_is_standalone():
     cmd = dist.torchrun_command(launch(), ["model=tiny"], "run", env={})
     assert Path(cmd[0]).name == "torchrun"
-    assert cmd[1:] == ["--standalone", "--nproc_per_node=2", "-m", "ssg_eval.sample", "model=tiny"]
+    assert cmd[1:] == ["--standalone", "--nproc_per_node=2", "-m", "ssg_eval.stages.sample",
+                       "model=tiny"]
 
 
 def test_multi_node_command_under_slurm_uses_first_host_job_id_and_node_id():
@@ -48,7 +49,7 @@ def test_multi_node_command_under_slurm_uses_first_host_job_id_and_node_id():
     cmd = dist.torchrun_command(launch(nnodes=4, nproc_per_node=8), ["x=1"], "run", env=env)
     assert cmd[1:] == ["--nnodes=4", "--nproc_per_node=8", "--rdzv_backend=c10d",
                        "--rdzv_endpoint=gpu012:29500", "--rdzv_id=4242_run", "--node_rank=1",
-                       "-m", "ssg_eval.sample", "x=1"]  # fmt: skip
+                       "-m", "ssg_eval.stages.sample", "x=1"]  # fmt: skip
     assert not dist.is_primary_node(launch(nnodes=4), env)
     assert dist.is_primary_node(launch(nnodes=4), {**env, "SLURM_NODEID": "0"})
     assert dist.is_primary_node(launch(nnodes=1), env)  # one node: always the primary
