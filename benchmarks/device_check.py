@@ -42,7 +42,13 @@ from ssg_eval.metrics.precision_recall import precision_recall
 from ssg_eval.metrics.stats import feature_statistics
 from ssg_eval.models.load import build_model
 from ssg_eval.sampling.generate import image_shape_of
-from ssg_eval.sampling.loop import decode_images, generate_batch, make_generators
+from ssg_eval.sampling.loop import (
+    decode_images,
+    generate_batch,
+    latents_from_tokens,
+    make_generators,
+    sample_scales,
+)
 from ssg_eval.sampling.shards import to_uint8
 from ssg_eval.utils.dist import autocast_dtype, setup_runtime
 from ssg_eval.utils.provenance import git_state
@@ -182,17 +188,19 @@ def time_decode_host(
 ) -> dict[str, Any]:
     """Per-batch seconds of the three serial phases of production sampling (CFG+SSG).
 
-    `steps`: the transformer steps up to f̂ (`generate_batch(decode=False)`); `decode`: the
-    VQVAE decoder (`decode_images`); `host`: the device-to-host copy and the uint8 conversion
-    (`to_uint8`, float64 on the host). Today they run one after another; overlapping decode and
-    host transfer with the next batch's steps (CUDA streams) can at best hide `host` and the
-    decoder's idle gaps, which these figures bound. Medians of `repeats` batches after a warm-up.
+    `steps`: the transformer steps (`sample_scales`, tokens of every scale); `decode`: f̂ from
+    the tokens and the VQVAE decoder (`latents_from_tokens` + `decode_images`, what
+    `generate_chunk` runs per decode group); `host`: the device-to-host copy and the uint8
+    conversion (`to_uint8`, float64 on the host). Today they run one after another; overlapping
+    decode and host transfer with the next batch's steps (CUDA streams) can at best hide `host`
+    and the decoder's idle gaps, which these figures bound. Medians of `repeats` batches after a
+    warm-up.
     """  # fmt: skip
     dtype = autocast_dtype(dtype_name)
     sampler = cfg.sampler
     kwargs = dict(temperature=float(sampler.temperature), top_k=int(sampler.top_k),
                   top_p=float(sampler.top_p), truncation_impl=str(sampler.truncation_impl),
-                  autocast_dtype=dtype, decode_dtype=dtype)  # fmt: skip
+                  autocast_dtype=dtype)  # fmt: skip
     labels_B = (torch.arange(batch) % int(cfg.model.num_classes)).to(device)
     rounding = str(sampler.uint8_rounding)
     phases: dict[str, list[float]] = {"steps": [], "decode": [], "host": []}
@@ -202,9 +210,10 @@ def time_decode_host(
         generators = make_generators(range(index * batch, (index + 1) * batch), device)
         seconds = {}
         with torch.inference_mode():
-            seconds["steps"], f_hat = timed(lambda g=generators: generate_batch(
-                var, vae, labels_B, g, processors, decode=False, **kwargs), device)  # fmt: skip
-            seconds["decode"], images = timed(lambda f=f_hat: decode_images(vae, f, dtype), device)
+            seconds["steps"], sample = timed(lambda g=generators: sample_scales(
+                var, vae, labels_B, g, processors, **kwargs), device)  # fmt: skip
+            seconds["decode"], images = timed(lambda t=sample.tokens: decode_images(
+                vae, latents_from_tokens(vae, t), dtype), device)  # fmt: skip
         seconds["host"], _ = timed(lambda x=images: to_uint8(x, rounding), device)
         if index > 0:  # the first batch is the warm-up
             for name, value in seconds.items():
