@@ -314,6 +314,9 @@ class MetricsConfig:
     fid_method: FidMethod = FidMethod.eigh  # eigh (fast, symmetric) | sqrtm (ADM's literal form)
     bootstrap_resamples: int = 0  # >0: class-stratified bootstrap std of FID (one-seed spread)
     metrics: list[str] = field(default_factory=lambda: ["fid", "sfid", "is", "precision", "recall"])
+    # FD-DINOv2 (add fd_dinov2 to `metrics`): DINOv2 release weights, never downloaded.
+    dinov2_weights: str | None = None  # dinov2_vitl14_pretrain.pth (SSG_EVAL_DINOV2)
+    dinov2_arch: str = "vit_large_patch14_dinov2"  # timm name; ViT-L/14 is dgm-eval's default
 
 
 @dataclass
@@ -331,6 +334,7 @@ class ReportConfig:
     note: str = ""  # printed under the Markdown title (e.g. "pipeline check, not a reproduction")
     paper: dict[str, Any] = field(default_factory=dict)  # quoted numbers, with their source
     paper_row_of: dict[str, str] = field(default_factory=dict)  # model name -> paper row key
+    baseline: str = "cfg"  # guidance name every other row's paired delta is taken against
     sweep_plot: bool = True  # FID/IS vs beta plot when runs differ in guidance.ssg.beta
 
 

@@ -137,6 +137,7 @@ def run_features(cfg: Any) -> Path | None:
         IdentityMismatch / ValueError: the samples are of another config or another N.
         RunLockedError: another process holds the run.
     """
+    from ssg_eval.features.dinov2 import write_run_features
     from ssg_eval.features.inception import inception_weights_sha256
 
     directory = run_dir(cfg)
@@ -145,6 +146,7 @@ def run_features(cfg: Any) -> Path | None:
     with stage_lock(cfg, "features"):
         manifest = load_manifest(cfg, "features")
         clean_stale_temps(directory)  # we hold the run's lock: no other writer exists
+        write_run_features(cfg, directory, manifest)  # features_dinov2.npz if fd_dinov2 requested
         weights_sha = inception_weights_sha256(cfg.metrics.inception_weights)
         from ssg_eval.utils.dist import resolve_device
 
