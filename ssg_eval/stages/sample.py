@@ -61,7 +61,8 @@ def sample_stage(cfg: Any) -> Path | None:
     rank, world_size, _ = dist.dist_env()
     if cfg.dry_run:
         if rank == 0:
-            print_sample_plan(cfg, world_size if world_size > 1 else int(cfg.launch.nproc_per_node))
+            launched = int(cfg.launch.nproc_per_node) * int(cfg.launch.nnodes)
+            print_sample_plan(cfg, world_size if world_size > 1 else launched)
         return None
     from ssg_eval.runs.claim import stage_lock
     from ssg_eval.runs.layout import run_dir
