@@ -5,8 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXP ?= smoke
-EXPS ?= table1/d16_cfg table1/d16_cfg_ssg
+EXPS ?= table1
+SUITE ?= table1
+SMOKE ?= smoke
+MODEL ?=
+GUIDANCE ?=
+CELL = experiment=$(EXP) $(if $(MODEL),model=$(MODEL)) $(if $(GUIDANCE),guidance=$(GUIDANCE))
 NPROC ?= 1
+NNODES ?= 1
+RDZV ?=
 ARGS ?=
 export OMP_NUM_THREADS ?= 2
 
@@ -41,27 +48,30 @@ test-all: $(STAMP) ## every CPU test, slow included
 test-gpu: $(STAMP) ## tests that need CUDA (and the real checkpoints/fixtures where marked)
 	$(PY) -m pytest -q -m "gpu or adm_parity" $(ARGS)
 
-smoke: $(STAMP) ## tiny offline pipeline: tiny checkpoints + reference -> sample -> features -> metrics -> Table 1
-	$(PY) -m ssg_eval.smoke $(ARGS)
+smoke: $(STAMP) ## tiny offline pipeline (SMOKE=smoke|smoke_512|smoke_guidance): tiny assets -> sample -> features -> metrics -> table
+	$(PY) -m ssg_eval.smoke --suite $(SMOKE) $(ARGS)
 
-table1: $(STAMP) ## Table 1: 3 models x {cfg, cfg+ssg}; skips finished stages; results/table1.{csv,md}
-	$(PY) -m ssg_eval.stages.suite table1 launch.nproc_per_node=$(NPROC) $(ARGS)
+table1: $(STAMP) ## a suite (SUITE=table1|guidance|finetuned|table512); skips finished stages; results/<suite>.{csv,md}
+	$(PY) -m ssg_eval.stages.suite $(SUITE) launch.nproc_per_node=$(NPROC) launch.nnodes=$(NNODES) $(if $(RDZV),launch.rdzv_endpoint=$(RDZV)) $(ARGS)
 
-sample: $(STAMP) ## sample one experiment: make sample EXP=table1/d16_cfg_ssg NPROC=8
-	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.stages.sample experiment=$(EXP) $(ARGS); \
-	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.stages.sample experiment=$(EXP) $(ARGS); fi
+sample: $(STAMP) ## sample one cell: make sample EXP=table1 MODEL=var_d16 GUIDANCE=cfg_ssg NPROC=8 [NNODES=2 RDZV=host:port, on every node]
+	if [ "$(NNODES)" != "1" ]; then \
+	  test -n "$(RDZV)" || { echo "make sample: NNODES=$(NNODES) needs RDZV=HOST:PORT (the first node), the same command on every node" >&2; exit 2; }; \
+	  $(VENV)/bin/torchrun --nnodes=$(NNODES) --nproc_per_node=$(NPROC) --rdzv_backend=c10d --rdzv_endpoint=$(RDZV) --rdzv_id=$(subst /,_,$(EXP))$(if $(MODEL),_$(MODEL))$(if $(GUIDANCE),_$(GUIDANCE)) -m ssg_eval.stages.sample $(CELL) $(ARGS); \
+	elif [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.stages.sample $(CELL) $(ARGS); \
+	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.stages.sample $(CELL) $(ARGS); fi
 
-features: $(STAMP) ## Inception features of one experiment's samples: make features EXP=...
-	$(PY) -m ssg_eval.stages.features experiment=$(EXP) $(ARGS)
+features: $(STAMP) ## Inception features of one cell's samples: make features EXP=table1 MODEL=... GUIDANCE=...
+	$(PY) -m ssg_eval.stages.features $(CELL) $(ARGS)
 
-metrics: $(STAMP) ## FID/sFID/IS/P/R of one experiment: make metrics EXP=...
-	$(PY) -m ssg_eval.stages.metrics experiment=$(EXP) $(ARGS)
+metrics: $(STAMP) ## FID/sFID/IS/P/R of one cell: make metrics EXP=table1 MODEL=... GUIDANCE=...
+	$(PY) -m ssg_eval.stages.metrics $(CELL) $(ARGS)
 
 report: $(STAMP) ## collect metrics.json of all runs into results/table1.{csv,md}
 	$(PY) -m ssg_eval.stages.report $(ARGS)
 
 sweep: $(STAMP) ## one torchrun per experiment: make sweep EXPS="a b c" NPROC=8
-	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) ARGS="$(ARGS)" || exit 1; done
+	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) NNODES=$(NNODES) RDZV=$(RDZV) ARGS="$(ARGS)" || exit 1; done
 
 bench: $(STAMP) ## benchmarks (quick=true for a fast pass: make bench ARGS=--quick)
 	$(PY) benchmarks/run_all.py $(ARGS)
