@@ -261,7 +261,7 @@ def test_missing_guide_checkpoint_is_listed_up_front(tiny_cfg, tmp_path):
 
 
 def test_combined_conf_files_keep_each_part():
-    """autoguidance_ssg = autoguidance's guide + cfg_ssg's SSG switches; ssg = cfg_ssg without CFG."""
+    """autoguidance_ssg = autoguidance's guide + cfg_ssg's SSG keys; ssg = cfg_ssg without CFG."""
     from tests.conftest import compose_config
 
     def guidance(name):
