@@ -56,7 +56,7 @@ def _time_call(proc: Any, args: tuple, device: torch.device, warmup: int, repeat
 def bench_processors(
     *, device: str, batch_size: int, warmup: int, repeats: int, overrides: list[str], quick: bool
 ) -> list[dict[str, Any]]:
-    """Time every enabled processor of the composed `guidance` group at every scale.
+    """Time every processor in `guidance.order` of the composed config at every scale.
 
     Returns:
         One record per (processor, scale) plus one `scope=total` record per processor.

@@ -101,7 +101,7 @@ def batch_inputs(
 def _generators(cfg: Any, plan: SamplePlan, indices: np.ndarray, chunk: int, device) -> Any:
     # per_sample: one generator per index, so tokens do not depend on the batch split; official:
     # one generator per chunk (VAR's per-batch stream), so the chunk is generated as one batch.
-    from ssg_eval.sampling.loop import make_generators
+    from ssg_eval.sampling.draw import make_generators
 
     if cfg.sampler.rng == "official":
         g_seed = getattr(cfg.sampler, "g_seed", None)  # one official call per chunk
@@ -132,7 +132,8 @@ def generate_chunk(
     Returns:
         (n, H, W, 3) uint8 images of `plan.chunk_indices(chunk)`.
     """
-    from ssg_eval.sampling.loop import decode_images, latents_from_tokens, sample_scales
+    from ssg_eval.sampling.decode import decode_images, latents_from_tokens
+    from ssg_eval.sampling.loop import sample_scales
 
     kwargs = sampling_kwargs(cfg)
     decode_dtype = kwargs.pop("decode_dtype")

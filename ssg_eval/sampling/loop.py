@@ -1,17 +1,14 @@
 """The next-scale sampling loop: scale by scale, logits → processors → truncation → tokens.
 
-This module owns the per-scale orchestration of VAR's sampler (docs/VAR.md, sampling) and is the
-only place that draws random numbers (`sample_tokens`, `gumbel_soft_weights`, `official_labels`);
-it must not hold guidance math or write files. The loop returns tokens; latents
-(`latents_from_tokens`) and pixels (`decode_images`) are separate steps, so an image depends only
-on its tokens and on the decode group, never on the forward batch it was sampled in.
+This module owns the per-scale orchestration of VAR's sampler (docs/VAR.md, sampling); its random
+draws all go through `sampling.draw`, and it must not hold guidance math or write files. The loop
+returns tokens; latents and pixels are separate steps (`sampling.decode`), so an image depends
+only on its tokens and its decode group, never on the forward batch it was sampled in.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,97 +19,26 @@ from torch import Tensor
 
 from ssg_eval.guidance.base import GUIDE_MODEL, NULL_CLASS, RANDOM_CLASS, StepContext
 from ssg_eval.guidance.truncation import apply_truncation
+from ssg_eval.sampling.decode import autocast_context as _autocast
+from ssg_eval.sampling.decode import decode_images, latents_from_tokens
+from ssg_eval.sampling.draw import (
+    gumbel_soft_weights,
+    make_generators,
+    official_labels,
+    sample_tokens,
+)
 
-
-def make_generators(seeds: Sequence[int], device: str | torch.device) -> list[torch.Generator]:
-    """One generator per seed, living on `device` (CPU and CUDA streams differ).
-
-    Args:
-        seeds: one integer seed per sample.
-        device: the sampling device.
-    """
-    return [torch.Generator(device=torch.device(device)).manual_seed(int(s)) for s in seeds]
-
-
-def official_labels(batch_size: int, num_classes: int, generator: torch.Generator) -> Tensor:
-    """VAR's labels for `label_B=None`: B uniform draws with replacement (`multinomial`).
-
-    In the official sampler this is the first use of the freshly reseeded generator.
-
-    Args:
-        batch_size: B.
-        num_classes: number of real classes.
-        generator: the (single) generator; its device is used.
-
-    Returns:
-        labels_B: (B,) int64.
-    """
-    uniform_1N = torch.full(
-        (1, num_classes), 1.0 / num_classes, dtype=torch.float32, device=generator.device
-    )
-    return torch.multinomial(uniform_1N, batch_size, replacement=True, generator=generator).view(
-        batch_size
-    )
-
-
-def sample_tokens(
-    logits_BlV: Tensor, generators: torch.Generator | Sequence[torch.Generator]
-) -> Tensor:
-    """Draw one token per position from softmax(logits).
-
-    A single generator reproduces VAR's stream: one `multinomial` over the (B·l, V) probabilities.
-    A list of B generators draws row b with `generators[b]` from its own (l, V) probabilities, so a
-    sample does not depend on the other members of its batch.
-
-    Args:
-        logits_BlV: (B, l, V) float logits (−inf = removed).
-        generators: one generator, or a sequence of B generators.
-
-    Returns:
-        tokens_Bl: (B, l) int64.
-
-    Raises:
-        ValueError: a generator list whose length is not B.
-    """
-    B, l, V = logits_BlV.shape
-    if isinstance(generators, torch.Generator):
-        probs_NV = logits_BlV.softmax(dim=-1).view(B * l, V)
-        return torch.multinomial(probs_NV, 1, replacement=True, generator=generators).view(B, l)
-    if len(generators) != B:
-        raise ValueError(f"got {len(generators)} generators for a batch of {B} samples")
-    rows = [
-        torch.multinomial(logits_BlV[b].softmax(dim=-1), 1, replacement=True, generator=g).view(l)
-        for b, g in enumerate(generators)
-    ]
-    return torch.stack(rows)
-
-
-def gumbel_soft_weights(
-    logits_BlV: Tensor, generators: torch.Generator | Sequence[torch.Generator], tau: float
-) -> Tensor:
-    """VAR's `more_smooth` draw: softmax((logits + Gumbel noise) / tau) over V, not hard.
-
-    The noise is −log(Exp(1)) from `exponential_` on the sampling generator(s), exactly as VAR's
-    `gumbel_softmax_with_rng`: one (B, l, V) block from a single generator, or one (l, V) block per
-    row from B generators, drawn after that scale's token draw.
-
-    Args:
-        logits_BlV: (B, l, V) float logits, already truncated and scaled (−inf = removed).
-        generators: one generator, or a sequence of B generators.
-        tau: softmax temperature > 0.
-
-    Returns:
-        weights_BlV: (B, l, V) probabilities (rows sum to 1).
-    """
-
-    def draw(x: Tensor, generator: torch.Generator) -> Tensor:
-        noise = torch.empty_like(x, memory_format=torch.legacy_contiguous_format)
-        gumbels = -noise.exponential_(generator=generator).log()
-        return ((x + gumbels) / tau).softmax(dim=-1)
-
-    if isinstance(generators, torch.Generator):
-        return draw(logits_BlV, generators)
-    return torch.stack([draw(logits_BlV[b], g) for b, g in enumerate(generators)])
+__all__ = [
+    "ScaleSample",
+    "decode_images",
+    "generate_batch",
+    "gumbel_soft_weights",
+    "latents_from_tokens",
+    "make_generators",
+    "official_labels",
+    "sample_scales",
+    "sample_tokens",
+]
 
 
 @dataclass(frozen=True)
@@ -133,12 +59,6 @@ class ScaleSample:
     embeddings: list[Tensor] | None = None
     diagnostics: list[dict[str, Tensor]] | None = None
     scale_end_s: list[float] | None = None
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _branches(processors: Sequence[Any]) -> list[str]:
@@ -329,56 +249,6 @@ def sample_scales(
             for model in models:
                 model.set_kv_cache(False)
     return ScaleSample(tokens, embeddings, records, times)
-
-
-def latents_from_tokens(
-    vae: Any,
-    tokens_per_scale: Sequence[Tensor],
-    embeddings_per_scale: Sequence[Tensor] | None = None,
-) -> Tensor:
-    """Rebuild f̂ from the tokens of every scale (the loop's residual update, without sampling).
-
-    Args:
-        vae: the VQVAE built with the model's patch_nums.
-        tokens_per_scale: K tensors (B, pn_k²) int64, row-major.
-        embeddings_per_scale: more_smooth's K soft code maps (B, Cvae, pn_k, pn_k); when given
-            they are accumulated instead of the embedded tokens.
-
-    Returns:
-        f_hat_BCHW: (B, Cvae, pn_last, pn_last) float32, bit-identical to the loop's f̂ for the
-        same rows in the same grouping.
-    """
-    with torch.inference_mode():
-        f_hat_BCHW = None
-        last = math.isqrt(tokens_per_scale[-1].shape[1])
-        for si, tokens_Bl in enumerate(tokens_per_scale):
-            pn = math.isqrt(tokens_Bl.shape[1])
-            if embeddings_per_scale is not None:
-                h_BChw = embeddings_per_scale[si]
-            else:
-                h_BChw = vae.embed_tokens(tokens_Bl, pn)
-            if f_hat_BCHW is None:
-                f_hat_BCHW = h_BChw.new_zeros(h_BChw.shape[0], h_BChw.shape[1], last, last)
-            f_hat_BCHW, _ = vae.accumulate(si, f_hat_BCHW, h_BChw)
-        return f_hat_BCHW
-
-
-def decode_images(vae: Any, f_hat_BCHW: Tensor, decode_dtype: torch.dtype | None = None) -> Tensor:
-    """VQVAE decode of accumulated latents to images in [0, 1]: (decode(f̂) + 1) / 2.
-
-    Args:
-        vae: the VQVAE.
-        f_hat_BCHW: (B, Cvae, pn_last, pn_last) accumulated latents.
-        decode_dtype: autocast dtype of the decoder; None or float32 = plain fp32.
-
-    Returns:
-        (B, 3, 16·pn_last, 16·pn_last) float32 images in [0, 1].
-    """
-    decode_dtype = decode_dtype or torch.float32
-    with torch.inference_mode():
-        with _autocast(f_hat_BCHW.device, None if decode_dtype == torch.float32 else decode_dtype):
-            img_B3HW = vae.decode(f_hat_BCHW)
-        return img_B3HW.float().add(1).mul(0.5)
 
 
 def generate_batch(

@@ -86,15 +86,25 @@ def test_tiny_oracle_matches_with_the_official_side_in_eval_mode(script, officia
     assert '"images_bitwise_equal": true' in report
 
 
-def test_architecture_is_read_from_any_checkpoint_pair(script, official, tmp_path, capsys):
+@pytest.fixture
+def checkpoints(tmp_path):
     var, vae, _ = build_model(load_model_config("tiny_oracle"))
     torch.save(var.state_dict(), tmp_path / "var.pth")
     torch.save(vae.state_dict(), tmp_path / "vae.pth")
-    arch = script.architecture_from_checkpoints(tmp_path / "var.pth", tmp_path / "vae.pth")
+    return tmp_path / "var.pth", tmp_path / "vae.pth"
+
+
+def test_architecture_is_read_from_any_checkpoint_pair(script, checkpoints):
+    arch = script.architecture_from_checkpoints(*checkpoints)
     assert arch == dict(depth=2, patch_nums=[1, 2, 3, 4], num_classes=10, shared_aln=False,
                         vocab_size=4096, cvae=32, vae_ch=32)  # fmt: skip
-    code = script.main(["--official", str(official), "--var-ckpt", str(tmp_path / "var.pth"),
-                        "--vae-ckpt", str(tmp_path / "vae.pth"), "--labels", "1", "2",
-                        "--more-smooth", "--threads", "1", "--seed", "5"])  # fmt: skip
+
+
+@pytest.mark.slow  # a second pair of sampling processes; the eval-mode test stays in make test
+def test_checkpoint_pair_and_more_smooth_match(script, official, checkpoints, capsys):
+    var_path, vae_path = checkpoints
+    code = script.main(["--official", str(official), "--var-ckpt", str(var_path),
+                        "--vae-ckpt", str(vae_path), "--labels", "1", "2", "--more-smooth",
+                        "--threads", "1", "--seed", "5"])  # fmt: skip
     assert code == 0, capsys.readouterr().out
     assert sys.modules.get("models") is None  # the official code never ran in this process

@@ -258,3 +258,16 @@ def test_missing_guide_checkpoint_is_listed_up_front(tiny_cfg, tmp_path):
                missing_inputs(cfg))  # fmt: skip
     cfg = tiny_cfg("guidance=cfg")
     assert not any("guide" in line for line in missing_inputs(cfg))
+
+
+def test_combined_conf_files_keep_each_part():
+    """autoguidance_ssg = autoguidance's guide + cfg_ssg's SSG keys; ssg = cfg_ssg without CFG."""
+    from tests.conftest import compose_config
+
+    def guidance(name):
+        return compose_config([f"guidance={name}"]).guidance
+
+    both, auto, paper = guidance("autoguidance_ssg"), guidance("autoguidance"), guidance("cfg_ssg")
+    assert both.autoguidance == auto.autoguidance and both.autoguidance.guide.var_ckpt is not None
+    assert both.ssg == paper.ssg and list(both.order) == ["autoguidance", "ssg"]
+    assert guidance("ssg").ssg == paper.ssg and list(guidance("ssg").order) == ["ssg"]
