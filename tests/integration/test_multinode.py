@@ -40,8 +40,8 @@ def launch(**values):
 def test_single_node_command_is_standalone():
     cmd = dist.torchrun_command(launch(), ["model=tiny"], "run", env={})
     assert Path(cmd[0]).name == "torchrun"
-    assert cmd[1:] == ["--standalone", "--nproc_per_node=2", "-m", "ssg_eval.stages.sample",
-                       "model=tiny"]
+    stage = ["-m", "ssg_eval.stages.sample", "model=tiny"]
+    assert cmd[1:] == ["--standalone", "--nproc_per_node=2", *stage]
 
 
 def test_multi_node_command_under_slurm_uses_first_host_job_id_and_node_id():
