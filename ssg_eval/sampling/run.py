@@ -30,6 +30,7 @@ from ssg_eval.runs.layout import (
     METRICS_JSON,
 )
 from ssg_eval.runs.layout import run_dir as resolve_run_dir
+from ssg_eval.runs.npz import npz_array_header
 from ssg_eval.sampling.finalize import finalize_run, resolved_config
 from ssg_eval.sampling.generate import (
     build_sampling_model,
@@ -42,15 +43,8 @@ from ssg_eval.sampling.shards import SAMPLES_NPZ, shard_path, shard_problem, wri
 from ssg_eval.utils.dist import resolve_device, setup_runtime
 from ssg_eval.utils.logging import get_logger
 
-__all__ = [
-    "SimulatedCrash",
-    "finalize_run",
-    "plan_status",
-    "prepare_run_dir",
-    "resolved_config",
-    "run_rank",
-    "sample_run",
-]
+__all__ = ["SimulatedCrash", "finalize_run", "plan_status", "prepare_run_dir", "resolved_config",
+           "run_rank", "sample_run"]  # fmt: skip
 
 log = get_logger(__name__)
 # Artifacts derived from a run's samples; `overwrite=true` removes them with the shards, unread.
@@ -136,11 +130,24 @@ def _pending_chunks(
     for chunk in chunks:
         path = shard_path(directory, chunk)
         problem = shard_problem(path, plan, chunk, shape, deep=True, sha256=recorded.get(path.name))
-        if problem is not None:
-            if problem != "missing":
-                log.warning("shard of chunk %d is invalid (%s); regenerating it", chunk, problem)
-            todo.append(chunk)
+        if problem is None:
+            continue
+        if _resized(path, plan, chunk, shape):
+            log.info("chunk %d holds a shorter range of a smaller run (sampler.num_samples "
+                     "grew); completing it", chunk)  # fmt: skip
+        elif problem != "missing":
+            log.warning("shard of chunk %d is invalid (%s); regenerating it", chunk, problem)
+        todo.append(chunk)
     return todo
+
+
+def _resized(path: Path, plan: SamplePlan, chunk: int, shape) -> bool:
+    # A readable shard whose images differ from the plan in their count only.
+    try:
+        held, _ = npz_array_header(path, "images")
+    except (FileNotFoundError, ValueError):
+        return False
+    return held[1:] == tuple(shape) and held[0] != len(plan.chunk_indices(chunk))
 
 
 def run_rank(
