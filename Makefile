@@ -8,9 +8,12 @@ EXP ?= smoke
 EXPS ?= table1/d16_cfg table1/d16_cfg_ssg
 NPROC ?= 1
 ARGS ?=
+MODEL ?= d16
+TUNE ?= $(if $(filter tiny,$(MODEL)),tiny,default)
+GUIDANCE ?=
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help install lint format test test-all test-gpu smoke table1 sample features metrics report sweep bench device-check clean
+.PHONY: help install lint format test test-all test-gpu smoke table1 tune sample features metrics report sweep bench device-check clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,8 +47,11 @@ test-gpu: $(STAMP) ## tests that need CUDA (and the real checkpoints/fixtures wh
 smoke: $(STAMP) ## tiny offline pipeline: tiny checkpoints + reference -> sample -> features -> metrics -> Table 1
 	$(PY) -m ssg_eval.smoke $(ARGS)
 
-table1: $(STAMP) ## Table 1: 3 models x {cfg, cfg+ssg}; skips finished stages; results/table1.{csv,md}
-	$(PY) -m ssg_eval.suite table1 launch.nproc_per_node=$(NPROC) $(ARGS)
+table1: $(STAMP) ## Table 1: 3 models x {cfg, cfg+ssg}; skips finished stages; GUIDANCE=tuned uses make tune's beta
+	$(PY) -m ssg_eval.suite table1 $(if $(GUIDANCE),--guidance $(GUIDANCE)) launch.nproc_per_node=$(NPROC) $(ARGS)
+
+tune: $(STAMP) ## find beta: paired successive halving, make tune MODEL=d16 [TUNE=readings] -> results/tune/<model>
+	$(PY) -m ssg_eval.tune target=$(MODEL) tune=$(TUNE) $(if $(filter-out 1,$(NPROC)),"overrides=['launch.nproc_per_node=$(NPROC)']") $(ARGS)
 
 sample: $(STAMP) ## sample one experiment: make sample EXP=table1/d16_cfg_ssg NPROC=8
 	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.sample experiment=$(EXP) $(ARGS); \

@@ -366,11 +366,11 @@ class TuneTrialConfig:
 
 @dataclass
 class TuneConfig:
-    model: str = MISSING  # key of `baselines`: d16 | d20 | d30 | tiny
+    target: str = MISSING  # the model to tune, a key of `baselines`: d16 | d20 | d30 | tiny
     baselines: dict[str, str] = field(default_factory=dict)  # model -> baseline experiment
     mode: str = "halving"  # halving (grid + successive halving) | trial (one Optuna trial)
     objective: str = "fid"  # fid | fid_is_constrained (FID among candidates with IS >= baseline)
-    name: str = "${model}"  # output folder results/tune/<name>
+    name: str = "${target}"  # output folder results/tune/<name>
     results: str = "${oc.env:SSG_EVAL_RESULTS,results}"
     overrides: list[str] = field(default_factory=list)  # extra pipeline overrides for every run
     make_smoke_assets: bool = False  # tiny models: create the smoke assets when missing

@@ -32,9 +32,38 @@ __all__ = [
 IndexStat = Callable[[np.ndarray], float]
 
 
-def fid_stat(pool: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray, method: str = "eigh"):
-    """FID of the rows `idx` of `pool` (N, D) against fixed reference statistics."""
-    return lambda idx: frechet_distance_features(pool[idx], mu_ref, sigma_ref, method=method)
+def fid_stat(
+    pool: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray, device: str | torch.device = "cpu"
+) -> IndexStat:
+    """FID of the rows `idx` of `pool` (N, D) against fixed reference statistics.
+
+    With N <= D this is `frechet_distance_features` (exact low-rank path, numpy). Otherwise the
+    rows' mean and covariance are formed in float64 on `device` and
+    tr √(Σ Σ_ref) = Σ √eig(A Σ A) with A = Σ_ref^{1/2} computed once, so a resample costs one
+    (D, D) covariance and one symmetric eigenvalue problem.
+    """
+    num, dim = np.shape(pool)
+    if num <= dim:
+        return lambda idx: frechet_distance_features(pool[idx], mu_ref, sigma_ref)
+    device = torch.device(device)
+    rows = torch.as_tensor(np.asarray(pool), dtype=torch.float64, device=device)
+    mu_r = torch.as_tensor(mu_ref, dtype=torch.float64, device=device)
+    sigma_r = torch.as_tensor(sigma_ref, dtype=torch.float64, device=device)
+    evals, evecs = torch.linalg.eigh((sigma_r + sigma_r.T) / 2)
+    root = (evecs * evals.clamp_min(0).sqrt()) @ evecs.T  # Σ_ref^{1/2}
+    trace_r = float(torch.trace(sigma_r))
+
+    def fid(idx: np.ndarray) -> float:
+        x = rows[torch.as_tensor(idx, device=device)]
+        mu = x.mean(0)
+        centred = x - mu
+        sigma = centred.T @ centred / (len(idx) - 1)
+        middle = root @ sigma @ root
+        tr_covmean = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+        diff = mu - mu_r
+        return float(diff @ diff + torch.trace(sigma) + trace_r - 2 * tr_covmean)
+
+    return fid
 
 
 def inception_score_stat(logits: np.ndarray, split_size: int) -> IndexStat:
@@ -55,7 +84,11 @@ def _kth_radii(points: torch.Tensor, k: int, block: int) -> torch.Tensor:
 
 
 def manifold_stats(
-    real: np.ndarray, fake: np.ndarray, k: int = 3, block_size: int = 4096
+    real: np.ndarray,
+    fake: np.ndarray,
+    k: int = 3,
+    block_size: int = 4096,
+    device: str | torch.device = "cpu",
 ) -> tuple[IndexStat, IndexStat]:
     """Precision and recall of the fake rows `idx`, with every k-NN radius frozen on the full sets.
 
@@ -69,13 +102,13 @@ def manifold_stats(
 
     Args:
         real: (M, D) reference features (fixed). fake: (N, D) features of one run.
-        k: neighbourhood size. block_size: rows per distance block.
+        k: neighbourhood size. block_size: rows per distance block. device: for the distances.
 
     Returns:
         `(precision_stat, recall_stat)`, each `idx -> float`.
     """
-    real_t = torch.as_tensor(np.asarray(real), dtype=torch.float64)
-    fake_t = torch.as_tensor(np.asarray(fake), dtype=torch.float64)
+    real_t = torch.as_tensor(np.asarray(real), dtype=torch.float64, device=device)
+    fake_t = torch.as_tensor(np.asarray(fake), dtype=torch.float64, device=device)
     if len(real_t) < k + 1 or len(fake_t) < k + 1:
         raise ValueError(f"precision/recall need at least k+1={k + 1} real and fake points")
     real_radii, fake_radii = _kth_radii(real_t, k, block_size), _kth_radii(fake_t, k, block_size)
@@ -83,8 +116,8 @@ def manifold_stats(
     rows, cols = [], []
     for start in range(0, len(real_t), block_size):
         dist = _sq_distances(real_t[start : start + block_size], fake_t)  # (m, N)
-        inside_real |= (dist <= real_radii[start : start + block_size, None]).any(0).numpy()
-        j, i = np.nonzero((dist <= fake_radii[None, :]).numpy())  # real j in the ball of fake i
+        inside_real |= (dist <= real_radii[start : start + block_size, None]).any(0).cpu().numpy()
+        j, i = np.nonzero((dist <= fake_radii[None, :]).cpu().numpy())  # real j in the ball of fake i
         rows.append(j + start)
         cols.append(i)
     shape = (len(real_t), len(fake_t))

@@ -122,3 +122,14 @@ def test_bad_arguments_are_rejected():
         paired_bootstrap(len, len, 3, num_resamples=1, seed=0)
     with pytest.raises(ValueError, match="confidence"):
         paired_bootstrap(len, len, 3, num_resamples=5, seed=0, confidence=1.5)
+
+
+def test_fid_stat_large_n_path_matches_numpy():
+    rng = np.random.default_rng(5)
+    pool = rng.normal(size=(40, 6)) + 0.2  # N > D: the torch covariance path
+    ref = rng.normal(size=(100, 6))
+    mu_ref, sigma_ref = ref.mean(0), np.cov(ref, rowvar=False)
+    idx = rng.integers(0, 40, size=40)
+    assert fid_stat(pool, mu_ref, sigma_ref)(idx) == pytest.approx(
+        numpy_fid(pool[idx], mu_ref, sigma_ref), rel=1e-8
+    )
