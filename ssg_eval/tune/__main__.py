@@ -49,11 +49,11 @@ def _lock(directory: Path) -> FileLock:
     return lock
 
 
-def _setup(cfg: Any) -> tuple[PipelineEvaluator, list, Path]:
+def _setup(cfg: Any, evaluator_cls: type) -> tuple[PipelineEvaluator, list, Path]:
     require_choice("tune.objective", cfg.objective, OBJECTIVES)
     require_choice("tune.mode", cfg.mode, ("halving", "trial"))
     directory = tune_dir_of(cfg)
-    evaluator = PipelineEvaluator(cfg, directory)
+    evaluator = evaluator_cls(cfg, directory)
     # the baseline experiment as it stands (its own temperature), before any candidate override
     base_cfg = evaluator.compose(Candidate("probe", {}, (), ssg=False), int(cfg.halving.n_start))
     if cfg.make_smoke_assets:
@@ -64,11 +64,16 @@ def _setup(cfg: Any) -> tuple[PipelineEvaluator, list, Path]:
     return evaluator, candidates, directory
 
 
-def run_tune(cfg: Any) -> dict[str, Path]:
-    """Successive halving over `tune.space`, then the report; returns the written paths."""
+def run_tune(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> dict[str, Path]:
+    """Successive halving over `tune.space`, then the report; returns the written paths.
+
+    Args:
+        cfg: the composed tune config.
+        evaluator_cls: `PipelineEvaluator` or a subclass (tests swap the feature network).
+    """
     from ssg_eval.tune.report import write_report
 
-    evaluator, candidates, directory = _setup(cfg)
+    evaluator, candidates, directory = _setup(cfg, evaluator_cls)
     h = cfg.halving
     sizes = rung_sizes(int(h.n_start), int(h.growth), int(h.n_cap))
     settings = {"sizes": sizes, "n_final": int(h.n_final), "keep_fraction": float(h.keep_fraction),
@@ -88,7 +93,7 @@ def run_tune(cfg: Any) -> dict[str, Path]:
                             fingerprint)  # fmt: skip
 
 
-def run_trial(cfg: Any) -> float:
+def run_trial(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> float:
     """One Optuna trial: the candidate of `tune.trial` and the baseline at N; returns the objective.
 
     `fid`: the candidate's FID. `fid_is_constrained`: FID plus 1000 x the relative IS shortfall
@@ -97,7 +102,7 @@ def run_trial(cfg: Any) -> float:
     """
     from ssg_eval.metrics.keys import FID, IS
 
-    evaluator, candidates, directory = _setup(cfg)
+    evaluator, candidates, directory = _setup(cfg, evaluator_cls)
     t = cfg.trial
     for key, table in (("schedule", cfg.space.schedules), ("reading", cfg.space.readings)):
         if t[key] not in table:

@@ -72,7 +72,9 @@ def candidate_from_params(
     baseline_temperature: float,
 ) -> Candidate:
     """The candidate of one parameter combination (beta = 0 collapses to the baseline sampler)."""
-    params = {"beta": float(beta), "schedule": schedule_name, "temperature": float(temperature),
+    # the values the runs use (keys and overrides print 6 significant digits)
+    beta, temperature = float(_number(beta)), float(_number(temperature))
+    params = {"beta": beta, "schedule": schedule_name, "temperature": temperature,
               "reading": reading_name}  # fmt: skip
     temp = [f"sampler.temperature={_number(temperature)}"]
     if _is_off(beta, schedule):

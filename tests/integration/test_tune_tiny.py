@@ -1,0 +1,216 @@
+"""The tuner on the tiny model: real sampling stages, a cheap stand-in feature network.
+
+The stand-in (a fixed random projection of 8x8 average-pooled pixels) replaces the CPU Inception
+(~0.3 s per image) so the whole search runs in seconds; `test_tune_cli.py` (slow) runs the real
+network through `python -m ssg_eval.tune`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from ssg_eval.stage import CONF_DIR
+from ssg_eval.tune.__main__ import run_trial, run_tune
+from ssg_eval.tune.evaluate import PipelineEvaluator
+from ssg_eval.utils.io import atomic_write_npz
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+class StandInFeatures(torch.nn.Module):
+    """uint8 (B, 3, H, W) -> pool (2048), spatial (2023), logits (1008): fixed random maps."""
+
+    weights_sha256 = "stand-in"
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.pool = torch.randn(192, 2048, generator=gen) / 8
+        self.spatial = torch.randn(192, 2023, generator=gen) / 8
+        self.logits = torch.randn(2048, 1008, generator=gen) / 4
+
+    def forward(self, images_BCHW):
+        x = torch.nn.functional.adaptive_avg_pool2d(images_BCHW.float() / 255, 8).flatten(1)
+        x = x - 0.5
+        pool = torch.tanh(x @ self.pool)
+        return {"pool": pool, "spatial": x @ self.spatial, "logits": pool @ self.logits}
+
+
+class StandInEvaluator(PipelineEvaluator):
+    def inception(self, cfg):
+        if self._inception is None:
+            self._inception = StandInFeatures()
+        return self._inception
+
+
+class Killed(Exception):
+    pass
+
+
+def killing_evaluator(after: int):
+    class Killing(StandInEvaluator):
+        calls = 0
+
+        def measure(self, cand, n):
+            if type(self).calls >= after:
+                raise Killed(f"killed before measurement {after + 1}")
+            type(self).calls += 1
+            return super().measure(cand, n)
+
+    return Killing
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """Tiny checkpoints and a stand-in reference of held-out baseline samples (seed 1000003)."""
+    from ssg_eval import smoke
+    from ssg_eval.features.extract import extract_features
+    from ssg_eval.metrics.stats import feature_statistics
+
+    root = tmp_path_factory.mktemp("tune_assets")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="pipeline", overrides=[
+            "experiment=smoke/tiny_d1_cfg", f"paths.results={root}", "runtime.device=cpu"])
+    (root / "assets").mkdir()
+    (root / "assets" / "inception_random.pth").write_bytes(b"stand-in")  # never loaded
+    atomic_write_npz(root / "assets" / "reference_tiny.npz", arr_0=np.zeros((1, 48, 48, 3)))
+    smoke.make_assets([cfg])  # checkpoints only: Inception and reference exist
+    images = smoke.held_out_baseline_images(cfg, num=40)
+    feats = extract_features([images], StandInFeatures(), batch_size=40, device="cpu",
+                             progress=False)  # fmt: skip
+    mu, sigma = feature_statistics(feats["pool"])
+    mu_s, sigma_s = feature_statistics(feats["spatial"])
+    atomic_write_npz(root / "assets" / "reference_tiny.npz", arr_0=images, mu=mu, sigma=sigma,
+                     mu_s=mu_s, sigma_s=sigma_s)  # fmt: skip
+    return root
+
+
+def tune_cfg(assets, results, *extra):
+    """The `tune=tiny` config on a fresh results folder sharing the assets."""
+    results.mkdir(parents=True, exist_ok=True)
+    if not (results / "assets").exists():
+        os.symlink(assets / "assets", results / "assets")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="tune", overrides=[
+            "target=tiny", "tune=tiny", f"results={results}", "make_smoke_assets=false",
+            f"guidance_dir={results / 'conf_local'}", "stats.bootstrap_resamples=20",
+            "space.betas=[0.0,0.5,2.0]", "halving.n_cap=40", "halving.n_final=80",
+            "overrides=['sampler.chunk_size=10','runtime.device=cpu','runtime.measure_latency=false',"
+            "'metrics.metrics=[fid,is,precision,recall]']", *extra,
+        ])  # fmt: skip
+
+
+def state_of(results):
+    return json.loads((results / "tune" / "tiny" / "state.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference_tune(assets, tmp_path_factory):
+    results = tmp_path_factory.mktemp("tune_ref")
+    written = run_tune(tune_cfg(assets, results), StandInEvaluator)
+    return results, written
+
+
+def test_tune_writes_report_and_tuned_guidance(reference_tune):
+    results, written = reference_tune
+    state = state_of(results)
+    assert [r["n"] for r in state["rungs"]] == [20, 40]
+    assert len(state["rungs"][0]["evaluated"]) == 5  # baseline + 2 betas x 2 readings
+    assert state["final"]["n"] == 80 and state["winner"] in state["final"]["metrics"]
+    for key in ("csv", "fid_vs_beta", "fid_is_front", "md", "summary_json"):
+        assert written[key].is_file(), key
+    import pandas as pd
+
+    frame = pd.read_csv(written["csv"])
+    ssg = frame[frame.candidate != "baseline"]
+    assert ssg["d_fid_ci_low"].le(ssg["d_fid"]).all() and ssg["d_fid_ci_high"].ge(ssg["d_fid"]).all()
+    assert ssg["d_fid_mde"].gt(0).all()
+    md = written["md"].read_text()
+    assert "FID gain is" in md and "device-hours" in md
+    if state["winner"] != "baseline":
+        text = written["guidance"].read_text()
+        assert "space_fingerprint" in text and "commit" in text
+
+
+def test_growth_reuses_samples_and_features(reference_tune):
+    results, _ = reference_tune
+    state = state_of(results)
+    runs = results / "runs"
+    grown = state["evaluations"]["baseline@40"]
+    assert grown["new_samples"] == 20  # only indices 20..39 were generated
+    small = runs / "tune_tiny_baseline_n20" / "shards" / "chunk_00000.npz"
+    large = runs / "tune_tiny_baseline_n40" / "shards" / "chunk_00000.npz"
+    assert os.path.samefile(small, large)
+    assert state["spent"]["samples"] == sum(e["new_samples"] for e in state["evaluations"].values())
+    # every candidate's new samples add up to its largest N: nothing sampled twice
+    largest = {}
+    for e in state["evaluations"].values():
+        largest[e["key"]] = max(largest.get(e["key"], 0), e["n"])
+    assert state["spent"]["samples"] == sum(largest.values())
+
+
+def test_killed_tune_resumes_to_the_same_decisions(assets, reference_tune, tmp_path):
+    reference = state_of(reference_tune[0])
+    with pytest.raises(Killed):
+        run_tune(tune_cfg(assets, tmp_path), killing_evaluator(6))
+    partial = state_of(tmp_path)
+    assert len(partial["evaluations"]) == 6 and len(partial["rungs"]) == 1
+    run_tune(tune_cfg(assets, tmp_path), StandInEvaluator)
+    resumed = state_of(tmp_path)
+    assert resumed["rungs"] == reference["rungs"]  # same decisions (deterministic selection)
+    assert resumed["winner"] == reference["winner"]
+    assert resumed["evaluations"].keys() == reference["evaluations"].keys()
+    for key, entry in reference["evaluations"].items():
+        assert resumed["evaluations"][key]["metrics"] == entry["metrics"], key
+        assert resumed["evaluations"][key]["new_samples"] == entry["new_samples"], key
+
+
+def test_budget_is_respected_on_the_tiny_model(assets, tmp_path):
+    run_tune(tune_cfg(assets, tmp_path, "budget.max_samples=130"), StandInEvaluator)
+    state = state_of(tmp_path)
+    assert state["spent"]["samples"] <= 130
+    assert state["stopped"] is not None and state["final"] is None
+    generated = sum(len(list((d / "shards").glob("*.npz"))) * 10
+                    for d in (tmp_path / "runs").iterdir())  # fmt: skip
+    assert generated - 20 * 0 <= 130 + 40  # linked shards appear twice; none beyond the budget
+
+
+def test_beta_zero_reproduces_the_baseline_bit_identically(assets):
+    from ssg_eval.sampling.generate import build_sampling_model, generate_chunk
+    from ssg_eval.sampling.plan import plan_from_config
+
+    common = ["experiment=smoke/tiny_d1_cfg", f"paths.results={assets}", "runtime.device=cpu",
+              "sampler.num_samples=20", "sampler.chunk_size=20"]  # fmt: skip
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        base = compose(config_name="pipeline", overrides=common)
+        zero = compose(config_name="pipeline",
+                       overrides=[*common, "guidance=ssg", "guidance.ssg.beta=0"])  # fmt: skip
+        on = compose(config_name="pipeline",
+                     overrides=[*common, "guidance=ssg", "guidance.ssg.beta=2"])  # fmt: skip
+    device = torch.device("cpu")
+    images = [generate_chunk(build_sampling_model(c, device), c, plan_from_config(c), 0, device)
+              for c in (base, zero, on)]  # fmt: skip
+    assert np.array_equal(images[0], images[1])
+    assert not np.array_equal(images[0], images[2])
+
+
+def test_optuna_trial_mode_measures_one_paired_point(assets, tmp_path):
+    value = run_trial(tune_cfg(assets, tmp_path, "mode=trial", "trial.beta=0.75"), StandInEvaluator)
+    trials = json.loads((tmp_path / "tune" / "tiny" / "trials.json").read_text())
+    assert trials[-1]["params"]["beta"] == 0.75 and trials[-1]["objective"] == value
+    assert trials[-1]["metrics"]["fid"] != trials[-1]["baseline_metrics"]["fid"]
+
+
+def test_optuna_sweeper_composes():
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="tune", return_hydra_config=True, overrides=[
+            "target=d16", "mode=trial", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.storage=null"])  # fmt: skip
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.hydra.sweeper.n_trials == 3 and cfg.mode == "trial"
