@@ -15,7 +15,6 @@ import torch
 from scipy import sparse, stats
 
 from ssg_eval.analysis.seeds import resample_indices, strata_groups
-from ssg_eval.metrics.frechet import frechet_distance_features
 from ssg_eval.metrics.inception_score import inception_score
 
 __all__ = [
@@ -37,14 +36,15 @@ def fid_stat(
 ) -> IndexStat:
     """FID of the rows `idx` of `pool` (N, D) against fixed reference statistics.
 
-    With N <= D this is `frechet_distance_features` (exact low-rank path, numpy). Otherwise the
-    rows' mean and covariance are formed in float64 on `device` and
-    tr √(Σ Σ_ref) = Σ √eig(A Σ A) with A = Σ_ref^{1/2} computed once, so a resample costs one
-    (D, D) covariance and one symmetric eigenvalue problem.
+    N <= D (low-rank path, float64 numpy): with Gram matrices G = X Σ_ref Xᵀ and K = X Xᵀ
+    formed once, a resample S of n rows has tr √(Σ Σ_ref) = Σ √eig(H G_SS H / (n−1))
+    (H = I − 11ᵀ/n centres), tr Σ = tr(H K_SS H)/(n−1) and ‖μ‖² = 1ᵀK_SS1/n², so each draw is an
+    n×n eigenvalue problem. N > D: the rows' mean and covariance are formed in float64 on
+    `device` and tr √(Σ Σ_ref) = Σ √eig(A Σ A) with A = Σ_ref^{1/2} computed once.
     """
     num, dim = np.shape(pool)
     if num <= dim:
-        return lambda idx: frechet_distance_features(pool[idx], mu_ref, sigma_ref)
+        return _fid_stat_gram(np.asarray(pool, dtype=np.float64), mu_ref, sigma_ref)
     device = torch.device(device)
     rows = torch.as_tensor(np.asarray(pool), dtype=torch.float64, device=device)
     mu_r = torch.as_tensor(mu_ref, dtype=torch.float64, device=device)
@@ -62,6 +62,26 @@ def fid_stat(
         tr_covmean = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
         diff = mu - mu_r
         return float(diff @ diff + torch.trace(sigma) + trace_r - 2 * tr_covmean)
+
+    return fid
+
+
+def _fid_stat_gram(x: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray) -> IndexStat:
+    mu_ref, sigma_ref = np.asarray(mu_ref, np.float64), np.asarray(sigma_ref, np.float64)
+    gram_ref = x @ sigma_ref @ x.T  # (N, N): X Σ_ref Xᵀ
+    gram = x @ x.T  # (N, N)
+    cross = x @ mu_ref  # (N,)
+    const = float(mu_ref @ mu_ref + np.trace(sigma_ref))
+
+    def fid(idx: np.ndarray) -> float:
+        n = len(idx)
+        g, k = gram_ref[np.ix_(idx, idx)], gram[np.ix_(idx, idx)]
+        g_c = g - g.mean(0)[None] - g.mean(1)[:, None] + g.mean()  # H G H
+        middle = g_c / (n - 1)
+        tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
+        tr_sigma = (np.trace(k) - k.sum() / n) / (n - 1)
+        mu_sq = k.sum() / n**2 - 2 * cross[idx].mean()
+        return float(mu_sq + tr_sigma + const - 2 * tr_covmean)
 
     return fid
 

@@ -81,6 +81,7 @@ class PipelineEvaluator:
                        *map(str, tune_cfg.overrides)]  # fmt: skip
         self._inception = None
         self._reference = None
+        self._composed: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ configs
     def run_name(self, cand: Candidate, n: int) -> str:
@@ -93,9 +94,18 @@ class PipelineEvaluator:
                 f"run_name={self.run_name(cand, n)}"]  # fmt: skip
 
     def compose(self, cand: Candidate, n: int) -> Any:
-        """The validated pipeline config of `cand` at `n`."""
-        with hydra_context():
-            cfg = compose(config_name="pipeline", overrides=self.overrides(cand, n))
+        """The validated pipeline config of `cand` at `n`.
+
+        Hydra composes each candidate once; other N are copies with `sampler.num_samples` and
+        `run_name` set, exactly what the two overrides would give.
+        """
+        if cand.key not in self._composed:
+            with hydra_context():
+                self._composed[cand.key] = compose(config_name="pipeline",
+                                                   overrides=self.overrides(cand, n))  # fmt: skip
+        cfg = self._composed[cand.key].copy()
+        cfg.sampler.num_samples = int(n)
+        cfg.run_name = self.run_name(cand, n)
         validate(cfg)
         return cfg
 

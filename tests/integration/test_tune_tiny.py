@@ -100,7 +100,7 @@ def tune_cfg(assets, results, *extra):
         return compose(config_name="tune", overrides=[
             "target=tiny", "tune=tiny", f"results={results}", "make_smoke_assets=false",
             f"guidance_dir={results / 'conf_local'}", "stats.bootstrap_resamples=20",
-            "space.betas=[0.0,0.5,2.0]", "halving.n_cap=40", "halving.n_final=80",
+            "space.betas=[0.0,2.0]", "halving.n_cap=40", "halving.n_final=80",
             "overrides=['sampler.chunk_size=10','runtime.device=cpu','runtime.measure_latency=false',"
             "'metrics.metrics=[fid,is,precision,recall]']", *extra,
         ])  # fmt: skip
@@ -121,7 +121,7 @@ def test_tune_writes_report_and_tuned_guidance(reference_tune):
     results, written = reference_tune
     state = state_of(results)
     assert [r["n"] for r in state["rungs"]] == [20, 40]
-    assert len(state["rungs"][0]["evaluated"]) == 5  # baseline + 2 betas x 2 readings
+    assert len(state["rungs"][0]["evaluated"]) == 3  # baseline + 1 beta x 2 readings
     assert state["final"]["n"] == 80 and state["winner"] in state["final"]["metrics"]
     for key in ("csv", "fid_vs_beta", "fid_is_front", "md", "summary_json"):
         assert written[key].is_file(), key
@@ -158,9 +158,9 @@ def test_growth_reuses_samples_and_features(reference_tune):
 def test_killed_tune_resumes_to_the_same_decisions(assets, reference_tune, tmp_path):
     reference = state_of(reference_tune[0])
     with pytest.raises(Killed):
-        run_tune(tune_cfg(assets, tmp_path), killing_evaluator(6))
+        run_tune(tune_cfg(assets, tmp_path), killing_evaluator(4))
     partial = state_of(tmp_path)
-    assert len(partial["evaluations"]) == 6 and len(partial["rungs"]) == 1
+    assert len(partial["evaluations"]) == 4 and len(partial["rungs"]) == 1
     run_tune(tune_cfg(assets, tmp_path), StandInEvaluator)
     resumed = state_of(tmp_path)
     assert resumed["rungs"] == reference["rungs"]  # same decisions (deterministic selection)
@@ -172,13 +172,12 @@ def test_killed_tune_resumes_to_the_same_decisions(assets, reference_tune, tmp_p
 
 
 def test_budget_is_respected_on_the_tiny_model(assets, tmp_path):
-    run_tune(tune_cfg(assets, tmp_path, "budget.max_samples=130"), StandInEvaluator)
+    run_tune(tune_cfg(assets, tmp_path, "budget.max_samples=100"), StandInEvaluator)
     state = state_of(tmp_path)
-    assert state["spent"]["samples"] <= 130
+    assert state["spent"]["samples"] <= 100
     assert state["stopped"] is not None and state["final"] is None
-    generated = sum(len(list((d / "shards").glob("*.npz"))) * 10
-                    for d in (tmp_path / "runs").iterdir())  # fmt: skip
-    assert generated - 20 * 0 <= 130 + 40  # linked shards appear twice; none beyond the budget
+    inodes = {p.stat().st_ino for p in (tmp_path / "runs").rglob("shards/chunk_*.npz")}
+    assert len(inodes) * 10 == state["spent"]["samples"]  # every generated sample was counted
 
 
 def test_beta_zero_reproduces_the_baseline_bit_identically(assets):

@@ -133,3 +133,14 @@ def test_fid_stat_large_n_path_matches_numpy():
     assert fid_stat(pool, mu_ref, sigma_ref)(idx) == pytest.approx(
         numpy_fid(pool[idx], mu_ref, sigma_ref), rel=1e-8
     )
+
+
+def test_fid_stat_low_rank_path_matches_numpy_with_repeated_rows():
+    rng = np.random.default_rng(6)
+    pool = rng.normal(size=(12, 30)) + 0.1  # N <= D: the Gram-matrix path
+    ref = rng.normal(size=(80, 30))
+    mu_ref, sigma_ref = ref.mean(0), np.cov(ref, rowvar=False)
+    idx = rng.integers(0, 12, size=12)
+    assert fid_stat(pool, mu_ref, sigma_ref)(idx) == pytest.approx(
+        numpy_fid(pool[idx], mu_ref, sigma_ref), rel=1e-7
+    )
