@@ -374,7 +374,7 @@ class TuneConfig:
     results: str = "${oc.env:SSG_EVAL_RESULTS,results}"
     overrides: list[str] = field(default_factory=list)  # extra pipeline overrides for every run
     make_smoke_assets: bool = False  # tiny models: create the smoke assets when missing
-    guidance_dir: str | None = None  # where the tuned guidance yaml goes; null = conf/local/guidance
+    guidance_dir: str | None = None  # folder of the tuned guidance/; null = conf/local
     space: TuneSpaceConfig = field(default_factory=TuneSpaceConfig)
     halving: TuneHalvingConfig = field(default_factory=TuneHalvingConfig)
     budget: TuneBudgetConfig = field(default_factory=TuneBudgetConfig)

@@ -36,7 +36,10 @@ def load_suite(name: str) -> dict[str, Any]:
 
 
 def compose_cells(
-    suite: dict[str, Any], overrides: Sequence[str], seeds: Sequence[int], guidance: str | None = None
+    suite: dict[str, Any],
+    overrides: Sequence[str],
+    seeds: Sequence[int],
+    guidance: str | None = None,
 ):
     """Compose and validate every (cell, seed) config; returns [(cfg, cell overrides)].
 

@@ -98,8 +98,10 @@ def _sq_distances(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
 
 def _kth_radii(points: torch.Tensor, k: int, block: int) -> torch.Tensor:
     # squared distance to the k-th nearest other point: (k+1)-th smallest, self included
-    out = [torch.topk(_sq_distances(points[s : s + block], points), k + 1, largest=False).values[:, k]
-           for s in range(0, len(points), block)]  # fmt: skip
+    out = []
+    for start in range(0, len(points), block):
+        dist = _sq_distances(points[start : start + block], points)
+        out.append(torch.topk(dist, k + 1, largest=False).values[:, k])
     return torch.cat(out)
 
 
@@ -137,7 +139,9 @@ def manifold_stats(
     for start in range(0, len(real_t), block_size):
         dist = _sq_distances(real_t[start : start + block_size], fake_t)  # (m, N)
         inside_real |= (dist <= real_radii[start : start + block_size, None]).any(0).cpu().numpy()
-        j, i = np.nonzero((dist <= fake_radii[None, :]).cpu().numpy())  # real j in the ball of fake i
+        j, i = np.nonzero(
+            (dist <= fake_radii[None, :]).cpu().numpy()
+        )  # real j in the ball of fake i
         rows.append(j + start)
         cols.append(i)
     shape = (len(real_t), len(fake_t))

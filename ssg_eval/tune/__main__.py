@@ -18,7 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from ssg_eval.config import ConfigError, require_choice
 from ssg_eval.stage import CONF_DIR, exit_on_user_error
 from ssg_eval.tune.evaluate import PipelineEvaluator
-from ssg_eval.tune.halving import OBJECTIVES, rung_sizes, run_halving, space_fingerprint
+from ssg_eval.tune.halving import (
+    OBJECTIVES,
+    planned_samples,
+    run_halving,
+    rung_sizes,
+    space_fingerprint,
+)
 from ssg_eval.tune.space import BASELINE, Candidate, candidate_from_params, candidates_from_space
 from ssg_eval.utils.io import atomic_write_json, read_json
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
@@ -80,7 +86,12 @@ def run_tune(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> dict[str, Pat
                 "objective": str(cfg.objective), "pipeline": evaluator.common[:1]
                 + evaluator.common[2:]}  # fmt: skip
     fingerprint = space_fingerprint(candidates, settings)
-    log.info("%d candidates, rungs %s, final N=%d", len(candidates), sizes, int(h.n_final))
+    planned = planned_samples(len(candidates) - 1, sizes, int(h.n_final), float(h.keep_fraction))
+    log.info("%d candidates, rungs %s, final N=%d: at most %d new samples", len(candidates),
+             sizes, int(h.n_final), planned)  # fmt: skip
+    if cfg.budget.max_samples is not None and planned > int(cfg.budget.max_samples):
+        log.warning("tune.budget.max_samples=%d < %d planned: the search may stop before the "
+                    "final N", int(cfg.budget.max_samples), planned)  # fmt: skip
     with _lock(directory):
         state = run_halving(
             candidates, evaluator.measure, state_path=directory / "state.json", sizes=sizes,

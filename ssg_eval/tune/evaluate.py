@@ -151,7 +151,7 @@ class PipelineEvaluator:
 
         device = resolve_device(cfg.metrics.feature_device)
         inception = self.inception(cfg)
-        weights_sha = inception.weights_sha256
+        weights_sha = str(inception.weights_sha256)
         cache_dir = self.tune_dir / "features" / cand.key
         parts, spent = [], 0.0
         for shard in sorted((directory / "shards").glob("chunk_*.npz")):
@@ -170,8 +170,8 @@ class PipelineEvaluator:
             feats = extract_features([images], inception, progress=False, device=device,
                                      batch_size=int(cfg.metrics.feature_batch_size))  # fmt: skip
             spent += time.perf_counter() - start
-            atomic_write_npz(cached, labels=labels, indices=indices, shard_sha256=np.array(shard_sha),
-                             inception_sha256=np.array(str(weights_sha)), **feats)  # fmt: skip
+            meta = {"shard_sha256": np.array(shard_sha), "inception_sha256": np.array(weights_sha)}
+            atomic_write_npz(cached, labels=labels, indices=indices, **meta, **feats)
             parts.append({**feats, "labels": labels, "indices": indices})
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         order = np.argsort(merged["indices"], kind="stable")

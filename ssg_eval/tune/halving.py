@@ -21,7 +21,15 @@ from ssg_eval.tune.space import BASELINE, Candidate
 from ssg_eval.utils.io import atomic_write_json, read_json
 from ssg_eval.utils.logging import get_logger
 
-__all__ = ["OBJECTIVES", "Measurement", "rank", "rung_sizes", "run_halving", "space_fingerprint"]
+__all__ = [
+    "OBJECTIVES",
+    "Measurement",
+    "planned_samples",
+    "rank",
+    "rung_sizes",
+    "run_halving",
+    "space_fingerprint",
+]
 
 log = get_logger(__name__)
 OBJECTIVES = ("fid", "fid_is_constrained")
@@ -53,6 +61,25 @@ def rung_sizes(n_start: int, growth: int, n_cap: int) -> list[int]:
     return sizes
 
 
+def planned_samples(num_ssg: int, sizes: Sequence[int], n_final: int, keep_fraction: float) -> int:
+    """New samples a full search generates (growth reuses samples; the baseline runs at every N).
+
+    Args:
+        num_ssg: SSG candidates (the baseline comes on top).
+        sizes: N per rung. n_final: N of the winner and the baseline at the end.
+        keep_fraction: survivors per rung.
+    """
+    total, alive, have = 0, num_ssg, 0
+    for n in sizes:
+        total += (alive + 1) * (n - have)
+        have = n
+        last = n == sizes[-1] or alive <= 1
+        if last:
+            break
+        alive = max(1, math.ceil(keep_fraction * alive))
+    return total + 2 * max(0, n_final - have)
+
+
 def rank(results: dict[str, dict[str, float]], objective: str) -> list[str]:
     """Candidate keys best first; ties broken by key, so the order is deterministic.
 
@@ -64,7 +91,9 @@ def rank(results: dict[str, dict[str, float]], objective: str) -> list[str]:
         objective: one of `OBJECTIVES`.
     """
     if objective not in OBJECTIVES:
-        raise ConfigError(f"tune.objective={objective!r} is not valid; expected one of {OBJECTIVES}")
+        raise ConfigError(
+            f"tune.objective={objective!r} is not valid; expected one of {OBJECTIVES}"
+        )
     if objective == "fid":
         return sorted(results, key=lambda k: (results[k][FID], k))
     base_is = results[BASELINE][IS]

@@ -72,8 +72,8 @@ def paired_rows(evaluator, state: dict, candidates: Sequence[Candidate], tune_cf
                 cfg = evaluator.compose(by_key[BASELINE], n)
                 reference, ref_feats = evaluator.reference(cfg)
                 device = resolve_device(cfg.metrics.feature_device)
-                cache[n] = (cfg, base, reference, ref_feats, device,
-                            _stats_of(evaluator, cfg, base, ref_feats, reference, device))  # fmt: skip
+                stats = _stats_of(evaluator, cfg, base, ref_feats, reference, device)
+                cache[n] = (cfg, base, reference, ref_feats, device, stats)
             cfg, base, reference, ref_feats, device, base_stats = cache[n]
             run = evaluator.ensure(cand, n)
             cand_stats = _stats_of(evaluator, cfg, run, ref_feats, reference, device)
@@ -170,7 +170,7 @@ def _plot(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 def write_tuned_guidance(evaluator, state: dict, winner: Candidate, provenance: dict,
                          guidance_dir: Path) -> Path:  # fmt: skip
-    """The winner's resolved `guidance` node as `guidance/tuned_<model.name>.yaml`, provenance on top.
+    """Write the winner's resolved `guidance` node to `guidance/tuned_<model.name>.yaml`.
 
     The file is a plain guidance group option (`defaults: [base_guidance, _self_]`); the suite
     loads it through Hydra's search path (`make table1 GUIDANCE=tuned`).
@@ -180,8 +180,9 @@ def write_tuned_guidance(evaluator, state: dict, winner: Candidate, provenance: 
     node = OmegaConf.to_container(cfg.guidance, resolve=True)  # name stays: the table's SSG row
     lines = [f"# {line}" for line in OmegaConf.to_yaml(provenance).splitlines()]
     if float(winner.params["temperature"]) != float(provenance["baseline_temperature"]):
-        lines.append(f"# NOTE: the winner samples at sampler.temperature={winner.params['temperature']}"
-                     "; pass it to make table1 as well")  # fmt: skip
+        temperature = winner.params["temperature"]
+        lines.append(f"# NOTE: the winner samples at sampler.temperature={temperature}; "
+                     "pass it to make table1 as well")  # fmt: skip
     body = OmegaConf.to_yaml({"defaults": ["base_guidance", "_self_"], **node})
     path = Path(guidance_dir) / "guidance" / f"tuned_{cfg.model.name}.yaml"
     atomic_write_text(path, "\n".join(["# Tuned guidance written by `make tune`; provenance:",
@@ -206,7 +207,8 @@ def write_report(evaluator, state, candidates, tune_cfg, tune_dir: Path, guidanc
         sel = frame[(frame.candidate == winner.key) & (frame.n == state["final"]["n"])]
         final_row = {k: float(v) for k, v in sel.iloc[0].items() if k.startswith("d_fid")}
     provenance = {
-        "model": str(tune_cfg.target), "baseline_experiment": str(tune_cfg.baselines[tune_cfg.target]),
+        "model": str(tune_cfg.target),
+        "baseline_experiment": str(tune_cfg.baselines[tune_cfg.target]),
         "space_fingerprint": fingerprint, "space": OmegaConf.to_container(tune_cfg.space),
         "objective": str(tune_cfg.objective), "winner": state.get("winner"),
         "winner_params": winner.params if winner else None,
@@ -233,7 +235,8 @@ def _markdown(frame, state, provenance, cost, tune_cfg, guidance_path) -> str:
              if c in frame]  # fmt: skip
     lines = [f"# Finding beta: {provenance['model']} ({provenance['baseline_experiment']})", "",
              f"Objective `{provenance['objective']}`, space fingerprint "
-             f"`{provenance['space_fingerprint']}`, commit `{provenance['commit']}`.", ""]  # fmt: skip
+             f"`{provenance['space_fingerprint']}`, commit `{provenance['commit']}`.",
+             ""]  # fmt: skip
     for rung in state["rungs"]:
         lines.append(f"- N={rung['n']}: ranked {', '.join(rung['ranking'])}; kept "
                      f"{', '.join(rung['kept'])}")  # fmt: skip
@@ -246,14 +249,24 @@ def _markdown(frame, state, provenance, cost, tune_cfg, guidance_path) -> str:
         d = provenance["paired_dfid"]
         lines.append(f"dFID vs baseline {d['d_fid']:+.4g}, paired {tune_cfg.stats.confidence:.0%} "
                      f"CI [{d['d_fid_ci_low']:.4g}, {d['d_fid_ci_high']:.4g}]")  # fmt: skip
-    lines += ["", "## Resolution", "", *[f"- {s}" for s in
-              resolvability(frame, float(tune_cfg.stats.target_gain))], "",  # fmt: skip
-              "## Cost", "",
-              f"- spent: {cost['samples_spent']} samples, {cost['device_hours_spent']:.4g} "
-              f"device-hours ({cost['device_s_per_sample']:.3g} device-s per sample, measured)",
-              f"- projected: {cost['final_rows']} final rows x {cost['final_n']} samples = "
-              f"{cost['device_hours_final_rows']:.4g} device-hours at the measured rate", ""]
+    lines += [
+        "",
+        "## Resolution",
+        "",
+        *[f"- {s}" for s in resolvability(frame, float(tune_cfg.stats.target_gain))],
+        "",  # fmt: skip
+        "## Cost",
+        "",
+        f"- spent: {cost['samples_spent']} samples, {cost['device_hours_spent']:.4g} "
+        f"device-hours ({cost['device_s_per_sample']:.3g} device-s per sample, measured)",
+        f"- projected: {cost['final_rows']} final rows x {cost['final_n']} samples = "
+        f"{cost['device_hours_final_rows']:.4g} device-hours at the measured rate",
+        "",
+    ]
     if guidance_path:
-        lines += [f"Tuned guidance: `{guidance_path}`; use it with `make table1 GUIDANCE=tuned`.", ""]
+        lines += [
+            f"Tuned guidance: `{guidance_path}`; use it with `make table1 GUIDANCE=tuned`.",
+            "",
+        ]
     lines += ["## Candidates", "", frame[shown].round(4).to_markdown(index=False), ""]
     return "\n".join(lines)

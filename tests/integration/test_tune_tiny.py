@@ -75,8 +75,14 @@ def assets(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tune_assets")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="pipeline", overrides=[
-            "experiment=smoke/tiny_d1_cfg", f"paths.results={root}", "runtime.device=cpu"])
+        cfg = compose(
+            config_name="pipeline",
+            overrides=[
+                "experiment=smoke/tiny_d1_cfg",
+                f"paths.results={root}",
+                "runtime.device=cpu",
+            ],
+        )
     (root / "assets").mkdir()
     (root / "assets" / "inception_random.pth").write_bytes(b"stand-in")  # never loaded
     atomic_write_npz(root / "assets" / "reference_tiny.npz", arr_0=np.zeros((1, 48, 48, 3)))
@@ -129,7 +135,9 @@ def test_tune_writes_report_and_tuned_guidance(reference_tune):
 
     frame = pd.read_csv(written["csv"])
     ssg = frame[frame.candidate != "baseline"]
-    assert ssg["d_fid_ci_low"].le(ssg["d_fid"]).all() and ssg["d_fid_ci_high"].ge(ssg["d_fid"]).all()
+    assert (
+        ssg["d_fid_ci_low"].le(ssg["d_fid"]).all() and ssg["d_fid_ci_high"].ge(ssg["d_fid"]).all()
+    )
     assert ssg["d_fid_mde"].gt(0).all()
     md = written["md"].read_text()
     assert "FID gain is" in md and "device-hours" in md

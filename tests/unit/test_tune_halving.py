@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from ssg_eval.config import ConfigError
 from ssg_eval.metrics.keys import FID, IS
-from ssg_eval.tune.halving import Measurement, rank, rung_sizes, run_halving, space_fingerprint
+from ssg_eval.tune.halving import Measurement, rank, run_halving, rung_sizes, space_fingerprint
 from ssg_eval.tune.space import BASELINE, candidates_from_space
 
 SPACE = OmegaConf.create({
@@ -145,3 +145,13 @@ def test_space_keys_and_overrides():
     bad = OmegaConf.merge(SPACE, {"readings": {"a b": {}}})
     with pytest.raises(ConfigError, match="reading name"):
         candidates_from_space(bad, 1.0)
+
+
+def test_planned_samples_equals_what_a_full_search_spends(tmp_path):
+    from ssg_eval.tune.halving import planned_samples
+
+    measure = KnownFunction()
+    state = tune(tmp_path, measure)
+    assert planned_samples(12, rung_sizes(100, 2, 800), 1000, 0.5) == state["spent"]["samples"]
+    # the default space: 4 SSG betas + baseline, 5k -> 20k, final 50k
+    assert planned_samples(4, rung_sizes(5000, 2, 40000), 50000, 0.5) == 120_000
