@@ -48,23 +48,23 @@ smoke: $(STAMP) ## tiny offline pipeline: tiny checkpoints + reference -> sample
 	$(PY) -m ssg_eval.smoke $(ARGS)
 
 table1: $(STAMP) ## Table 1: 3 models x {cfg, cfg+ssg}; skips finished stages; GUIDANCE=tuned uses make tune's beta
-	$(PY) -m ssg_eval.suite table1 $(if $(GUIDANCE),--guidance $(GUIDANCE)) launch.nproc_per_node=$(NPROC) $(ARGS)
+	$(PY) -m ssg_eval.stages.suite table1 $(if $(GUIDANCE),--guidance $(GUIDANCE)) launch.nproc_per_node=$(NPROC) $(ARGS)
 
 tune: $(STAMP) ## find beta: paired successive halving, make tune MODEL=d16 [TUNE=readings] -> results/tune/<model>
 	$(PY) -m ssg_eval.tune target=$(MODEL) tune=$(TUNE) $(if $(filter-out 1,$(NPROC)),"overrides=['launch.nproc_per_node=$(NPROC)']") $(ARGS)
 
 sample: $(STAMP) ## sample one experiment: make sample EXP=table1/d16_cfg_ssg NPROC=8
-	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.sample experiment=$(EXP) $(ARGS); \
-	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.sample experiment=$(EXP) $(ARGS); fi
+	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.stages.sample experiment=$(EXP) $(ARGS); \
+	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.stages.sample experiment=$(EXP) $(ARGS); fi
 
 features: $(STAMP) ## Inception features of one experiment's samples: make features EXP=...
-	$(PY) -m ssg_eval.features_stage experiment=$(EXP) $(ARGS)
+	$(PY) -m ssg_eval.stages.features experiment=$(EXP) $(ARGS)
 
 metrics: $(STAMP) ## FID/sFID/IS/P/R of one experiment: make metrics EXP=...
-	$(PY) -m ssg_eval.metrics_stage experiment=$(EXP) $(ARGS)
+	$(PY) -m ssg_eval.stages.metrics experiment=$(EXP) $(ARGS)
 
 report: $(STAMP) ## collect metrics.json of all runs into results/table1.{csv,md}
-	$(PY) -m ssg_eval.report_stage $(ARGS)
+	$(PY) -m ssg_eval.stages.report $(ARGS)
 
 sweep: $(STAMP) ## one torchrun per experiment: make sweep EXPS="a b c" NPROC=8
 	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) ARGS="$(ARGS)" || exit 1; done

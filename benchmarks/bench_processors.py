@@ -26,11 +26,11 @@ from ssg_eval.guidance import build_processors
 from ssg_eval.guidance.base import StepContext
 from ssg_eval.utils.provenance import device_description, git_state
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "ssg_eval" / "conf"
 
 
 def _compose(overrides: list[str]) -> Any:
-    base = ["model=var_d16", "guidance=ssg"]
+    base = ["model=var_d16", "guidance=cfg_ssg"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="sample", overrides=base + overrides)
 
@@ -81,7 +81,7 @@ def bench_processors(
         "torch": torch.__version__,
         **git_state(),
     }
-    names = [n for n in cfg.guidance.order if cfg.guidance[n].enabled]
+    names = list(cfg.guidance.order)
     records = []
     with torch.inference_mode():
         for name, proc in zip(names, build_processors(cfg.guidance, patch_nums), strict=True):

@@ -28,7 +28,7 @@ from ssg_eval.models.load import build_model
 from ssg_eval.sampling.loop import generate_batch, make_generators
 from ssg_eval.utils.provenance import collect_provenance
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "ssg_eval" / "conf"
 
 
 def _sync(device: torch.device) -> None:
@@ -40,7 +40,7 @@ def compose_cfg(model: str, overrides: list[str]):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(
             config_name="sample",
-            overrides=[f"model={model}", "guidance=ssg", "sampler=var_eval", *overrides],
+            overrides=[f"model={model}", "guidance=cfg_ssg", "sampler=var_eval", *overrides],
         )
 
 
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> dict:
     labels = torch.arange(args.batch, device=device) % cfg.model.num_classes
     seeds = list(range(args.batch))
     guidance_plain = cfg.guidance.copy()
-    guidance_plain.ssg.enabled = False
+    guidance_plain.order = [n for n in guidance_plain.order if n != "ssg"]
     plain = build_processors(guidance_plain, list(cfg.model.patch_nums))
     ssg = build_processors(cfg.guidance, list(cfg.model.patch_nums))
     for processors in (plain, ssg):  # warm-up, excluded

@@ -47,7 +47,7 @@ from ssg_eval.utils.dist import autocast_dtype, setup_runtime
 from ssg_eval.utils.provenance import git_state
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
+CONF_DIR = REPO / "ssg_eval" / "conf"
 GIB = float(2**30)
 ROW_SAMPLES, ROW_INCEPTION = 50_000, 60_000  # one Table 1 row: 50k samples + 10k reference images
 # Sizes per mode: (full, quick). Quick = the 256 schedule (V 4096, 10 scales) at depth 1 with a
@@ -93,10 +93,10 @@ def peak_gib(device: torch.device) -> float:
 
 
 def compose_cfg(args: argparse.Namespace, runtime: str, device: torch.device) -> Any:
-    """The production config: `model`, `guidance=ssg`, `sampler=var_eval`, no checkpoints."""
+    """The production config: `model`, `guidance=cfg_ssg`, `sampler=var_eval`, no checkpoints."""
     overrides = [
         f"model={args.model}",
-        "guidance=ssg",
+        "guidance=cfg_ssg",
         "sampler=var_eval",
         f"runtime={runtime}",
         f"runtime.device={device.type}",
@@ -387,7 +387,7 @@ class DeviceCheck:
         build_start = time.perf_counter()
         self.var, self.vae, self.info = build_model(self.cfg.model, device)
         plain = self.cfg.guidance.copy()
-        plain.ssg.enabled = False
+        plain.order = [n for n in plain.order if n != "ssg"]
         patch_nums = list(self.cfg.model.patch_nums)
         self.processors = {
             "cfg": build_processors(plain, patch_nums),

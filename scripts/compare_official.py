@@ -1,11 +1,13 @@
 """Compare ssg_eval's sampler with the official VAR `autoregressive_infer_cfg`, token by token.
 
 The official code (a clone of FoundationVision/VAR) runs in a separate process on the CPU with CUDA
-hidden, flash-attn/xformers blocked and `huggingface_hub` stubbed if missing; ssg_eval runs in this
-process with the same checkpoints, labels, seed and settings (single generator, CFG ramp).
-Per-scale tokens must match exactly; images are compared by max |diff| (see docs/EQUIVALENCE.md).
+hidden, flash-attn/xformers blocked and `huggingface_hub` stubbed if missing, its models in eval
+mode (DropPath off); ssg_eval runs in this process with the same checkpoints, labels, seed and
+settings (single generator, CFG ramp, optionally more_smooth). The architecture is read from the
+checkpoints' keys and shapes (any depth, scale schedule, class count, VAE width) unless given by
+flags. Per-scale tokens must match exactly; images are compared by max |diff| (docs/EQUIVALENCE.md).
 
-    python scripts/compare_official.py --official ~/src/VAR --depth 16 \\
+    python scripts/compare_official.py --official ~/src/VAR \\
         --var-ckpt checkpoints/var_d16.pth --vae-ckpt checkpoints/vae_ch160v4096z32.pth \\
         --labels 207 360 387 974 --seed 0 --cfg 1.5 --top-k 900 --top-p 0.96
     python scripts/compare_official.py --official ~/src/VAR --tiny-oracle   # no weights needed
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -22,9 +25,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
-PATCH_256 = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
-PATCH_512 = [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
 
 # Runs inside the official repository; argv[1] = JSON settings, argv[2] = output file.
 OFFICIAL_SCRIPT = r"""
@@ -51,7 +51,7 @@ vae, var = build_vae_var(
     shared_aln=args["shared_aln"], attn_l2_norm=True, flash_if_available=False,
     fused_if_available=False,
 )
-if args["tiny_oracle"]:  # VAR_SPEC.md §10: weights from parameter names
+if args["tiny_oracle"]:  # the CPU oracle of docs/VAR.md: weights from parameter names
     with torch.no_grad():
         for module in (var, vae):
             for name, p in module.named_parameters():
@@ -66,6 +66,8 @@ if args["tiny_oracle"]:  # VAR_SPEC.md §10: weights from parameter names
 else:
     vae.load_state_dict(torch.load(args["vae_ckpt"], map_location="cpu"), strict=True)
     var.load_state_dict(torch.load(args["var_ckpt"], map_location="cpu"), strict=True)
+vae.eval()  # the builder returns training-mode modules: DropPath would perturb every block
+var.eval()
 
 tokens = []
 draw = official_var.sample_with_top_k_top_p_
@@ -79,7 +81,7 @@ labels = args["labels"]
 label_arg = None if labels is None else labels if isinstance(labels, int) else torch.tensor(labels)
 images = var.autoregressive_infer_cfg(
     B=args["batch"], label_B=label_arg, g_seed=args["seed"], cfg=args["cfg"],
-    top_k=args["top_k"], top_p=args["top_p"], more_smooth=False,
+    top_k=args["top_k"], top_p=args["top_p"], more_smooth=args["more_smooth"],
 )
 torch.save({"tokens": tokens, "images": images}, sys.argv[2])
 """
@@ -89,8 +91,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", required=True, help="clone of FoundationVision/VAR")
     parser.add_argument("--official-python", default=sys.executable, help="its interpreter")
-    parser.add_argument("--tiny-oracle", action="store_true", help="VAR_SPEC §10 tiny model")
-    parser.add_argument("--depth", type=int, default=16, choices=[16, 20, 24, 30, 36])
+    parser.add_argument("--tiny-oracle", action="store_true", help="the CPU oracle (docs/VAR.md)")
+    parser.add_argument("--depth", type=int, help="default: read from --var-ckpt")
+    parser.add_argument("--patch-nums", type=int, nargs="+", help="default: from --var-ckpt")
+    parser.add_argument("--num-classes", type=int, help="default: from --var-ckpt")
+    parser.add_argument("--shared-aln", choices=["true", "false"], help="default: from --var-ckpt")
+    parser.add_argument("--vae-ch", type=int, help="default: from --vae-ckpt")
+    parser.add_argument("--more-smooth", action="store_true", help="VAR's Gumbel-softmax path")
     parser.add_argument("--var-ckpt")
     parser.add_argument("--vae-ckpt")
     parser.add_argument(
@@ -113,27 +120,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def architecture_from_checkpoints(var_ckpt: str, vae_ckpt: str) -> dict:
+    """depth, patch_nums, num_classes, shared_aln, vocab_size, cvae, vae_ch from the state dicts.
+
+    depth = number of `blocks.<i>` prefixes; patch_nums from the `lvl_1L` buffer (scale k holds
+    pn_k² positions); num_classes = rows of `class_emb.weight` − 1; shared AdaLN when
+    `shared_ada_lin.*` exists; vocab and codebook width from `quantize.embedding.weight`; the VAE
+    width from `encoder.conv_in.weight`.
+    """
+    var_sd = torch.load(var_ckpt, map_location="cpu", weights_only=True)
+    vae_sd = torch.load(vae_ckpt, map_location="cpu", weights_only=True)
+    blocks = {int(k.split(".")[1]) for k in var_sd if k.startswith("blocks.")}
+    levels = var_sd["lvl_1L"].view(-1)
+    counts = [int((levels == k).sum()) for k in range(int(levels.max()) + 1)]
+    vocab, cvae = vae_sd["quantize.embedding.weight"].shape
+    return dict(
+        depth=max(blocks) + 1,
+        patch_nums=[math.isqrt(c) for c in counts],
+        num_classes=int(var_sd["class_emb.weight"].shape[0]) - 1,
+        shared_aln=any(k.startswith("shared_ada_lin.") for k in var_sd),
+        vocab_size=int(vocab),
+        cvae=int(cvae),
+        vae_ch=int(vae_sd["encoder.conv_in.weight"].shape[0]),
+    )
+
+
 def settings(args: argparse.Namespace) -> dict:
-    """The model and sampling settings shared by both sides."""
+    """The model and sampling settings shared by both sides (flags override the checkpoints)."""
     if args.tiny_oracle:
-        model = dict(depth=2, patch_nums=[1, 2, 3, 4], num_classes=10, vae_ch=32, shared_aln=False)
+        model = dict(depth=2, patch_nums=[1, 2, 3, 4], num_classes=10, vae_ch=32, shared_aln=False,
+                     vocab_size=4096, cvae=32)  # fmt: skip
     else:
-        big = args.depth == 36
-        model = dict(
-            depth=args.depth,
-            patch_nums=PATCH_512 if big else PATCH_256,
-            num_classes=1000,
-            vae_ch=160,
-            shared_aln=big,
-        )
+        model = architecture_from_checkpoints(args.var_ckpt, args.vae_ckpt)
+    shared = None if args.shared_aln is None else args.shared_aln == "true"
+    flags = dict(depth=args.depth, patch_nums=args.patch_nums, num_classes=args.num_classes,
+                 vae_ch=args.vae_ch, shared_aln=shared)  # fmt: skip
+    model.update({k: v for k, v in flags.items() if v is not None})
     labels = args.labels or None
     if labels is not None and len(labels) == 1 and labels[0] < 0:
         labels = -1  # the official int form: every sample unconditional
     batch = args.batch if labels is None or labels == -1 else len(labels)
     return dict(
         model,
-        vocab_size=4096,
-        cvae=32,
         official=str(Path(args.official).resolve()),
         tiny_oracle=args.tiny_oracle,
         var_ckpt=args.var_ckpt,
@@ -144,6 +172,7 @@ def settings(args: argparse.Namespace) -> dict:
         cfg=args.cfg,
         top_k=args.top_k,
         top_p=args.top_p,
+        more_smooth=args.more_smooth,
         threads=args.threads,
     )
 
@@ -164,7 +193,12 @@ def run_ours(cfg: dict) -> dict:
     from ssg_eval.config import ModelConfig
     from ssg_eval.guidance.cfg import CfgRamp
     from ssg_eval.models.load import build_model
-    from ssg_eval.sampling.loop import generate_batch, official_labels
+    from ssg_eval.sampling.loop import (
+        decode_images,
+        latents_from_tokens,
+        official_labels,
+        sample_scales,
+    )
 
     model_cfg = ModelConfig(
         name="compare",
@@ -187,19 +221,11 @@ def run_ours(cfg: dict) -> dict:
         labels_B = torch.full((cfg["batch"],), cfg["num_classes"])
     else:
         labels_B = torch.tensor(cfg["labels"])
-    tokens: list[torch.Tensor] = []
     ramp = CfgRamp(scale=cfg["cfg"], schedule="linear_ramp", num_scales=len(cfg["patch_nums"]))
-    images = generate_batch(
-        var,
-        vae,
-        labels_B,
-        generator,
-        [ramp],
-        top_k=cfg["top_k"],
-        top_p=cfg["top_p"],
-        observer=lambda si, info: tokens.append(info["tokens_Bl"]),
-    )
-    return {"tokens": tokens, "images": images, "labels": labels_B.tolist()}
+    sample = sample_scales(var, vae, labels_B, generator, [ramp], top_k=cfg["top_k"],
+                           top_p=cfg["top_p"], more_smooth=cfg["more_smooth"])  # fmt: skip
+    images = decode_images(vae, latents_from_tokens(vae, sample.tokens, sample.embeddings))
+    return {"tokens": sample.tokens, "images": images, "labels": labels_B.tolist()}
 
 
 def compare(official: dict, ours: dict, image_atol: float) -> dict:

@@ -6,7 +6,8 @@ touch files or pick devices (that happens in the stage entry points).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -15,6 +16,130 @@ from omegaconf import MISSING
 
 class ConfigError(ValueError):
     """A user-facing configuration mistake: the message names the key, the value and the fix."""
+
+
+# ----------------------------------------------------------------------------------------------
+# options: every closed set of values is one enum, used as the schema field's type (Hydra then
+# rejects a typo at composition) and by `parse_choice` in the builders (plain dataclasses)
+# ----------------------------------------------------------------------------------------------
+class RampSchedule(StrEnum):
+    linear_ramp = "linear_ramp"  # w_k = scale * j/(n-1) over the window's n scales (VAR's ramp)
+    constant = "constant"  # w_k = scale on every scale of the window
+
+
+class BetaSchedule(StrEnum):
+    constant = "constant"
+    linear_decay = "linear_decay"
+    linear_ramp = "linear_ramp"
+    list = "list"
+
+
+class Arithmetic(StrEnum):
+    mix = "mix"  # (1 + w)*l - w*l_ref: VAR's CFG evaluation order
+    delta = "delta"  # l + w*(l - l_ref): an equal reference is a bit-exact identity
+
+
+class Placement(StrEnum):
+    after_cfg = "after_cfg"
+    per_branch = "per_branch"
+
+
+class PriorSource(StrEnum):
+    guided_pre_ssg = "guided_pre_ssg"
+    guided_post_ssg = "guided_post_ssg"
+    cond_only = "cond_only"
+
+
+class LogitSpace(StrEnum):
+    raw = "raw"
+    log_softmax = "log_softmax"
+
+
+class PriorMode(StrEnum):
+    dse = "dse"
+    interpolate_only = "interpolate_only"
+
+
+class Interpolation(StrEnum):
+    bilinear = "bilinear"
+    bicubic = "bicubic"
+    area = "area"
+    nearest = "nearest"
+
+
+class CoarseBlockScale(StrEnum):
+    sqrt_area_ratio = "sqrt_area_ratio"
+    none = "none"
+
+
+class BandFusion(StrEnum):
+    hard_overwrite = "hard_overwrite"
+
+
+class DctNorm(StrEnum):
+    ortho = "ortho"
+
+
+class SamplerRng(StrEnum):
+    per_sample = "per_sample"
+    official = "official"
+
+
+class TruncationImpl(StrEnum):
+    sort = "sort"
+    fast = "fast"
+
+
+class Uint8Rounding(StrEnum):
+    nearest = "nearest"
+    truncate = "truncate"
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class AutocastDtype(StrEnum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class DecodeDtype(StrEnum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
+class DistBackend(StrEnum):
+    auto = "auto"
+    nccl = "nccl"
+    gloo = "gloo"
+
+
+class PrDistanceDtype(StrEnum):
+    float16 = "float16"
+    float32 = "float32"
+
+
+class FidMethod(StrEnum):
+    eigh = "eigh"
+    sqrtm = "sqrtm"
+
+
+class Extractor(StrEnum):
+    inception = "inception"
+
+
+def parse_choice(key: str, value: Any, options: type[StrEnum]) -> StrEnum:
+    """`value` as a member of `options`, or a ConfigError naming the key and the valid values."""
+    try:
+        return options(value)
+    except ValueError:
+        raise ConfigError(
+            f"{key}={value!r} is not valid; expected one of {[o.value for o in options]}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -42,43 +167,82 @@ class ModelConfig:
     # Checkpoints. null = deterministic random weights from parameter names (tiny/test models only).
     var_ckpt: str | None = None
     vae_ckpt: str | None = None
-    init_seed: int = 1234  # seed prefix of the name-derived random weights (VAR_SPEC.md §10)
+    init_seed: int = 1234  # seed prefix of the name-derived random weights (docs/VAR.md)
     params_quoted: str = ""  # the README's rounded parameter count, e.g. "310M"
 
 
 # ----------------------------------------------------------------------------------------------
-# guidance: processors applied at every scale, in `order`
+# guidance: the processors listed in `order` run at every scale, in that order; `order` is the
+# only on/off switch (a section whose name is not listed is ignored)
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class CfgRampConfig:
-    enabled: bool = True
     scale: float = 1.5  # t = scale * si/(K-1); logits = (1+t)*cond - t*uncond (VAR's ramp)
-    schedule: str = "linear_ramp"  # linear_ramp (VAR) | constant (t = scale at every scale)
+    schedule: RampSchedule = RampSchedule.linear_ramp  # linear_ramp (VAR) | constant
+    scale_indices: list[int] | None = None  # 0-based scales where CFG acts; null = every scale
+    arithmetic: Arithmetic = Arithmetic.mix  # mix = VAR's bits | delta
+
+
+@dataclass
+class IcgConfig:
+    """Independent condition guidance: the reference is a random class per sample."""
+
+    scale: float = 1.5  # placeholder until swept; 0 is an exact no-op
+    schedule: RampSchedule = RampSchedule.linear_ramp  # linear_ramp | constant (as cfg_ramp)
+    scale_indices: list[int] | None = None  # 0-based scales where ICG acts; null = every scale
+    arithmetic: Arithmetic = Arithmetic.delta  # delta: l + w (l - l_ref) | mix
+
+
+@dataclass
+class GuideModelConfig:
+    """A second VAR sharing the main model's VQVAE, token space and scales (autoguidance)."""
+
+    name: str = "guide"  # display id, e.g. var_d16
+    depth: int = 16
+    shared_aln: bool = False
+    attn_l2_norm: bool = True
+    mlp_ratio: float = 4.0
+    norm_eps: float = 1e-6
+    var_ckpt: str | None = None  # null = name-seeded random weights (only with a random model)
+    init_seed: int = 1234  # seed prefix of the random weights
+
+
+@dataclass
+class AutoguidanceConfig:
+    """Autoguidance: the reference is a weaker guide model fed the same tokens."""
+
+    scale: float = 1.0  # placeholder until swept; 0 is an exact no-op
+    schedule: RampSchedule = RampSchedule.linear_ramp  # linear_ramp | constant (as cfg_ramp)
+    scale_indices: list[int] | None = None  # 0-based scales where it acts; null = every scale
+    arithmetic: Arithmetic = Arithmetic.delta  # delta: l + w (l - l_ref) | mix
+    guide: GuideModelConfig = field(default_factory=GuideModelConfig)
 
 
 @dataclass
 class SsgConfig:
-    enabled: bool = False
     beta: float = 0.5  # SSG strength; 0 is an exact no-op
-    beta_schedule: str = "constant"  # constant | linear_decay | linear_ramp | list
+    beta_schedule: BetaSchedule = BetaSchedule.constant  # constant|linear_decay|linear_ramp|list
     beta_end: float | None = None  # end value for linear_decay / linear_ramp
     beta_list: list[float] | None = None  # explicit per-scale betas (len = number of scales)
     scale_indices: list[int] | None = None  # 0-based scales where SSG acts; null = all si >= 1
-    placement: str = "after_cfg"  # after_cfg | per_branch
-    prior_source: str = "guided_pre_ssg"  # guided_pre_ssg | guided_post_ssg | cond_only
-    logit_space: str = "raw"  # raw | log_softmax
-    prior_mode: str = "dse"  # dse | interpolate_only
-    interpolation: str = "bilinear"  # bilinear | bicubic | area | nearest
-    coarse_block_scale: str = "sqrt_area_ratio"  # sqrt_area_ratio | none
-    band_fusion: str = "hard_overwrite"  # hard_overwrite (only variant described)
-    dct_norm: str = "ortho"  # ortho (DCT-II / DCT-III)
+    placement: Placement = Placement.after_cfg  # after_cfg | per_branch
+    prior_source: PriorSource = PriorSource.guided_pre_ssg  # guided_pre|guided_post|cond_only
+    logit_space: LogitSpace = LogitSpace.raw  # raw | log_softmax
+    prior_mode: PriorMode = PriorMode.dse  # dse | interpolate_only
+    interpolation: Interpolation = Interpolation.bilinear  # bilinear | bicubic | area | nearest
+    coarse_block_scale: CoarseBlockScale = CoarseBlockScale.sqrt_area_ratio  # or none
+    band_fusion: BandFusion = BandFusion.hard_overwrite  # the only variant described
+    dct_norm: DctNorm = DctNorm.ortho  # DCT-II / DCT-III
+    arithmetic: Arithmetic = Arithmetic.delta  # delta: l + beta (l - prior) | mix
 
 
 @dataclass
 class GuidanceConfig:
-    name: str = "none"  # run-facing id: none | cfg | cfg_ssg | ...
-    order: list[str] = field(default_factory=lambda: ["cfg_ramp", "ssg"])
+    name: str = "none"  # run-facing id: none | cfg | cfg_ssg | ssg | icg | autoguidance | ...
+    order: list[str] = field(default_factory=list)  # active processors (ssg_eval.registry)
     cfg_ramp: CfgRampConfig = field(default_factory=CfgRampConfig)
+    icg: IcgConfig = field(default_factory=IcgConfig)
+    autoguidance: AutoguidanceConfig = field(default_factory=AutoguidanceConfig)
     ssg: SsgConfig = field(default_factory=SsgConfig)
 
 
@@ -92,13 +256,19 @@ class SamplerConfig:
     batch_size: int = 64  # per-process forward batch; never changes the images
     decode_batch_size: int = 16  # VQVAE decode group, aligned to chunk starts (part of identity)
     seed: int = 0
-    rng: str = "per_sample"  # per_sample | official (one generator per chunk, VAR's stream)
+    rng: SamplerRng = SamplerRng.per_sample  # per_sample | official (one generator per chunk)
     temperature: float = 1.0
     top_k: int = 900  # 0 disables
     top_p: float = 0.96  # 0 disables (VAR's convention); otherwise in (0, 1]
-    truncation_impl: str = "sort"  # sort (reference) | fast (partial top-k, same kept set)
+    truncation_impl: TruncationImpl = TruncationImpl.sort  # sort (reference) | fast (same set)
     save_samples_npz: bool = True  # export ADM samples.npz (arr_0, index order)
-    uint8_rounding: str = "nearest"  # nearest: floor(255*x + 0.5) clamped | truncate: floor(255*x)
+    uint8_rounding: Uint8Rounding = Uint8Rounding.nearest  # nearest: floor(255x+0.5) | truncate
+    more_smooth: bool = False  # VAR's Gumbel-softmax soft embedding (visualisation, not for FID)
+    # rng=official only: reproduce official calls. g_seed reseeds every chunk's generator (null =
+    # a seed per chunk from sampler.seed); official_labels are the labels of samples 0..N-1 in
+    # order (-1 = the null class; null = index % num_classes, balanced).
+    g_seed: int | None = None
+    official_labels: list[int] | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,14 +276,14 @@ class SamplerConfig:
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class RuntimeConfig:
-    device: str = "auto"  # auto | cpu | cuda
-    autocast_dtype: str = "float32"  # float32 (off) | bfloat16 | float16, transformer only
-    decode_dtype: str = "float32"  # float32 | bfloat16, VQVAE decoder
+    device: Device = Device.auto  # auto | cpu | cuda
+    autocast_dtype: AutocastDtype = AutocastDtype.float32  # float32 (off) | bfloat16 | float16
+    decode_dtype: DecodeDtype = DecodeDtype.float32  # float32 | bfloat16, VQVAE decoder
     use_tf32: bool = False
     cudnn_benchmark: bool = False
     cudnn_deterministic: bool = True
     num_threads: int | None = None  # torch.set_num_threads; null = leave as is
-    dist_backend: str = "auto"  # auto (nccl on cuda, gloo on cpu) | nccl | gloo
+    dist_backend: DistBackend = DistBackend.auto  # auto (nccl on cuda, gloo on cpu) | nccl | gloo
     latency_batch_size: int = 1  # Time column protocol: batch size for the timed pass
     latency_repeats: int = 3  # timed repeats after one warm-up; median reported
     measure_latency: bool = True
@@ -128,14 +298,14 @@ class MetricsConfig:
     reference_name: str = "VIRTUAL_imagenet256_labeled.npz"  # key in reference_stats/manifest.json
     verify_reference_sha256: bool = True
     inception_weights: str | None = None  # torch-fidelity state dict; null = torch-fidelity cache
-    extractor: str = "inception"  # inception (torch-fidelity inception-v3-compat)
+    extractor: Extractor = Extractor.inception  # inception (torch-fidelity inception-v3-compat)
     feature_batch_size: int = 64  # ADM batch size; fixed so features never depend on it
     feature_device: str = "auto"
     is_split_size: int = 5000  # ADM: consecutive, unshuffled 5,000-sample splits
     pr_k: int = 3
     pr_block_size: int = 10_000
-    pr_distance_dtype: str = "float16"  # float16 = ADM emulation | float32
-    fid_method: str = "eigh"  # eigh (fast, symmetric) | sqrtm (scipy, ADM's literal formula)
+    pr_distance_dtype: PrDistanceDtype = PrDistanceDtype.float16  # float16 = ADM | float32
+    fid_method: FidMethod = FidMethod.eigh  # eigh (fast, symmetric) | sqrtm (ADM's literal form)
     bootstrap_resamples: int = 0  # >0: class-stratified bootstrap std of FID (one-seed spread)
     metrics: list[str] = field(default_factory=lambda: ["fid", "sfid", "is", "precision", "recall"])
 
@@ -196,28 +366,20 @@ def register_configs() -> None:
 
 register_configs()
 
-_CHOICES = {
-    "guidance.cfg_ramp.schedule": ("linear_ramp", "constant"),
-    "guidance.ssg.beta_schedule": ("constant", "linear_decay", "linear_ramp", "list"),
-    "guidance.ssg.placement": ("after_cfg", "per_branch"),
-    "guidance.ssg.prior_source": ("guided_pre_ssg", "guided_post_ssg", "cond_only"),
-    "guidance.ssg.logit_space": ("raw", "log_softmax"),
-    "guidance.ssg.prior_mode": ("dse", "interpolate_only"),
-    "guidance.ssg.interpolation": ("bilinear", "bicubic", "area", "nearest"),
-    "guidance.ssg.coarse_block_scale": ("sqrt_area_ratio", "none"),
-    "guidance.ssg.band_fusion": ("hard_overwrite",),
-    "guidance.ssg.dct_norm": ("ortho",),
-    "sampler.rng": ("per_sample", "official"),
-    "sampler.truncation_impl": ("sort", "fast"),
-    "sampler.uint8_rounding": ("nearest", "truncate"),
-    "runtime.device": ("auto", "cpu", "cuda"),
-    "runtime.autocast_dtype": ("float32", "bfloat16", "float16"),
-    "runtime.decode_dtype": ("float32", "bfloat16"),
-    "runtime.dist_backend": ("auto", "nccl", "gloo"),
-    "metrics.pr_distance_dtype": ("float16", "float32"),
-    "metrics.fid_method": ("eigh", "sqrtm"),
-    "metrics.extractor": ("inception",),
-}
+
+def _enum_fields(schema: type, prefix: str = "") -> list[tuple[str, type[StrEnum]]]:
+    """(dotted key, enum type) of every enum-typed field under the dataclass `schema`."""
+    import typing
+
+    found = []
+    hints = typing.get_type_hints(schema)
+    for item in fields(schema):
+        kind = hints[item.name]
+        if isinstance(kind, type) and issubclass(kind, StrEnum):
+            found.append((prefix + item.name, kind))
+        elif isinstance(kind, type) and is_dataclass(kind):
+            found.extend(_enum_fields(kind, f"{prefix}{item.name}."))
+    return found
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -225,12 +387,6 @@ def _get(cfg: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         node = node[part] if isinstance(node, dict) else getattr(node, part)
     return node
-
-
-def require_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    """Raise ConfigError unless `value` is one of `choices` (names the key and the options)."""
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r} is not valid; expected one of {list(choices)}")
 
 
 def validate(cfg: Any) -> None:
@@ -242,20 +398,15 @@ def validate(cfg: Any) -> None:
     Raises:
         ConfigError: naming the first offending key, the value, what was expected and the fix.
     """
-    for key, choices in _CHOICES.items():
-        require_choice(key, _get(cfg, key), choices)
-    model, sampler, guidance = cfg.model, cfg.sampler, cfg.guidance
+    for key, options in _enum_fields(Config):  # already checked when composed by Hydra
+        parse_choice(key, _get(cfg, key), options)
+    model, sampler = cfg.model, cfg.sampler
     num_scales = len(model.patch_nums)
     if num_scales < 1 or list(model.patch_nums) != sorted(set(model.patch_nums)):
         raise ConfigError(
             f"model.patch_nums={list(model.patch_nums)} must be strictly increasing and non-empty"
         )
-    if sampler.num_samples <= 0 or sampler.num_samples % model.num_classes != 0:
-        raise ConfigError(
-            f"sampler.num_samples={sampler.num_samples} must be a positive multiple of "
-            f"model.num_classes={model.num_classes} for balanced labels; use "
-            f"{max(1, -(-sampler.num_samples // model.num_classes)) * model.num_classes}"
-        )
+    _validate_plan(model, sampler)
     for key in ("chunk_size", "batch_size", "decode_batch_size"):
         if getattr(sampler, key) <= 0:
             raise ConfigError(f"sampler.{key}={getattr(sampler, key)} must be positive")
@@ -268,47 +419,9 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"sampler.top_p={sampler.top_p} must be 0 (off) or in (0, 1]")
     if not sampler.temperature > 0:
         raise ConfigError(f"sampler.temperature={sampler.temperature} must be > 0")
-    for name in guidance.order:
-        if name not in ("cfg_ramp", "ssg"):
-            raise ConfigError(
-                f"guidance.order contains unknown processor {name!r}; valid: ['cfg_ramp', 'ssg']"
-            )
-    ssg = guidance.ssg
-    if ssg.enabled:
-        if ssg.beta < 0:
-            raise ConfigError(f"guidance.ssg.beta={ssg.beta} must be >= 0 (0 disables SSG)")
-        if ssg.beta_schedule == "list":
-            if ssg.beta_list is None or len(ssg.beta_list) != num_scales:
-                got = None if ssg.beta_list is None else len(ssg.beta_list)
-                raise ConfigError(
-                    f"guidance.ssg.beta_list has length {got}; beta_schedule=list needs one beta "
-                    f"per scale ({num_scales} for model.patch_nums={list(model.patch_nums)})"
-                )
-            if any(b < 0 for b in ssg.beta_list):
-                raise ConfigError(f"guidance.ssg.beta_list={list(ssg.beta_list)} must be >= 0")
-        if ssg.beta_schedule in ("linear_decay", "linear_ramp") and (
-            ssg.beta_end is None or ssg.beta_end < 0
-        ):
-            raise ConfigError(
-                f"guidance.ssg.beta_end={ssg.beta_end} must be set (>= 0) for "
-                f"beta_schedule={ssg.beta_schedule}"
-            )
-        if ssg.beta_schedule == "linear_decay" and ssg.beta_end > ssg.beta:
-            raise ConfigError(
-                f"guidance.ssg.beta_end={ssg.beta_end} must be <= guidance.ssg.beta={ssg.beta} for "
-                "beta_schedule=linear_decay; use linear_ramp to increase beta"
-            )
-        if ssg.beta_schedule == "linear_ramp" and ssg.beta_end < ssg.beta:
-            raise ConfigError(
-                f"guidance.ssg.beta_end={ssg.beta_end} must be >= guidance.ssg.beta={ssg.beta} for "
-                "beta_schedule=linear_ramp; use linear_decay to decrease beta"
-            )
-        if ssg.scale_indices is not None:
-            bad = [s for s in ssg.scale_indices if not 0 <= s < num_scales]
-            if bad:
-                raise ConfigError(
-                    f"guidance.ssg.scale_indices has {bad} outside [0, {num_scales - 1}]"
-                )
+    from ssg_eval.guidance import check_guidance  # the builders are the only guidance rules
+
+    check_guidance(cfg.guidance, model)
     metrics = cfg.metrics
     if metrics.pr_k < 1 or metrics.is_split_size < 1 or metrics.feature_batch_size < 1:
         raise ConfigError(
@@ -316,6 +429,32 @@ def validate(cfg: Any) -> None:
         )
     if cfg.launch.nproc_per_node < 1:
         raise ConfigError(f"launch.nproc_per_node={cfg.launch.nproc_per_node} must be >= 1")
+
+
+def _validate_plan(model: Any, sampler: Any) -> None:
+    official = sampler.rng == SamplerRng.official
+    for key in ("g_seed", "official_labels"):
+        if getattr(sampler, key) is not None and not official:
+            raise ConfigError(f"sampler.{key} is set but sampler.rng={sampler.rng}; set "
+                              f"sampler.rng=official or sampler.{key}=null")  # fmt: skip
+    if sampler.g_seed is not None and sampler.g_seed < 0:
+        raise ConfigError(f"sampler.g_seed={sampler.g_seed} must be >= 0")
+    labels = sampler.official_labels
+    if labels is not None:
+        bad = [c for c in labels if not -1 <= c < model.num_classes]
+        if not labels or bad or len(labels) != sampler.num_samples:
+            raise ConfigError(
+                f"sampler.official_labels={list(labels)} must hold sampler.num_samples="
+                f"{sampler.num_samples} labels in [0, model.num_classes={model.num_classes}) or -1 "
+                "(the null class); set sampler.num_samples to its length"
+            )
+        return
+    if sampler.num_samples <= 0 or sampler.num_samples % model.num_classes != 0:
+        raise ConfigError(
+            f"sampler.num_samples={sampler.num_samples} must be a positive multiple of "
+            f"model.num_classes={model.num_classes} for balanced labels; use "
+            f"{max(1, -(-sampler.num_samples // model.num_classes)) * model.num_classes}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Name -> builder tables for models, logit processors and metrics.
+"""Name -> builder tables for models and logit processors.
 
 Configs name registered keys; this module maps them to code. It must not import heavy modules
-at import time (builders import lazily) and must not read configs itself.
+at import time (builders import lazily) and must not read configs itself. Adding a processor is
+one module, one line in `PROCESSORS`, its schema in `ssg_eval.config` and one conf/guidance file.
 """
 
 from __future__ import annotations
@@ -16,14 +17,9 @@ from ssg_eval.config import ConfigError
 MODELS: dict[str, str] = {"var": "ssg_eval.models.load:build_model"}
 PROCESSORS: dict[str, str] = {
     "cfg_ramp": "ssg_eval.guidance.cfg:build_cfg_ramp",
+    "icg": "ssg_eval.guidance.reference:build_icg",
+    "autoguidance": "ssg_eval.guidance.reference:build_autoguidance",
     "ssg": "ssg_eval.guidance.ssg:build_ssg",
-}
-METRICS: dict[str, str] = {
-    "fid": "ssg_eval.metrics.compute:fid_from_stats",
-    "sfid": "ssg_eval.metrics.compute:sfid_from_stats",
-    "is": "ssg_eval.metrics.inception_score:inception_score",
-    "precision": "ssg_eval.metrics.precision_recall:precision_recall",
-    "recall": "ssg_eval.metrics.precision_recall:precision_recall",
 }
 
 

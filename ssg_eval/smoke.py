@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from ssg_eval.stage import CONF_DIR, exit_on_user_error
-from ssg_eval.suite import load_suite, run_suite
+from ssg_eval.runs.io import atomic_open, atomic_write_bytes, atomic_write_npz
+from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
+from ssg_eval.stages.suite import load_suite, run_suite
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
@@ -53,9 +54,8 @@ def synthetic_images(
 
 
 def _save_state_dict(module: torch.nn.Module, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(module.state_dict(), tmp)
-    tmp.replace(path)
+    with atomic_open(path) as handle:
+        torch.save(module.state_dict(), handle)
 
 
 def held_out_baseline_images(cfg, num: int = REFERENCE_IMAGES, seed: int = REFERENCE_SEED):
@@ -110,7 +110,6 @@ def make_inception_and_reference(baseline_cfg, weights: Path, reference: Path) -
     from ssg_eval.features.extract import extract_features
     from ssg_eval.features.inception import build_inception, make_random_inception_weights
     from ssg_eval.metrics.stats import feature_statistics
-    from ssg_eval.utils.io import atomic_write_npz
 
     images = held_out_baseline_images(baseline_cfg)
     raw = weights.with_name(weights.name + ".raw")
@@ -132,9 +131,7 @@ def make_inception_and_reference(baseline_cfg, weights: Path, reference: Path) -
 def _save_tensors(state: dict, path: Path) -> None:
     buffer = io.BytesIO()  # bytes independent of the file name
     torch.save(state, buffer)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def make_assets(cell_cfgs: Sequence) -> list[Path]:

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 import ssg_eval.config  # noqa: F401  (registers the structured-config schemas)
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "ssg_eval" / "conf"
 
 
 def compose_config(

@@ -30,8 +30,8 @@ from ssg_eval.analysis.spectral import (
     plot_latent_panels,
     plot_pixel_ratio,
 )
-from ssg_eval.stage import exit_on_user_error
-from ssg_eval.utils.io import atomic_write_text, read_json
+from ssg_eval.runs.io import atomic_write_text, read_json
+from ssg_eval.stages.entry import exit_on_user_error
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
@@ -219,7 +219,7 @@ def run_spectral_analysis(
     latent_mode: str = "forced",
     device: str | None = None,
 ) -> dict[str, Path]:
-    """Both spectral figures of SSG_METHOD.md §7 for a baseline run and its SSG twin.
+    """Both spectral figures of docs/METHOD.md (spectral analysis) for a baseline and its SSG twin.
 
     Every input is checked first (manifests, shards, reference, image sizes, model and plan
     agreement, checkpoints, existing outputs); only then are latents re-generated and images read.
@@ -231,7 +231,7 @@ def run_spectral_analysis(
         out_dir: where `latent_spectrum.{png,csv}` and `pixel_spectrum.{png,csv}` go.
         num_latent_samples: samples 0..n−1 of the plan re-generated for the latent panels.
         overwrite: replace existing output files.
-        latent_mode: `forced` (SSG_METHOD.md §7 default: the SSG pass replays the baseline's
+        latent_mode: `forced` (docs/METHOD.md default: the SSG pass replays the baseline's
             tokens up to step a, so only step b differs) or `free` (both runs sampled freely).
         device: `cpu`, `cuda` or `auto`; None uses the baseline manifest's `runtime.device`.
 
@@ -254,8 +254,8 @@ def run_spectral_analysis(
         ckpt = baseline.config["model"].get(key)
         if ckpt is not None and not Path(ckpt).is_file():
             raise FileNotFoundError(f"model.{key}={ckpt} (from {baseline.run_dir}) not found")
-    if not treated.config["guidance"].get("ssg", {}).get("enabled", False):
-        log.warning("%s has guidance.ssg.enabled=false; comparing it anyway", treated.name)
+    if "ssg" not in treated.config["guidance"].get("order", []):
+        log.warning("%s has no ssg in guidance.order; comparing it anyway", treated.name)
     latent_level(baseline, treated, num_latent_samples, latent_mode, device, paths)
     pixel_level(baseline, treated, reference, paths)
     log.info("spectral analysis written to %s", out_dir)

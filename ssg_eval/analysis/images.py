@@ -6,58 +6,21 @@ array) or a folder of PNGs; it must not compute spectra or write files.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from ssg_eval.runs.npz import npz_array_header
 
 IMAGE_BATCH = 256  # images per batch when streaming
 
 
-def _npy_header(handle: Any, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(handle)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(handle)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(handle)
-    raise ValueError(f"{where}: unsupported .npy format version {version}")
-
-
-def npz_array_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of `key` inside an npz without loading the array.
-
-    Raises:
-        ValueError: the file is not a zip/npz or has no `key`.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if f"{key}.npy" not in archive.namelist():
-                keys = sorted(n.removesuffix(".npy") for n in archive.namelist())
-                raise ValueError(f"{path} has no key {key!r}; keys: {keys}")
-            with archive.open(f"{key}.npy") as handle:
-                shape, _, dtype = _npy_header(handle, f"{path}[{key}]")
-    except zipfile.BadZipFile as err:
-        raise ValueError(f"{path} is not an npz file ({err})") from err
-    return tuple(shape), dtype
-
-
 def iter_npz_images(path: Path, key: str = "arr_0", batch: int = IMAGE_BATCH) -> Iterator:
     """Stream a uint8 (N, H, W, 3) npz array in batches without loading all of it."""
-    with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as handle:
-        shape, fortran, dtype = _npy_header(handle, f"{path}[{key}]")
-        if fortran or dtype != np.uint8 or len(shape) != 4:
-            raise ValueError(
-                f"{path}[{key}] must be C-order uint8 (N, H, W, 3); got {dtype} {shape}"
-            )
-        per_image = int(np.prod(shape[1:]))
-        for start in range(0, shape[0], batch):
-            count = min(batch, shape[0] - start)
-            raw = handle.read(count * per_image)
-            if len(raw) != count * per_image:
-                raise ValueError(f"{path}[{key}] is truncated at image {start}")
-            yield np.frombuffer(raw, dtype=np.uint8).reshape(count, *shape[1:])
+    from ssg_eval.features.extract import iter_npz_images as stream
+
+    return stream(path, batch, key)
 
 
 def _png_files(folder: Path) -> list[Path]:

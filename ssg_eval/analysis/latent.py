@@ -1,8 +1,8 @@
 """Re-generation of a few samples of two runs to compare their cumulative latents f̂ per step.
 
-This module drives the production sampler (`sampling.loop.generate_batch`) with each run's own
-manifest config and an observer that copies f̂ after every scale; it must not write files or hold
-spectral math (that is `analysis.spectral`).
+This module drives the production sampler (`sampling.loop.sample_scales`) with each run's own
+manifest config and reads f̂ after every scale from the loop's diagnostics; it must not write files
+or hold spectral math (that is `analysis.spectral`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _field(info: Any, name: str) -> Any:
 
 
 class LatentRecorder:
-    """Observer for `generate_batch`: keeps f̂ (and tokens) after the requested scales, on CPU."""
+    """Reads the loop's per-scale diagnostics: keeps f̂ (and tokens) after the requested scales."""
 
     def __init__(self, scales: Sequence[int] | None = None) -> None:
         self.scales = None if scales is None else set(scales)
@@ -83,8 +83,12 @@ def sample_indices(
     processors: list,
     observer: Callable[[int, Any], None] | None,
     device: Any,
+    guide: Any = None,
 ) -> np.ndarray:
     """Generate plan indices `indices` as one batch with the run's labels, seeds and settings.
+
+    `observer(si, info)` receives the loop's diagnostics of every scale (f̂, logits, tokens);
+    ICG's random labels come from the plan and `guide` is autoguidance's guide model.
 
     Returns:
         (n, H, W, 3) uint8 images (`sampling.shards.to_uint8` with the run's rounding); with
@@ -92,23 +96,32 @@ def sample_indices(
     """
     import torch
 
-    from ssg_eval.sampling.loop import generate_batch, make_generators
+    from ssg_eval.guidance.base import RANDOM_CLASS
+    from ssg_eval.sampling.loop import (
+        decode_images,
+        latents_from_tokens,
+        make_generators,
+        sample_scales,
+    )
     from ssg_eval.sampling.plan import plan_from_config
     from ssg_eval.sampling.shards import to_uint8
 
     plan = plan_from_config(config)
+    kwargs = sampling_kwargs(config)
+    decode_dtype = kwargs.pop("decode_dtype")
     labels_B = torch.as_tensor(plan.labels(list(indices)), dtype=torch.long, device=device)
+    if any(RANDOM_CLASS in getattr(p, "branches", ()) for p in processors):
+        random_B = plan.reference_labels(list(indices))
+        kwargs["random_labels_B"] = torch.as_tensor(random_B, dtype=torch.long, device=device)
     generators = make_generators([plan.sample_seed(int(i)) for i in indices], device)
+    sample = sample_scales(var, vae, labels_B, generators, processors, guide=guide,
+                           diagnostics=observer is not None, **kwargs)  # fmt: skip
     with torch.inference_mode():
-        images_B3HW = generate_batch(
-            var,
-            vae,
-            labels_B,
-            generators,
-            processors,
-            **sampling_kwargs(config),
-            observer=observer,
-        )
+        if observer is not None:
+            for si, info in enumerate(sample.diagnostics):
+                observer(si, info)
+        f_hat_BCHW = latents_from_tokens(vae, sample.tokens, sample.embeddings)
+        images_B3HW = decode_images(vae, f_hat_BCHW, decode_dtype)
     return to_uint8(images_B3HW, str(config.sampler.uint8_rounding))
 
 
@@ -125,7 +138,7 @@ def latent_transitions(
     seeds as the stored images) in batches of the baseline's `sampler.batch_size`. `forced`:
     the baseline is sampled once; then, for each b, the treated processors run with a
     `TokenForcer` replaying the baseline's tokens at steps < b, so only step b differs
-    (SSG_METHOD.md §7 default). `free`: both runs are sampled once, as they were stored.
+    (docs/METHOD.md default). `free`: both runs are sampled once, as they were stored.
 
     Args:
         baseline_config: the baseline manifest's resolved config.
@@ -157,12 +170,19 @@ def latent_transitions(
     model = build_sampling_model(cfg_b, torch_device)
     patch_nums = list(cfg_b.model.patch_nums)
     proc_t = build_processors(cfg_t.guidance, patch_nums)
+    guide_t = None
+    if "autoguidance" in list(cfg_t.guidance.order):
+        from ssg_eval.models.load import build_guide
+
+        guide_t, _ = build_guide(cfg_t.model, cfg_t.guidance.autoguidance.guide, torch_device)
     step = max(1, min(int(cfg_b.sampler.batch_size), num_samples))
     transitions = range(1, len(patch_nums))
     base, treated = LatentRecorder(), LatentRecorder()
 
     def run(config: Any, indices: list[int], processors: list, recorder: LatentRecorder) -> None:
-        sample_indices(model.var, model.vae, config, indices, processors, recorder, torch_device)
+        guide = model.guide if config is cfg_b else guide_t
+        sample_indices(model.var, model.vae, config, indices, processors, recorder, torch_device,
+                       guide=guide)  # fmt: skip
 
     for start in range(0, num_samples, step):
         indices = list(range(start, min(start + step, num_samples)))

@@ -1,6 +1,6 @@
 """Radially averaged Fourier spectra of latents and images, and the two SSG spectral figures.
 
-The core is pure numpy (arrays in, arrays out) following SSG_METHOD.md §7's project defaults;
+The core is pure numpy (arrays in, arrays out) following docs/METHOD.md's project defaults;
 this module must not load models, sample or read run directories (that is `analysis.cli`), and it
 selects the Agg backend only inside the plotting helpers.
 """
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ssg_eval.runs.io import atomic_write_bytes
 
 __all__ = [
     "LUMA_WEIGHTS",
@@ -160,7 +162,7 @@ def latent_delta_spectrum(
     """Paired ΔLog Magnitude: treated minus baseline profile per sample, then mean ± std.
 
     Row b of both inputs must be the same sample (same label and seed), so the difference is
-    paired as in SSG_METHOD.md §7's latent panels.
+    paired as in docs/METHOD.md's latent panels.
 
     Args:
         f_hat_treated_BCHW: (B, C, H, W) latents with SSG.
@@ -188,7 +190,7 @@ def nyquist_bin(prev_patch_num: int, grid: int) -> int:
     A pn×pn token map carries frequencies up to pn/2 cycles per image. f̂ lives on the final
     grid, where the FFT index is also cycles per image, so the limit is radius pn/2 whatever the
     grid; under `radial_bins` it falls in bin floor(pn/2 + 0.5) (VAR-d16, grid 16: pn 6, 8, 10,
-    13 -> bins 3, 4, 5, 7). The paper's red lines sit about one bin higher (SSG_METHOD.md §7, ❓).
+    13 -> bins 3, 4, 5, 7). The paper's red lines sit about one bin higher (docs/METHOD.md).
 
     Args:
         prev_patch_num: side of the previous scale's token grid.
@@ -294,15 +296,7 @@ class LatentPanel:
 def _save_png(fig, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_latent_panels(panels: Sequence[LatentPanel], path: str | Path, title: str = "") -> Path:

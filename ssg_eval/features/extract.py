@@ -6,8 +6,6 @@ Results never depend on how the caller chunks its input (the stream is re-batche
 
 from __future__ import annotations
 
-import struct
-import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ssg_eval.features import FEATURE_DIMS, FEATURE_KEYS
-
-_ZIP_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes; last two: name and extra lengths
+from ssg_eval.runs.npz import open_npz_array
 
 
 def validate_images(images: np.ndarray, where: str = "images") -> None:
@@ -147,70 +144,6 @@ def extract_features(
         if not np.isfinite(value).all():
             raise ValueError(f"Inception produced non-finite {key} features; check the weights")
     return features
-
-
-def _npz_member(zf: zipfile.ZipFile, path: Path, key: str) -> zipfile.ZipInfo:
-    name = f"{key}.npy"
-    if name not in zf.namelist():
-        keys = sorted(n.removesuffix(".npy") for n in zf.namelist())
-        raise KeyError(f"{path}: key {key!r} missing (keys present: {keys})")
-    return zf.getinfo(name)
-
-
-def npz_array_header(path: str | Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of `key` in an npz without reading its data.
-
-    Raises:
-        FileNotFoundError: no such file. KeyError: key missing. ValueError: not an npz/npy member.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    try:
-        with zipfile.ZipFile(path) as zf, zf.open(_npz_member(zf, path, key)) as member:
-            version = np.lib.format.read_magic(member)
-            shape, _, dtype = _read_header(member, version)
-    except zipfile.BadZipFile as err:
-        raise ValueError(f"{path} is not an npz file ({err})") from err
-    return tuple(shape), dtype
-
-
-def _read_header(handle, version: tuple[int, int]):
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(handle)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(handle)
-    raise ValueError(f"unsupported npy format version {version}")
-
-
-def open_npz_array(path: str | Path, key: str) -> np.ndarray:
-    """`key` of an npz as a read-only memory map when stored uncompressed, else loaded once.
-
-    `np.load` cannot memory-map npz members; an uncompressed member is a plain npy inside the
-    zip, so its data offset is computed from the local zip header and mapped directly.
-
-    Raises:
-        FileNotFoundError, KeyError, ValueError: as `npz_array_header`.
-    """
-    path = Path(path)
-    shape, dtype = npz_array_header(path, key)
-    with zipfile.ZipFile(path) as zf:
-        info = _npz_member(zf, path, key)
-        with zf.open(info) as member:
-            version = np.lib.format.read_magic(member)
-            _, fortran, _ = _read_header(member, version)
-            header_len = member.tell()
-    if info.compress_type != zipfile.ZIP_STORED or dtype.hasobject:
-        with np.load(path) as data:
-            return data[key]
-    with open(path, "rb") as raw:
-        raw.seek(info.header_offset)
-        fields = _ZIP_LOCAL_HEADER.unpack(raw.read(_ZIP_LOCAL_HEADER.size))
-    offset = info.header_offset + _ZIP_LOCAL_HEADER.size + fields[-2] + fields[-1] + header_len
-    if int(np.prod(shape)) == 0:
-        return np.empty(shape, dtype=dtype)
-    order = "F" if fortran else "C"
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
 
 
 def iter_npz_images(path: str | Path, batch: int, key: str = "arr_0") -> Iterator[np.ndarray]:

@@ -18,7 +18,7 @@ from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from ssg_eval.features.spatial import SpatialTap
-from ssg_eval.utils.io import sha256_of_file
+from ssg_eval.runs.io import atomic_write_bytes, sha256_file
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -29,7 +29,6 @@ OFFICIAL_SHA256_PREFIX = "6726825d"  # torch.hub naming: file-<sha256 prefix>.pt
 WEIGHTS_ENV = "SSG_EVAL_INCEPTION"
 WEIGHTS_KEY = "metrics.inception_weights"
 TORCH_FIDELITY_LAYERS = ["2048", "logits_unbiased"]  # pool3 and IS logits (fc without bias)
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 def torch_fidelity_cache_path() -> Path:
@@ -77,12 +76,7 @@ def inception_weights_sha256(weights_path: str | os.PathLike | None) -> str:
     Raises:
         FileNotFoundError: as `resolve_inception_weights`.
     """
-    path = resolve_inception_weights(weights_path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = sha256_of_file(path)
-    return _SHA_CACHE[key]
+    return sha256_file(resolve_inception_weights(weights_path))
 
 
 class _Skeleton(FeatureExtractorInceptionV3):
@@ -144,16 +138,7 @@ def make_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> str
         io.BytesIO()
     )  # not the file name: torch.save embeds it, the bytes must not depend on it
     torch.save(state, buffer)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return sha256_of_file(path)
+    return sha256_file(atomic_write_bytes(path, buffer.getvalue()))
 
 
 def check_inception_state_dict(path: Path) -> None:

@@ -5,10 +5,17 @@ This module owns the guidance seam only; it must not hold any guidance math or r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from torch import Tensor
+
+# The extra forward branches a processor may ask the sampler for (`LogitProcessor.branches`).
+NULL_CLASS = "null_class"  # the main model with the null label (CFG's unconditional rows)
+RANDOM_CLASS = "random_class"  # the main model with a random label per sample (ICG)
+GUIDE_MODEL = "guide_model"  # the guide network with the sample's label (autoguidance)
+BRANCHES = (NULL_CLASS, RANDOM_CLASS, GUIDE_MODEL)
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,8 @@ class StepContext:
         logits_cond_BlV: raw conditional logits (B, l, V) float32.
         logits_uncond_BlV: raw unconditional logits (B, l, V), or None when no processor
             needs the unconditional branch.
+        branch_logits: (B, l, V) logits of the other extra branches that some processor asked
+            for, keyed by branch name (random_class, guide_model); empty otherwise.
     """
 
     scale_index: int
@@ -31,6 +40,7 @@ class StepContext:
     prev_patch_num: int | None
     logits_cond_BlV: Tensor
     logits_uncond_BlV: Tensor | None
+    branch_logits: Mapping[str, Tensor] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -44,13 +54,17 @@ class LogitProcessor(Protocol):
     - its neutral setting is a bit-exact identity.
 
     `branch_wise` processors run before any branch-mixing processor (CFG), once on the
-    conditional and once on the unconditional logits, each branch with its own state; the sampler
-    then rebuilds `ctx` from the edited branches. All other processors run in listed order on the
-    running (B, l, V) logits.
+    conditional logits and once on every extra branch, each branch with its own state; the
+    sampler then rebuilds `ctx` from the edited branches. All other processors run in listed
+    order on the running (B, l, V) logits.
+
+    `branches` names the extra forward branches it reads (a subset of `BRANCHES`);
+    `needs_uncond` is True exactly when it contains the null class.
     """
 
     needs_uncond: bool
     branch_wise: bool
+    branches: tuple[str, ...]
 
     def init_state(self, batch_size: int) -> object: ...
 

@@ -1,7 +1,7 @@
 """Discrete Spatial Enhancement (DSE): the frequency-domain upsampler that builds SSG's prior.
 
 This module owns pure tensor functions (orthonormal DCT matrices, DSE, plain interpolation); it
-must not hold state, draw random numbers or modify its inputs (SSG_METHOD.md §2).
+must not hold state, draw random numbers or modify its inputs (docs/METHOD.md, DSE).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def dse_upsample(
     interpolation: str = "bilinear",
     coarse_block_scale: str = "sqrt_area_ratio",
 ) -> Tensor:
-    """Upsample per-channel maps with DSE (SSG_METHOD.md §2), independently for every channel V.
+    """Upsample per-channel maps with DSE (docs/METHOD.md), independently for every channel V.
 
     1. interp = Interp(prev → (H, W));
     2. L_c = D_h'·prev·D_w'ᵀ (h'×w'), L_f = D_H·interp·D_Wᵀ (H×W), orthonormal DCT-II;

@@ -1,41 +1,41 @@
-"""SSG (Scaled Spatial Guidance) as a logit processor: ℓ̃_k = ℓ_k + β_k·(ℓ_k − DSE(ℓ_{k−1})).
+"""SSG (Scaled Spatial Guidance): the reference-guidance family with the DSE prior as reference.
 
-This module owns the SSG update, its β schedule and every open-question switch of SSG_METHOD.md §4;
-it must not modify its inputs or attributes, draw random numbers, or mix CFG branches itself.
+ℓ̃_k = ℓ_k + β_k·(ℓ_k − DSE(ℓ_{k−1})). This module owns the DSE-prior reference, SSG's β schedule and
+every open-question switch of docs/METHOD.md; it must not modify its inputs or attributes, draw
+random numbers, or mix CFG branches itself.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ssg_eval.config import ConfigError, require_choice
+from ssg_eval.config import (
+    Arithmetic,
+    BandFusion,
+    BetaSchedule,
+    CoarseBlockScale,
+    ConfigError,
+    DctNorm,
+    Interpolation,
+    LogitSpace,
+    Placement,
+    PriorMode,
+    PriorSource,
+    parse_choice,
+)
 from ssg_eval.guidance.base import StepContext
 from ssg_eval.guidance.dse import dse_upsample, interpolate_prior
+from ssg_eval.guidance.reference import ReferenceGuidance, check_weight, window
 
 _KEY = "guidance.ssg"
-_CHOICES = {
-    "beta_schedule": ("constant", "linear_decay", "linear_ramp", "list"),
-    "placement": ("after_cfg", "per_branch"),
-    "prior_source": ("guided_pre_ssg", "guided_post_ssg", "cond_only"),
-    "logit_space": ("raw", "log_softmax"),
-    "prior_mode": ("dse", "interpolate_only"),
-    "interpolation": ("bilinear", "bicubic", "area", "nearest"),
-    "coarse_block_scale": ("sqrt_area_ratio", "none"),
-    "band_fusion": ("hard_overwrite",),
-    "dct_norm": ("ortho",),
-}
 
 
 def _check_beta(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key}={value!r} must be a number >= 0 (0 disables SSG)")
-    if not (math.isfinite(value) and value >= 0):
-        raise ConfigError(f"{key}={value!r} must be a finite number >= 0 (0 disables SSG)")
-    return float(value)
+    return check_weight(key, value)
 
 
 def beta_per_scale(
@@ -58,17 +58,9 @@ def beta_per_scale(
         ConfigError: naming the `guidance.ssg.*` key that is out of range.
     """
     beta = _check_beta(f"{_KEY}.beta", beta)
-    require_choice(f"{_KEY}.beta_schedule", beta_schedule, _CHOICES["beta_schedule"])
-    if scale_indices is None:
-        requested = list(range(1, num_scales))
-    else:
-        requested = [int(s) for s in scale_indices]
-        bad = [s for s in requested if not 0 <= s < num_scales]
-        if bad:
-            raise ConfigError(
-                f"{_KEY}.scale_indices={requested} has {bad} outside [0, {num_scales - 1}]"
-            )
-    active = sorted({s for s in requested if s >= 1})
+    beta_schedule = parse_choice(f"{_KEY}.beta_schedule", beta_schedule, BetaSchedule)
+    requested = window(f"{_KEY}.scale_indices", num_scales, scale_indices, range(1, num_scales))
+    active = [s for s in requested if s >= 1]
     betas = [0.0] * num_scales
     if beta_schedule == "list":
         if beta_list is None or len(beta_list) != num_scales:
@@ -93,9 +85,10 @@ def beta_per_scale(
     if (beta_schedule == "linear_decay" and end > beta) or (
         beta_schedule == "linear_ramp" and end < beta
     ):
+        relation, other = ("<=", "linear_ramp") if end > beta else (">=", "linear_decay")
         raise ConfigError(
-            f"{_KEY}.beta_end={end} contradicts beta_schedule={beta_schedule} with beta={beta}; "
-            "linear_decay needs beta_end <= beta, linear_ramp needs beta_end >= beta"
+            f"{_KEY}.beta_end={end} must be {relation} {_KEY}.beta={beta} for "
+            f"beta_schedule={beta_schedule}; use {other} to go the other way"
         )
     n = len(active)
     for j, s in enumerate(active):
@@ -104,7 +97,81 @@ def beta_per_scale(
     return tuple(betas)
 
 
-class Ssg:
+@dataclass(frozen=True)
+class DsePrior:
+    """ℓ_ref,k = DSE(ℓ_{k−1}): the previous scale's `prior_source` logits, upsampled (no forward).
+
+    State: the previous scale's prior source, a new (B, V, pn', pn') tensor (a channels-last view
+    of a private (B, pn', pn', V) buffer that nothing else references), or None before si = 0. It
+    is recorded at every scale (β_k = 0 included), already in `logit_space`.
+    """
+
+    patch_nums: tuple[int, ...]
+    prior_source: PriorSource
+    logit_space: LogitSpace
+    prior_mode: PriorMode
+    interpolation: Interpolation
+    coarse_block_scale: CoarseBlockScale
+    branch: None = None
+
+    def init_state(self, batch_size: int) -> Tensor | None:
+        """No previous scale yet: the state before si = 0 is None."""
+        return None
+
+    def check(
+        self, logits_BlV: Tensor, ctx: StepContext, state: Tensor | None, beta: float
+    ) -> None:
+        si, pn, k = ctx.scale_index, ctx.patch_num, len(self.patch_nums)
+        if ctx.num_scales != k or not 0 <= si < k or self.patch_nums[si] != pn:
+            raise ValueError(
+                f"SSG built for patch_nums={list(self.patch_nums)} got scale {si} with "
+                f"patch_num={pn} of num_scales={ctx.num_scales}"
+            )
+        if logits_BlV.dim() != 3 or logits_BlV.shape[1] != pn * pn:
+            raise ValueError(f"expected logits (B, {pn * pn}, V), got {tuple(logits_BlV.shape)}")
+        if si > 0 and beta != 0.0:
+            prev = self.patch_nums[si - 1]
+            expected = (logits_BlV.shape[0], logits_BlV.shape[2], prev, prev)
+            got = None if state is None else tuple(state.shape)
+            if got != expected:
+                raise ValueError(
+                    f"SSG at scale {si} needs the state returned at scale {si - 1} with shape "
+                    f"{expected} (B, V, pn', pn'); got {got}"
+                )
+
+    def reference(self, logits_BlV: Tensor, ctx: StepContext, state: Tensor) -> Tensor:
+        b, l, v = logits_BlV.shape
+        pn = ctx.patch_num
+        if self.prior_mode == PriorMode.dse:
+            prior_BVHW = dse_upsample(
+                state,
+                (pn, pn),
+                interpolation=self.interpolation,
+                coarse_block_scale=self.coarse_block_scale,
+            )
+        else:
+            prior_BVHW = interpolate_prior(state, (pn, pn), self.interpolation)
+        return prior_BVHW.permute(0, 2, 3, 1).reshape(b, l, v)
+
+    def next_state(
+        self, pre_BlV: Tensor, post_BlV: Tensor, ctx: StepContext, state: Tensor | None
+    ) -> Tensor:
+        source_BlV = {
+            PriorSource.guided_pre_ssg: pre_BlV,
+            PriorSource.guided_post_ssg: post_BlV,
+            PriorSource.cond_only: ctx.logits_cond_BlV,
+        }[self.prior_source]
+        # Always a private copy: the sampler's truncation (or anyone) may later edit the source.
+        if self.logit_space == LogitSpace.log_softmax:
+            kept_BlV = torch.log_softmax(source_BlV, dim=-1).contiguous()
+        else:
+            kept_BlV = source_BlV.clone(memory_format=torch.contiguous_format)
+        b, _, v = kept_BlV.shape
+        pn = ctx.patch_num
+        return kept_BlV.view(b, pn, pn, v).permute(0, 3, 1, 2)  # (B, V, pn, pn) row-major grid
+
+
+class Ssg(ReferenceGuidance):
     """Scaled Spatial Guidance: ℓ̃_k = ℓ_k + β_k·(ℓ_k − ℓ_prior,k), ℓ_prior,k = DSE(ℓ_{k−1}).
 
     ℓ_k are this scale's logits (optionally log-softmaxed over V, `logit_space`). ℓ_{k−1} is the
@@ -115,19 +182,14 @@ class Ssg:
 
     `needs_uncond` is False in both placements: after_cfg only reads the running (mixed) logits,
     and per_branch (`branch_wise`) is applied by the sampler to whichever branches exist (cond
-    only, or cond and uncond each with its own state), so SSG never forces the doubled batch.
+    only, or cond and each extra branch with its own state), so SSG never forces another branch.
 
     prior_source picks ℓ_{k−1}: `guided_pre_ssg` = the logits this processor received at k−1,
     `guided_post_ssg` = what it returned at k−1, `cond_only` = ctx.logits_cond_BlV at k−1 (with
     per_branch this is the conditional prior for both branches). With log_softmax, both ℓ_k and
     ℓ_{k−1} are log-softmaxed over V before the update; the output then differs from raw by a
     per-position constant only.
-
-    State: the previous scale's prior source, a new (B, V, pn', pn') tensor (a channels-last view
-    of a private (B, pn', pn', V) buffer that nothing else references), or None before si = 0.
     """
-
-    needs_uncond = False
 
     def __init__(
         self,
@@ -146,6 +208,7 @@ class Ssg:
         coarse_block_scale: str,
         band_fusion: str,
         dct_norm: str,
+        arithmetic: str = "delta",
     ) -> None:
         """Validate every switch (SsgConfig) and precompute β_k per scale.
 
@@ -155,19 +218,21 @@ class Ssg:
         patch_nums = [int(p) for p in patch_nums]
         if not patch_nums or patch_nums != sorted(set(patch_nums)) or patch_nums[0] < 1:
             raise ConfigError(f"model.patch_nums={patch_nums} must be strictly increasing, >= 1")
-        for key, value in (
-            ("placement", placement),
-            ("prior_source", prior_source),
-            ("logit_space", logit_space),
-            ("prior_mode", prior_mode),
-            ("interpolation", interpolation),
-            ("coarse_block_scale", coarse_block_scale),
-            ("band_fusion", band_fusion),
-            ("dct_norm", dct_norm),
-        ):
-            require_choice(f"{_KEY}.{key}", value, _CHOICES[key])
-        self.patch_nums = tuple(patch_nums)
-        self.betas = beta_per_scale(
+        choice = {
+            key: parse_choice(f"{_KEY}.{key}", value, options)
+            for key, value, options in (
+                ("placement", placement, Placement),
+                ("prior_source", prior_source, PriorSource),
+                ("logit_space", logit_space, LogitSpace),
+                ("prior_mode", prior_mode, PriorMode),
+                ("interpolation", interpolation, Interpolation),
+                ("coarse_block_scale", coarse_block_scale, CoarseBlockScale),
+                ("band_fusion", band_fusion, BandFusion),
+                ("dct_norm", dct_norm, DctNorm),
+                ("arithmetic", arithmetic, Arithmetic),
+            )
+        }
+        betas = beta_per_scale(
             len(patch_nums),
             beta=beta,
             beta_schedule=beta_schedule,
@@ -175,103 +240,36 @@ class Ssg:
             beta_list=None if beta_list is None else list(beta_list),
             scale_indices=None if scale_indices is None else list(scale_indices),
         )
-        self.branch_wise = placement == "per_branch"
-        self.placement = placement
-        self.prior_source = prior_source
-        self.logit_space = logit_space
-        self.prior_mode = prior_mode
-        self.interpolation = interpolation
-        self.coarse_block_scale = coarse_block_scale
-
-    def init_state(self, batch_size: int) -> Tensor | None:
-        """No previous scale yet: the state before si = 0 is None."""
-        return None
-
-    def _to_space(self, logits_BlV: Tensor) -> Tensor:
-        if self.logit_space == "log_softmax":
-            return torch.log_softmax(logits_BlV, dim=-1)
-        return logits_BlV
-
-    def _prior(self, prev_BVhw: Tensor, pn: int) -> Tensor:
-        if self.prior_mode == "dse":
-            return dse_upsample(
-                prev_BVhw,
-                (pn, pn),
-                interpolation=self.interpolation,
-                coarse_block_scale=self.coarse_block_scale,
-            )
-        return interpolate_prior(prev_BVhw, (pn, pn), self.interpolation)
-
-    def _check(self, logits_BlV: Tensor, ctx: StepContext, state: Tensor | None) -> None:
-        si, pn, k = ctx.scale_index, ctx.patch_num, len(self.patch_nums)
-        if ctx.num_scales != k or not 0 <= si < k or self.patch_nums[si] != pn:
-            raise ValueError(
-                f"SSG built for patch_nums={list(self.patch_nums)} got scale {si} with "
-                f"patch_num={pn} of num_scales={ctx.num_scales}"
-            )
-        if logits_BlV.dim() != 3 or logits_BlV.shape[1] != pn * pn:
-            raise ValueError(f"expected logits (B, {pn * pn}, V), got {tuple(logits_BlV.shape)}")
-        if si > 0 and self.betas[si] != 0.0:
-            prev = self.patch_nums[si - 1]
-            expected = (logits_BlV.shape[0], logits_BlV.shape[2], prev, prev)
-            got = None if state is None else tuple(state.shape)
-            if got != expected:
-                raise ValueError(
-                    f"SSG at scale {si} needs the state returned at scale {si - 1} with shape "
-                    f"{expected} (B, V, pn', pn'); got {got}"
-                )
-
-    def __call__(
-        self, logits_BlV: Tensor, ctx: StepContext, state: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
-        """Apply SSG at scale `ctx.scale_index` and record this scale's prior source.
-
-        Args:
-            logits_BlV: (B, l, V) floating logits with l = ctx.patch_num**2 (CFG-mixed for
-                after_cfg; one branch for per_branch); not modified.
-            ctx: this scale's context; `logits_cond_BlV` is read only for prior_source=cond_only.
-            state: what this processor returned at the previous scale (None at si = 0).
-
-        Returns:
-            (guided_BlV, next_state): guided_BlV (B, l, V) with the input dtype (the input itself
-            where β_k = 0 or si = 0); next_state (B, V, pn, pn), a new tensor.
-
-        Raises:
-            ValueError: ctx/shape do not match the patch_nums this processor was built for, or
-                the state of the previous scale is missing.
-        """
-        self._check(logits_BlV, ctx, state)
-        si, pn = ctx.scale_index, ctx.patch_num
-        beta = self.betas[si]
-        if si == 0 or beta == 0.0:
-            guided_BlV = logits_BlV
-        else:
-            cur_BlV = self._to_space(logits_BlV)
-            b, l, v = cur_BlV.shape
-            prior_BlV = self._prior(state, pn).permute(0, 2, 3, 1).reshape(b, l, v)
-            guided_BlV = cur_BlV + beta * (cur_BlV - prior_BlV)
-        source_BlV = {
-            "guided_pre_ssg": logits_BlV,
-            "guided_post_ssg": guided_BlV,
-            "cond_only": ctx.logits_cond_BlV,
-        }[self.prior_source]
-        return guided_BlV, self._record(source_BlV, pn)
-
-    def _record(self, source_BlV: Tensor, pn: int) -> Tensor:
-        # Always a private copy: the sampler's truncation (or anyone) may later edit the source.
-        if self.logit_space == "log_softmax":
-            kept_BlV = torch.log_softmax(source_BlV, dim=-1).contiguous()
-        else:
-            kept_BlV = source_BlV.clone(memory_format=torch.contiguous_format)
-        b, _, v = kept_BlV.shape
-        return kept_BlV.view(b, pn, pn, v).permute(0, 3, 1, 2)  # (B, V, pn, pn) row-major grid
+        prior = DsePrior(
+            patch_nums=tuple(patch_nums),
+            prior_source=choice["prior_source"],
+            logit_space=choice["logit_space"],
+            prior_mode=choice["prior_mode"],
+            interpolation=choice["interpolation"],
+            coarse_block_scale=choice["coarse_block_scale"],
+        )
+        super().__init__(
+            name="ssg",
+            reference=prior,
+            weights=betas,
+            arithmetic=choice["arithmetic"],
+            logit_space=choice["logit_space"],
+            branch_wise=choice["placement"] == Placement.per_branch,
+        )
+        self.patch_nums = tuple(patch_nums)
+        self.betas = betas
+        self.placement = choice["placement"]
+        self.prior_source = choice["prior_source"]
+        self.prior_mode = choice["prior_mode"]
+        self.interpolation = choice["interpolation"]
+        self.coarse_block_scale = choice["coarse_block_scale"]
 
 
 def build_ssg(ssg_cfg: Any, patch_nums: list[int]) -> Ssg:
     """Build `Ssg` from a `guidance.ssg` config node (SsgConfig or DictConfig).
 
     Args:
-        ssg_cfg: the `guidance.ssg` node; `enabled` is not read here.
+        ssg_cfg: the `guidance.ssg` node.
         patch_nums: the model's scale sides (`model.patch_nums`).
 
     Raises:
@@ -294,4 +292,5 @@ def build_ssg(ssg_cfg: Any, patch_nums: list[int]) -> Ssg:
         coarse_block_scale=ssg_cfg.coarse_block_scale,
         band_fusion=ssg_cfg.band_fusion,
         dct_norm=ssg_cfg.dct_norm,
+        arithmetic=getattr(ssg_cfg, "arithmetic", Arithmetic.delta),
     )

@@ -1,6 +1,6 @@
 """Temperature, top-k and top-p truncation of per-scale logits, exactly as VAR's sampler masks them.
 
-This module owns the truncation rules of VAR_SPEC.md §6 and a faster implementation with the same
+This module owns the truncation rules of docs/VAR.md and a faster implementation with the same
 kept set; it must not draw random numbers or modify the logits it is given (it returns new tensors).
 """
 

@@ -7,8 +7,10 @@ not compute anything itself.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ssg_eval.metrics.keys import ALL_METRICS
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
@@ -42,6 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_out(out: str | Path, overwrite: bool) -> None:
+    """Refuse an `--out` that cannot be written, before any Inception work.
+
+    Raises:
+        FileExistsError: it exists and `overwrite` is false.
+        OSError: it is a directory, or its directory is missing or not writable.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(
+            f"--out {out} is a directory; give a file name like {out}/metrics.json"
+        )
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"--out {out}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"--out {out}: directory {parent} is not writable")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the evaluator; exit 0 with one summary line, or non-zero with a one-line error."""
     args = build_parser().parse_args(argv)
@@ -49,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ssg_eval.metrics.compute import evaluate_npz
 
     try:
+        check_out(args.out, args.overwrite)
         payload = evaluate_npz(
             args.samples,
             args.reference,
@@ -64,7 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress,
         )
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError) as err:
+    except KeyboardInterrupt:
+        print("ssg_eval.metrics.cli: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, KeyError, RuntimeError) as err:
         log.debug("evaluation failed", exc_info=True)
         print(f"ssg_eval.metrics.cli: error: {err}", file=sys.stderr)
         return 2

@@ -27,7 +27,7 @@ from ssg_eval.metrics.reference import (
     reference_features,
 )
 from ssg_eval.metrics.stats import feature_statistics
-from ssg_eval.utils.io import atomic_write_json, sha256_of_file
+from ssg_eval.runs.io import atomic_write_json, sha256_file
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -193,8 +193,9 @@ def evaluate_npz(
         FileExistsError: `out_json` exists and `overwrite` is False.
         FileNotFoundError / ValueError: missing or invalid inputs (named in the message).
     """
-    from ssg_eval.features.extract import extract_features, iter_npz_images, npz_array_header
+    from ssg_eval.features.extract import extract_features, iter_npz_images
     from ssg_eval.features.inception import build_inception
+    from ssg_eval.runs.npz import npz_array_header
     from ssg_eval.utils.dist import resolve_device
     from ssg_eval.utils.provenance import collect_provenance
 
@@ -246,7 +247,7 @@ def evaluate_npz(
         "inputs": {
             "samples": {
                 "path": str(samples_npz.resolve()),
-                "sha256": sha256_of_file(samples_npz),
+                "sha256": sha256_file(samples_npz),
                 "num_images": int(shape[0]),
                 "stored_stats_used": bool(sample_stats),
             },

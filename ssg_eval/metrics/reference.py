@@ -7,7 +7,6 @@ and runs before any Inception work; this module must not compute metric values.
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,37 +17,21 @@ import torch
 from torch import nn
 
 from ssg_eval.features import FEATURE_DIMS, FEATURE_KEYS
-from ssg_eval.features.extract import (
-    extract_features,
-    iter_npz_images,
-    npz_array_header,
-    open_npz_array,
-    validate_images,
-)
+from ssg_eval.features.extract import extract_features, iter_npz_images, validate_images
 from ssg_eval.metrics.stats import feature_statistics
-from ssg_eval.utils.io import atomic_write_npz, read_json, sha256_of_file
+from ssg_eval.runs.io import atomic_write_npz, read_json, sha256_file
+from ssg_eval.runs.npz import npz_array_header, npz_keys, open_npz_array
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MANIFEST = REPO_ROOT / "reference_stats" / "manifest.json"
+# Expected reference files (names, sha256, keys, shapes); package data, so installs find it.
+DEFAULT_MANIFEST = Path(__file__).resolve().parent / "reference_manifest.json"
 REFERENCE_ENV = "SSG_EVAL_REFERENCE"
 REFERENCE_KEY = "metrics.reference"
 STAT_KEYS = ("mu", "sigma", "mu_s", "sigma_s")
 STAT_DIMS = {"mu": FEATURE_DIMS["pool"], "mu_s": FEATURE_DIMS["spatial"]}
 _SIGMA_OF = {"mu": "sigma", "mu_s": "sigma_s"}
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, memoised on (resolved path, size, mtime): the 1.9 GB reference is hashed
-    once per process even when every run of a suite validates it."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = sha256_of_file(path)
-    return _SHA_CACHE[key]
 
 
 @dataclass
@@ -94,7 +77,7 @@ class ReferenceBatch:
 
 
 def load_manifest(manifest_path: str | Path = DEFAULT_MANIFEST) -> dict[str, dict[str, Any]]:
-    """`files` of `reference_stats/manifest.json` (name -> entry); empty when the file is absent."""
+    """`files` of the reference manifest (name -> entry); empty when the file is absent."""
     manifest_path = Path(manifest_path)
     if not manifest_path.is_file():
         log.warning("reference manifest %s not found; validating by key/shape only", manifest_path)
@@ -109,14 +92,6 @@ def _missing_message(path: Path, name: str, entry: dict[str, Any] | None) -> str
         f"reference_stats/{name} (see reference_stats/README.md) or point to it with "
         f"{REFERENCE_ENV}=<path> or {REFERENCE_KEY}=<path>; it is never downloaded"
     )
-
-
-def _npz_keys(path: Path) -> list[str]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return [n.removesuffix(".npy") for n in zf.namelist() if n.endswith(".npy")]
-    except zipfile.BadZipFile as err:
-        raise ValueError(f"{path} is not a readable npz file ({err})") from err
 
 
 def _check_images_header(path: Path, entry: dict[str, Any] | None) -> tuple[int, ...]:
@@ -151,7 +126,7 @@ def read_stored_stats(
             message names the file and the key.
     """
     path = Path(path)
-    keys = _npz_keys(path)
+    keys = npz_keys(path)
     required = [k for k in STAT_KEYS if k in (entry or {}).get("keys", {})]
     if "mu" not in keys and not required:
         return {}
@@ -197,7 +172,7 @@ def load_reference(
     Args:
         path: the npz (`metrics.reference`).
         name: manifest key (`metrics.reference_name`); defaults to the file name.
-        manifest_path: `reference_stats/manifest.json`.
+        manifest_path: the manifest (default: `ssg_eval/metrics/reference_manifest.json`).
         verify_sha256: compare the file's sha256 with the manifest's (null there: warn only).
 
     Returns:
@@ -213,7 +188,7 @@ def load_reference(
     entry = manifest.get(name)
     if not path.is_file():
         raise FileNotFoundError(_missing_message(path, name, entry))
-    keys = _npz_keys(path)
+    keys = npz_keys(path)
     if "arr_0" not in keys:
         raise ValueError(f"{path}: key 'arr_0' missing (keys present: {sorted(keys)})")
     for key in (entry or {}).get("keys", {}):
@@ -226,7 +201,7 @@ def load_reference(
     extra = sorted(set(keys) - {"arr_0", *STAT_KEYS})
     if extra:
         log.info("%s: extra keys %s ignored", path, extra)
-    sha = file_sha256(path)
+    sha = sha256_file(path)
     if entry is None:
         log.info("%s is not in %s: validated by key/shape consistency only", name, manifest_path)
     elif entry.get("sha256") is None:

@@ -1,6 +1,6 @@
 """VAR transformer blocks: attention with a KV cache, FFN, AdaLN block and the head norm.
 
-This module owns the per-block math of VAR_SPEC.md §4 with the official parameter names; it must
+This module owns the per-block math of docs/VAR.md with the official parameter names; it must
 not sample, hold random generators or know about scales beyond the attention mask it is given.
 """
 
@@ -115,7 +115,7 @@ class FFN(nn.Module):
 
 
 class AdaLNBlock(nn.Module):
-    """One VAR transformer block with adaptive LayerNorm (VAR_SPEC.md §4, "AdaLN block").
+    """One VAR transformer block with adaptive LayerNorm (docs/VAR.md, "AdaLN block").
 
     The six modulation vectors split in the order gamma1, gamma2, scale1, scale2, shift1, shift2.
     Without shared AdaLN they come from `ada_lin` (SiLU, Linear) applied to the condition; with it,

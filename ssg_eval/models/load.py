@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ssg_eval.models.var import VAR
 from ssg_eval.models.vqvae import VQVAE
+from ssg_eval.runs.io import sha256_file
 
 RELEASED_DEPTHS = (16, 20, 24, 30, 36)
 _HF_URL = "https://huggingface.co/FoundationVision/var/resolve/main/"
@@ -130,7 +131,7 @@ def name_seed(seed_prefix: int | str, name: str) -> int:
 
 @torch.no_grad()
 def init_from_names(module: nn.Module, seed_prefix: int | str = 1234) -> None:
-    """Deterministic random weights from parameter names (VAR_SPEC.md §10); buffers are untouched.
+    """Deterministic random weights from parameter names (docs/VAR.md); buffers are untouched.
 
     Each parameter gets randn(shape)·0.02 from a CPU generator seeded by `name_seed`, except
     `quantize.embedding.weight` (std 0.5), 1-D `*norm*.weight` (+1) and `scale_mul_1H11` (+ln 4).
@@ -152,15 +153,6 @@ def init_from_names(module: nn.Module, seed_prefix: int | str = 1234) -> None:
             values.add_(math.log(4))
         if not direct:
             param.copy_(values)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 16 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_path(path: Any, key: str) -> Path:
@@ -189,10 +181,10 @@ def _file_depth(keys: list[str]) -> int:
     return max(indices) + 1 if indices else 0
 
 
-def _depth_fix(file_depth: int, file_shared: bool) -> str:
-    if file_depth in RELEASED_DEPTHS:
+def _depth_fix(file_depth: int, file_shared: bool, prefix: str = "model") -> str:
+    if prefix == "model" and file_depth in RELEASED_DEPTHS:
         return f"use model=var_d{file_depth}"
-    return f"set model.depth={file_depth} model.shared_aln={str(file_shared).lower()}"
+    return f"set {prefix}.depth={file_depth} {prefix}.shared_aln={str(file_shared).lower()}"
 
 
 def _read_state_dict(path: Path, key: str) -> dict[str, Tensor]:
@@ -219,11 +211,18 @@ def _read_state_dict(path: Path, key: str) -> dict[str, Tensor]:
             f"{key}={path}: is not a flat state dict; entries {bad[:_SHOW]} are not tensors "
             f"(a training checkpoint?){hint}"
         )
+    # NaN only: the attention mask buffer legitimately holds -inf.
+    nans = [k for k, v in content.items() if v.is_floating_point() and v.isnan().any()]
+    if nans:
+        raise CheckpointError(
+            f"{key}={path}: tensors {nans[:_SHOW]} hold NaN values; the checkpoint is damaged "
+            "(or from a diverged run): download it again and compare its sha256"
+        )
     return content
 
 
 def _mismatch_report(
-    module: nn.Module, state: dict[str, Tensor], kind: str
+    module: nn.Module, state: dict[str, Tensor], kind: str, prefix: str = "model"
 ) -> tuple[list[str], dict[str, Tensor]]:
     """Problems of `state` against `module` (empty list = loadable) and the tolerated buffers."""
     expected = module.state_dict()
@@ -236,14 +235,15 @@ def _mismatch_report(
         file_shared = any(k.endswith(".ada_gss") for k in file_keys)
         if file_depth and file_depth != model_depth:
             problems.append(
-                f"depth mismatch: file has {file_depth} blocks, config model.depth={model_depth} "
-                f"→ {_depth_fix(file_depth, file_shared)}"
+                f"depth mismatch: file has {file_depth} blocks, config "
+                f"{prefix}.depth={model_depth} "
+                f"→ {_depth_fix(file_depth, file_shared, prefix)}"
             )
         elif file_depth and file_shared != module.shared_aln:
             problems.append(
                 f"shared AdaLN mismatch: file has shared_aln={file_shared}, config "
-                f"model.shared_aln={module.shared_aln} → set "
-                f"model.shared_aln={str(file_shared).lower()}"
+                f"{prefix}.shared_aln={module.shared_aln} → set "
+                f"{prefix}.shared_aln={str(file_shared).lower()}"
             )
     if missing and unexpected and len(missing) == len(unexpected):
         for prefix in _WRAPPER_PREFIXES:
@@ -274,7 +274,9 @@ def _mismatch_report(
     return problems, tolerated
 
 
-def load_checkpoint(module: nn.Module, path: str | os.PathLike, kind: str) -> None:
+def load_checkpoint(
+    module: nn.Module, path: str | os.PathLike, kind: str, key: str | None = None
+) -> None:
     """Load a flat state dict strictly into `module`, or explain every mismatch in one error.
 
     `quantize.ema_vocab_hit_SV` with another number of scales replaces the module's buffer (the
@@ -284,6 +286,7 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike, kind: str) -> No
         module: a VAR (kind "var") or VQVAE (kind "vae").
         path: checkpoint file (read with `weights_only=True` onto the CPU).
         kind: "var" or "vae"; selects the config key named in errors (`model.<kind>_ckpt`).
+        key: the config key to name in errors instead (e.g. the guide model's checkpoint).
 
     Raises:
         CheckpointError: unreadable/corrupt file, non-dict or nested content, a VAR checkpoint given
@@ -293,7 +296,7 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike, kind: str) -> No
     """
     if kind not in ("var", "vae"):
         raise ValueError(f"kind={kind!r} must be 'var' or 'vae'")
-    key = f"model.{kind}_ckpt"
+    key = key or f"model.{kind}_ckpt"
     path = Path(path)
     state = _read_state_dict(path, key)
     file_kind = _kind_of_keys(list(state))
@@ -304,7 +307,8 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike, kind: str) -> No
             f"{key}={path}: this looks like a {names[file_kind]} checkpoint passed as {key} "
             f"(keys like {list(state)[:3]}); swap the files: give it as {other}"
         )
-    problems, tolerated = _mismatch_report(module, state, kind)
+    prefix = key.rsplit(".", 1)[0] if "." in key else "model"
+    problems, tolerated = _mismatch_report(module, state, kind, prefix)
     if problems:
         raise CheckpointError(
             f"{key}={path} does not match the {type(module).__name__} built from the config: "
@@ -362,3 +366,52 @@ def build_model(
     loaded = [paths[k] is not None for k in ("var", "vae")]
     info["init"] = "checkpoint" if all(loaded) else "names" if not any(loaded) else "mixed"
     return var, vae, info
+
+
+GUIDE_KEY = "guidance.autoguidance.guide"
+
+
+def build_guide(
+    model_cfg: Any, guide_cfg: Any, device: str | torch.device = "cpu"
+) -> tuple[VAR, dict[str, Any]]:
+    """Build the guide VAR of autoguidance: the main model's token space with its own depth.
+
+    The guide shares the main model's VQVAE, so `patch_nums`, `vocab_size`, `cvae` and
+    `num_classes` are the main model's; `depth`, `shared_aln`, `attn_l2_norm`, `mlp_ratio`,
+    `norm_eps` and the checkpoint are the guide's. The checkpoint is loaded strictly, like every
+    other; null means name-seeded random weights (prefix `init_seed`), for random main models.
+
+    Args:
+        model_cfg: the main `model` node.
+        guide_cfg: the `guidance.autoguidance.guide` node (GuideModelConfig).
+        device: where to build it.
+
+    Returns:
+        (guide, info): the eval-mode guide and info keys guide_var_ckpt, guide_var_sha256,
+        num_params_guide.
+
+    Raises:
+        FileNotFoundError: the guide checkpoint does not exist (names the key).
+        CheckpointError: it does not match the guide's architecture (names the key and the fix).
+    """
+    key = f"{GUIDE_KEY}.var_ckpt"
+    path = None if guide_cfg.var_ckpt is None else _check_path(guide_cfg.var_ckpt, key)
+    kwargs = _var_kwargs(model_cfg)
+    kwargs.update(
+        depth=int(guide_cfg.depth),
+        shared_aln=bool(guide_cfg.shared_aln),
+        attn_l2_norm=bool(guide_cfg.attn_l2_norm),
+        mlp_ratio=float(guide_cfg.mlp_ratio),
+        norm_eps=float(guide_cfg.norm_eps),
+    )
+    guide = _construct(lambda: VAR(**kwargs), device, zero=False)
+    if path is None:
+        init_from_names(guide, seed_prefix=guide_cfg.init_seed)
+    else:
+        load_checkpoint(guide, path, "var", key=key)
+    guide.eval().requires_grad_(False)
+    return guide, {
+        "guide_var_ckpt": None if path is None else str(path),
+        "guide_var_sha256": None if path is None else sha256_file(path),
+        "num_params_guide": sum(p.numel() for p in guide.parameters()),
+    }

@@ -1,6 +1,6 @@
 """The multi-scale residual quantizer of VAR's VQVAE: codebook, shared phi convs, f̂ update.
 
-This module owns codebook lookups, the phi index per scale (VAR_SPEC.md §5) and the residual
+This module owns codebook lookups, the phi index per scale (docs/VAR.md) and the residual
 accumulation of f̂; it must not sample, run the encoder/decoder or edit tensors it is given.
 """
 
@@ -25,7 +25,7 @@ def phi_index_table(num_scales: int, num_phis: int) -> tuple[int, ...]:
     """Which phi each scale uses: argmin |ticks − si/(K−1)|, all in float64 like the official code.
 
     For K = 10 and 4 phis this is (0, 0, 1, 1, 1, 2, 2, 3, 3, 3); si = 2 and 7 are real-arithmetic
-    ties that float64 rounding settles (VAR_SPEC.md §5). A single scale uses at = 0.
+    ties that float64 rounding settles (docs/VAR.md, phi table). A single scale uses at = 0.
 
     Args:
         num_scales: K, the number of scales.

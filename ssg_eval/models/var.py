@@ -1,7 +1,7 @@
 """The class-conditional VAR transformer (next-scale prediction), official state-dict layout.
 
 This module owns embeddings, the block stack, the AdaLN head and the scale bookkeeping
-(VAR_SPEC.md §2 and §4); it must not sample, mix guidance branches, hold a generator or a VQVAE.
+(docs/VAR.md); it must not sample, mix guidance branches, hold a generator or a VQVAE.
 """
 
 from __future__ import annotations

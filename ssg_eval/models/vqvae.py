@@ -1,6 +1,6 @@
 """VAR's multi-scale VQVAE: convolutional encoder/decoder around the residual quantizer.
 
-This module owns the image ↔ latent networks and their official state-dict layout (VAR_SPEC.md §3);
+This module owns the image ↔ latent networks and their official state-dict layout (docs/VAR.md);
 it must not sample tokens, run the transformer or modify tensors it is given.
 """
 
@@ -221,6 +221,15 @@ class VQVAE(nn.Module):
     def embed_tokens(self, tokens_Bl: Tensor, patch_num: int) -> Tensor:
         """(B, l) row-major tokens → h (B, Cvae, patch_num, patch_num) (codebook lookup)."""
         return self.quantize.embed_tokens(tokens_Bl, patch_num)
+
+    def embed_soft(self, weights_BlV: Tensor, patch_num: int) -> Tensor:
+        """(B, l, V) weights over the codebook → h = weights @ codebook as (B, Cvae, pn, pn).
+
+        VAR's `more_smooth` input: a soft one-hot (Gumbel softmax) times the codebook, row-major.
+        """
+        B = weights_BlV.shape[0]
+        h_BlC = weights_BlV @ self.quantize.embedding.weight.unsqueeze(0)
+        return h_BlC.transpose(1, 2).reshape(B, self.cvae, patch_num, patch_num)
 
     def accumulate(
         self, scale_index: int, f_hat_BCHW: Tensor, h_BChw: Tensor

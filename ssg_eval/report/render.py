@@ -13,7 +13,7 @@ import pandas as pd
 
 from ssg_eval.metrics.keys import FID, IS
 from ssg_eval.report.table import collect_runs, summary_markdown, summary_table, sweep_table
-from ssg_eval.utils.io import atomic_write_text
+from ssg_eval.runs.io import atomic_write_bytes, atomic_write_text
 
 
 def plot_sweep(sweep: pd.DataFrame, path: Path) -> Path:
@@ -35,11 +35,7 @@ def plot_sweep(sweep: pd.DataFrame, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def render_report(

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ssg_eval.analysis.seeds import paired_delta, seed_summary
 from ssg_eval.metrics.keys import FID, IS, IS_STD, PRECISION, RECALL, SFID
-from ssg_eval.utils.io import read_json
+from ssg_eval.runs.io import read_json
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -22,7 +22,7 @@ log = get_logger(__name__)
 METRIC_KEYS = (FID, SFID, IS, PRECISION, RECALL)
 METRIC_LABELS = {FID: "FID", SFID: "sFID", IS: "IS", PRECISION: "Pre", RECALL: "Rec"}
 LOWER_IS_BETTER = {FID: True, SFID: True, IS: False, PRECISION: False, RECALL: False}
-# Fixed column order of the per-run table (STYLE.md §7 plus the paper's Params/Steps/Time).
+# Fixed column order of the per-run table (docs/CONTRIBUTING.md plus the paper's Params/Steps/Time).
 RUN_COLUMNS = [
     "run", "model", "guidance", "guidance_params", "N", "seed", "precision_mode",
     FID, SFID, IS, IS_STD, PRECISION, RECALL, "params", "steps", "time_s", "images_per_s",
@@ -34,10 +34,15 @@ MARKDOWN_DIGITS = {FID: 2, SFID: 2, IS: 1, PRECISION: 2, RECALL: 2, "time_s": 3}
 def guidance_params(guidance: dict[str, Any]) -> str:
     """One-line summary of the active guidance settings of a run's resolved config."""
     parts = []
+    order = guidance.get("order", [])
     cfg_ramp, ssg = guidance.get("cfg_ramp", {}), guidance.get("ssg", {})
-    if cfg_ramp.get("enabled"):
+    for name in ("icg", "autoguidance"):
+        if name in order:
+            term = guidance[name]
+            parts.append(f"{name}={term['scale']:g} ({term['schedule']})")
+    if "cfg_ramp" in order:
         parts.append(f"cfg={cfg_ramp['scale']:g} ({cfg_ramp['schedule']})")
-    if ssg.get("enabled"):
+    if "ssg" in order:
         sched = ssg["beta_schedule"]
         beta = ssg["beta_list"] if sched == "list" else ssg["beta"]
         end = f"->{ssg['beta_end']:g}" if sched in ("linear_decay", "linear_ramp") else ""
@@ -48,9 +53,30 @@ def guidance_params(guidance: dict[str, Any]) -> str:
     return "; ".join(parts) if parts else "none"
 
 
-def _run_row(run_dir: Path) -> dict[str, Any]:
-    manifest = read_json(run_dir / "manifest.json")
-    metrics = read_json(run_dir / "metrics.json")
+def chain_problem(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -> str | None:
+    """Why a run's samples -> features -> metrics records do not belong together, or None.
+
+    The chain holds when the identity file, the manifest, the features record and the metrics'
+    record of that features file name the same config hash and N. Records written before the
+    run layer stored provenance carry none of these fields and are not contradicted.
+    """
+    digest = manifest.get("config_hash")
+    n = (manifest.get("samples") or {}).get("num_samples")
+    identity_path = run_dir / "identity.json"
+    if identity_path.is_file() and read_json(identity_path).get("config_hash") != digest:
+        return f"{identity_path} and manifest.json name different configs"
+    recorded = (metrics.get("inputs") or {}).get("features_meta")
+    if recorded is None:
+        return None
+    if recorded.get("config_hash") != digest or recorded.get("num_samples") != n:
+        return "metrics.json was computed from features of other samples"
+    features_json = run_dir / "features.json"
+    if features_json.is_file() and read_json(features_json) != recorded:
+        return "features.json changed after metrics.json was computed"
+    return None
+
+
+def _run_row(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
     cfg = manifest["config"]
     timings = manifest.get("timings", {})
     latency = timings.get("latency", {}) or {}
@@ -62,7 +88,7 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         "model_label": cfg["model"].get("label") or cfg["model"]["name"],
         "guidance": cfg["guidance"]["name"],
         "guidance_params": guidance_params(cfg["guidance"]),
-        "beta": cfg["guidance"]["ssg"]["beta"] if cfg["guidance"]["ssg"]["enabled"] else 0.0,
+        "beta": cfg["guidance"]["ssg"]["beta"] if "ssg" in cfg["guidance"]["order"] else 0.0,
         "N": cfg["sampler"]["num_samples"],
         "seed": cfg["sampler"]["seed"],
         "precision_mode": f"{runtime.get('autocast_dtype', 'float32')}"
@@ -113,7 +139,20 @@ def collect_runs(
         ]
     if prefix:
         dirs = [d for d in dirs if d.name.startswith(prefix)]
-    rows = [_run_row(d) for d in dirs]
+    rows = []
+    for directory in dirs:
+        manifest = read_json(directory / "manifest.json")
+        metrics = read_json(directory / "metrics.json")
+        problem = chain_problem(directory, manifest, metrics)
+        if problem is None:
+            rows.append(_run_row(directory, manifest, metrics))
+        elif runs is not None:
+            raise ValueError(
+                f"run {directory.name} is inconsistent ({problem}); rerun its features and "
+                "metrics stages with overwrite=true"
+            )
+        else:
+            log.warning("run %s left out of the report: %s", directory.name, problem)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=RUN_COLUMNS)

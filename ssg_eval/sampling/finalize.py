@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
+from ssg_eval.runs.claim import stored_identity, write_identity
+from ssg_eval.runs.identity import identity_hash, identity_of, resolved_config
+from ssg_eval.runs.io import atomic_write_json, read_json, sha256_file
+from ssg_eval.runs.layout import MANIFEST_JSON
+from ssg_eval.runs.npz import load_npz
 from ssg_eval.sampling.generate import build_sampling_model, image_shape_of, measure_latency
 from ssg_eval.sampling.plan import SamplePlan
 from ssg_eval.sampling.shards import (
@@ -24,38 +28,38 @@ from ssg_eval.sampling.shards import (
     shard_problem,
 )
 from ssg_eval.utils.dist import resolve_device, setup_runtime
-from ssg_eval.utils.io import atomic_write_json, read_json
 from ssg_eval.utils.logging import get_logger
-from ssg_eval.utils.provenance import collect_provenance, config_hash
+from ssg_eval.utils.provenance import collect_provenance
 
 __all__ = ["check_complete", "finalize_run", "resolved_config"]
 
 log = get_logger(__name__)
 
 
-def resolved_config(cfg: Any) -> dict[str, Any]:
-    """The config as a plain, fully resolved dict (what the manifest stores and the hash sees)."""
-    node = cfg if OmegaConf.is_config(cfg) else OmegaConf.structured(cfg)
-    return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+def check_complete(
+    run_dir: str | Path, plan: SamplePlan, image_shape: tuple[int, ...]
+) -> dict[str, str]:
+    """Check every chunk's shard in full (zip CRC) and that each index 0..N-1 appears once.
 
-
-def check_complete(run_dir: str | Path, plan: SamplePlan, image_shape: tuple[int, ...]) -> None:
-    """Raise unless every chunk's shard verifies and every index 0..N-1 appears exactly once.
+    Returns:
+        `{shard file name: sha256}` of the plan's shards (recorded in the manifest, verified by
+        the export and the features stage).
 
     Raises:
         RuntimeError: naming the first missing or invalid shards, or the uncovered indices.
     """
     directory = Path(run_dir)
     problems = {}
+    shas = {}
     counts = np.zeros(plan.num_samples, dtype=np.int64)
     for chunk in range(plan.num_chunks):
         path = shard_path(directory, chunk)
-        problem = shard_problem(path, plan, chunk, image_shape)
+        problem = shard_problem(path, plan, chunk, image_shape, deep=True)
         if problem is not None:
             problems[chunk] = problem
             continue
-        with np.load(path) as data:
-            np.add.at(counts, data["indices"], 1)
+        shas[path.name] = sha256_file(path)
+        np.add.at(counts, load_npz(path, ["indices"])["indices"], 1)
     if problems:
         listed = ", ".join(f"{c}: {p}" for c, p in list(problems.items())[:5])
         raise RuntimeError(
@@ -65,6 +69,7 @@ def check_complete(run_dir: str | Path, plan: SamplePlan, image_shape: tuple[int
     if not (counts == 1).all():
         bad = np.flatnonzero(counts != 1)[:10].tolist()
         raise RuntimeError(f"sample indices {bad} do not appear exactly once across the shards")
+    return shas
 
 
 def _timings(rank_stats: list[dict[str, Any]], latency: dict[str, Any] | None) -> dict[str, Any]:
@@ -84,14 +89,17 @@ def _timings(rank_stats: list[dict[str, Any]], latency: dict[str, Any] | None) -
     }
 
 
-def _export(directory: Path, plan: SamplePlan, export: bool) -> dict[str, Any]:
-    # One pass over the shards: the ADM export (when asked) and the content hash of the images.
+def _export(
+    directory: Path, plan: SamplePlan, export: bool, shas: dict[str, str]
+) -> dict[str, Any]:
+    # One pass over the shards (each verified against its sha256): the ADM export (when asked)
+    # and the content hash of the images.
     if export:
         hasher = hashlib.sha256()
-        export_samples_npz(directory, plan, hasher=hasher)
+        export_samples_npz(directory, plan, hasher=hasher, shard_sha256=shas)
         content = hasher.hexdigest()
     else:
-        content = images_sha256(directory, plan)
+        content = images_sha256(directory, plan, shas)
     return {
         "num_samples": plan.num_samples,
         "images_sha256": content,
@@ -99,12 +107,14 @@ def _export(directory: Path, plan: SamplePlan, export: bool) -> dict[str, Any]:
     }
 
 
-def _previous(directory: Path, digest: str) -> dict[str, Any] | None:
-    manifest_path = directory / "manifest.json"
-    if not manifest_path.is_file():
+def _previous(directory: Path, digest: str, plan: SamplePlan) -> dict[str, Any] | None:
+    # The finished manifest of this identity and this N (a damaged one counts as absent).
+    try:
+        manifest = read_json(directory / MANIFEST_JSON)
+    except (FileNotFoundError, ValueError):
         return None
-    manifest = read_json(manifest_path)
-    return manifest if manifest.get("config_hash") == digest else None
+    same_n = (manifest.get("samples") or {}).get("num_samples") == plan.num_samples
+    return manifest if manifest.get("config_hash") == digest and same_n else None
 
 
 def _model_record(cfg: Any, plan: SamplePlan, device: Any, rank_stats: list[dict[str, Any]]):
@@ -149,29 +159,33 @@ def finalize_run(
     directory = Path(run_dir)
     rank_stats = list(rank_stats or [])
     shape = image_shape_of(cfg.model)
-    check_complete(directory, plan, shape)
+    shas = check_complete(directory, plan, shape)
     resolved = resolved_config(cfg)
-    digest = config_hash(resolved)
+    identity = identity_of(cfg)
+    digest = identity_hash(identity)
     export = bool(cfg.sampler.save_samples_npz)
-    manifest_path = directory / "manifest.json"
-    previous = _previous(directory, digest)
+    manifest_path = directory / MANIFEST_JSON
+    previous = _previous(directory, digest, plan)
     if previous is not None and not sum(s["images_generated"] for s in rank_stats):
         if not export or (directory / SAMPLES_NPZ).is_file():
             log.info("run %s is complete; manifest kept", directory)
             return manifest_path
         # Only the export is missing: add it and keep the record of the sampling session.
-        previous["samples"] = _export(directory, plan, export)
+        previous["samples"] = _export(directory, plan, export, shas)
         previous["config"] = resolved
         return atomic_write_json(manifest_path, previous)
-    samples = _export(directory, plan, export)
+    samples = _export(directory, plan, export, shas)
     device = resolve_device(str(cfg.runtime.device))
     model_info, latency = _model_record(cfg, plan, device, rank_stats)
+    if stored_identity(directory) is None:  # models loaded above: claim the run now
+        write_identity(directory, identity)
     provenance = collect_provenance()
     seeds = [plan.sample_seed(i) for i in range(min(4, plan.num_samples))]
     manifest = {
         "run_name": str(cfg.run_name),
         "config": resolved,
         "config_hash": digest,
+        "identity": identity,
         "git": provenance["git"],
         "versions": provenance["versions"],
         "device": {**provenance["device"], "sampling_device": str(device)},
@@ -185,5 +199,6 @@ def finalize_run(
         "runtime": rank_stats[0]["runtime"] if rank_stats else setup_runtime(cfg.runtime),
         "timings": _timings(rank_stats, latency) if rank_stats else {"latency": latency},
         "samples": samples,
+        "shards": shas,
     }
     return atomic_write_json(manifest_path, manifest)

@@ -1,7 +1,9 @@
 """Chunk generation and the latency probe: model and processors built once, seeds -> uint8 images.
 
-This module turns plan chunks into quantized images through `sampling.loop.generate_batch`; it
-must not decide which chunks to run, touch run directories or hold any sampling math itself.
+This module turns plan chunks into quantized images in three explicit steps: tokens per forward
+batch (`sampling.loop.sample_scales`), then f̂ and pixels per decode group aligned to the chunk
+start (`latents_from_tokens`, `decode_images`); it must not decide which chunks to run, touch run
+directories or hold any sampling math itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ssg_eval.utils.dist import autocast_dtype
 
 __all__ = [
     "SamplingModel",
+    "batch_inputs",
     "build_sampling_model",
     "generate_chunk",
     "image_shape_of",
@@ -37,6 +40,7 @@ class SamplingModel:
     vae: Any
     info: dict[str, Any]  # build_model's info: checkpoint paths and sha256s, parameter counts
     processors: list[Any]
+    guide: Any = None  # autoguidance's guide VAR (shares the VQVAE), None without autoguidance
 
 
 def image_shape_of(model_cfg: Any) -> tuple[int, int, int]:
@@ -46,7 +50,8 @@ def image_shape_of(model_cfg: Any) -> tuple[int, int, int]:
 
 
 def build_sampling_model(cfg: Any, device: torch.device) -> SamplingModel:
-    """Build the registered model (`model.arch`) in eval mode and the guidance processors."""
+    """Build the registered model (`model.arch`) in eval mode, the guide model (autoguidance)
+    and the guidance processors."""
     from ssg_eval.guidance import build_processors
 
     build_model = lookup(MODELS, str(cfg.model.arch), "model.arch")
@@ -54,20 +59,43 @@ def build_sampling_model(cfg: Any, device: torch.device) -> SamplingModel:
     var.eval()
     vae.eval()
     processors = build_processors(cfg.guidance, list(cfg.model.patch_nums))
-    return SamplingModel(var=var, vae=vae, info=dict(info), processors=processors)
+    guide = None
+    if "autoguidance" in list(cfg.guidance.order):
+        from ssg_eval.models.load import build_guide
+
+        guide, guide_info = build_guide(cfg.model, cfg.guidance.autoguidance.guide, device)
+        info = {**info, **guide_info}
+    return SamplingModel(var=var, vae=vae, info=dict(info), processors=processors, guide=guide)
 
 
 def sampling_kwargs(cfg: Any) -> dict[str, Any]:
-    """`generate_batch` keyword arguments of a config: truncation and precision settings."""
+    """`generate_batch` keyword arguments of a config: truncation, more_smooth and precision."""
     sampler = cfg.sampler
     return {
         "temperature": float(sampler.temperature),
         "top_k": int(sampler.top_k),
         "top_p": float(sampler.top_p),
         "truncation_impl": str(sampler.truncation_impl),
+        "more_smooth": bool(getattr(sampler, "more_smooth", False)),
         "autocast_dtype": autocast_dtype(str(cfg.runtime.autocast_dtype)),
         "decode_dtype": autocast_dtype(str(cfg.runtime.decode_dtype)),
     }
+
+
+def batch_inputs(
+    model: SamplingModel, plan: SamplePlan, indices: np.ndarray, device: torch.device
+) -> dict[str, Any]:
+    """Labels and branch inputs of the samples `indices`: all pure functions of the index."""
+    from ssg_eval.guidance.base import RANDOM_CLASS
+
+    inputs: dict[str, Any] = {
+        "labels_B": torch.as_tensor(plan.labels(indices), dtype=torch.long, device=device),
+        "guide": model.guide,
+    }
+    if any(RANDOM_CLASS in getattr(p, "branches", ()) for p in model.processors):
+        random_B = plan.reference_labels(indices)
+        inputs["random_labels_B"] = torch.as_tensor(random_B, dtype=torch.long, device=device)
+    return inputs
 
 
 def _generators(cfg: Any, plan: SamplePlan, indices: np.ndarray, chunk: int, device) -> Any:
@@ -76,8 +104,9 @@ def _generators(cfg: Any, plan: SamplePlan, indices: np.ndarray, chunk: int, dev
     from ssg_eval.sampling.loop import make_generators
 
     if cfg.sampler.rng == "official":
+        g_seed = getattr(cfg.sampler, "g_seed", None)  # one official call per chunk
         generator = torch.Generator(device=device)
-        generator.manual_seed(plan.chunk_seed(chunk))
+        generator.manual_seed(plan.chunk_seed(chunk) if g_seed is None else int(g_seed))
         return generator
     return make_generators([plan.sample_seed(int(i)) for i in indices], device)
 
@@ -87,11 +116,11 @@ def generate_chunk(
 ) -> np.ndarray:
     """Generate the images of one chunk as uint8 NHWC, in index order.
 
-    rng=per_sample splits the chunk into forward batches of `sampler.batch_size` from its first
-    index, with one generator per sample: tokens and latents do not depend on the batch size.
-    Latents are then decoded in groups of `sampler.decode_batch_size` aligned to the chunk
-    start, so the pixels do not depend on it either (same device, threads and torch version).
-    rng=official generates the whole chunk as one batch.
+    1. Tokens: rng=per_sample splits the chunk into forward batches of `sampler.batch_size` from
+       its first index, with one generator per sample, so the tokens do not depend on the batch
+       size; rng=official samples the whole chunk as one batch (one official call).
+    2. f̂ and pixels: in groups of `sampler.decode_batch_size` aligned to the chunk start, so the
+       pixels do not depend on the batch size either (same device, threads and torch version).
 
     Args:
         model: built once per rank by `build_sampling_model`.
@@ -103,34 +132,33 @@ def generate_chunk(
     Returns:
         (n, H, W, 3) uint8 images of `plan.chunk_indices(chunk)`.
     """
-    from ssg_eval.sampling.loop import decode_images, generate_batch, latents_from_tokens
+    from ssg_eval.sampling.loop import decode_images, latents_from_tokens, sample_scales
 
     kwargs = sampling_kwargs(cfg)
-    decode_dtype = kwargs["decode_dtype"]
+    decode_dtype = kwargs.pop("decode_dtype")
     indices = plan.chunk_indices(chunk)
     size = len(indices) if cfg.sampler.rng == "official" else int(cfg.sampler.batch_size)
-    tokens: list[list[torch.Tensor]] = []  # per forward batch: K tensors (b, l_k)
+    samples = []
     for start in range(0, len(indices), size):
         sub = indices[start : start + size]
         generators = _generators(cfg, plan, sub, chunk, device)
-        labels_B = torch.as_tensor(plan.labels(sub), dtype=torch.long, device=device)
-        scales: list[torch.Tensor] = []
-        with torch.inference_mode():
-            generate_batch(
-                model.var, model.vae, labels_B, generators, model.processors, decode=False,
-                observer=lambda si, info, scales=scales: scales.append(info["tokens_Bl"]),
-                **kwargs,
-            )  # fmt: skip
-        tokens.append(scales)
-    tokens_per_scale = [torch.cat(parts) for parts in zip(*tokens, strict=True)]
-    # Rebuild f̂ and decode in fixed groups aligned to the chunk start: the residual convs and
-    # the decoder round differently per batch shape, so only a fixed grouping makes the pixels
-    # independent of sampler.batch_size. The tokens themselves never depend on it.
+        inputs = batch_inputs(model, plan, sub, device)
+        samples.append(sample_scales(model.var, model.vae, generators=generators,
+                                     processors=model.processors, **inputs, **kwargs))  # fmt: skip
+    tokens = [torch.cat(parts) for parts in zip(*(s.tokens for s in samples), strict=True)]
+    embeddings = None
+    if kwargs["more_smooth"]:
+        embeddings = [torch.cat(p) for p in zip(*(s.embeddings for s in samples), strict=True)]
+    # The residual convs and the decoder round differently per batch shape, so only a fixed
+    # grouping makes the pixels independent of sampler.batch_size; the tokens never depend on it.
     group = int(cfg.sampler.decode_batch_size)
     parts = []
     for start in range(0, len(indices), group):
+        rows = slice(start, start + group)
         f_hat_BCHW = latents_from_tokens(
-            model.vae, [t[start : start + group] for t in tokens_per_scale]
+            model.vae,
+            [t[rows] for t in tokens],
+            None if embeddings is None else [e[rows] for e in embeddings],
         )
         images_B3HW = decode_images(model.vae, f_hat_BCHW, decode_dtype)
         parts.append(to_uint8(images_B3HW, str(cfg.sampler.uint8_rounding)))
@@ -169,14 +197,15 @@ def measure_latency(
             ">= 1; or set runtime.measure_latency=false"
         )
     indices = np.arange(batch, dtype=np.int64) % plan.num_samples
-    labels_B = torch.as_tensor(plan.labels(indices), dtype=torch.long, device=device)
+    inputs = batch_inputs(model, plan, indices, device)
 
     def timed() -> float:
         generators = _generators(cfg, plan, indices, 0, device)
         _sync(device)
         start = time.perf_counter()
         with torch.inference_mode():
-            generate_batch(model.var, model.vae, labels_B, generators, model.processors, **kwargs)
+            generate_batch(model.var, model.vae, generators=generators,
+                           processors=model.processors, **inputs, **kwargs)  # fmt: skip
         _sync(device)
         return time.perf_counter() - start
 

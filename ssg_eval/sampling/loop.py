@@ -1,7 +1,10 @@
-"""The next-scale sampling loop: transformer, logit processors, truncation, token draw, f̂ update.
+"""The next-scale sampling loop: scale by scale, logits → processors → truncation → tokens.
 
-This module owns the per-scale orchestration of VAR_SPEC.md §6 and is the only place that draws
-random numbers (`sample_tokens`, `official_labels`); it must not hold guidance math or write files.
+This module owns the per-scale orchestration of VAR's sampler (docs/VAR.md, sampling) and is the
+only place that draws random numbers (`sample_tokens`, `gumbel_soft_weights`, `official_labels`);
+it must not hold guidance math or write files. The loop returns tokens; latents
+(`latents_from_tokens`) and pixels (`decode_images`) are separate steps, so an image depends only
+on its tokens and on the decode group, never on the forward batch it was sampled in.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ssg_eval.guidance.base import StepContext
+from ssg_eval.guidance.base import GUIDE_MODEL, NULL_CLASS, RANDOM_CLASS, StepContext
 from ssg_eval.guidance.truncation import apply_truncation
 
 
@@ -82,23 +86,85 @@ def sample_tokens(
     return torch.stack(rows)
 
 
+def gumbel_soft_weights(
+    logits_BlV: Tensor, generators: torch.Generator | Sequence[torch.Generator], tau: float
+) -> Tensor:
+    """VAR's `more_smooth` draw: softmax((logits + Gumbel noise) / tau) over V, not hard.
+
+    The noise is −log(Exp(1)) from `exponential_` on the sampling generator(s), exactly as VAR's
+    `gumbel_softmax_with_rng`: one (B, l, V) block from a single generator, or one (l, V) block per
+    row from B generators, drawn after that scale's token draw.
+
+    Args:
+        logits_BlV: (B, l, V) float logits, already truncated and scaled (−inf = removed).
+        generators: one generator, or a sequence of B generators.
+        tau: softmax temperature > 0.
+
+    Returns:
+        weights_BlV: (B, l, V) probabilities (rows sum to 1).
+    """
+
+    def draw(x: Tensor, generator: torch.Generator) -> Tensor:
+        noise = torch.empty_like(x, memory_format=torch.legacy_contiguous_format)
+        gumbels = -noise.exponential_(generator=generator).log()
+        return ((x + gumbels) / tau).softmax(dim=-1)
+
+    if isinstance(generators, torch.Generator):
+        return draw(logits_BlV, generators)
+    return torch.stack([draw(logits_BlV[b], g) for b, g in enumerate(generators)])
+
+
+@dataclass(frozen=True)
+class ScaleSample:
+    """What the loop returns for one batch.
+
+    Attributes:
+        tokens: K tensors (B, pn_k²) int64, row-major, one per scale.
+        embeddings: with more_smooth, the K soft code maps (B, Cvae, pn_k, pn_k) that f̂ is built
+            from (the tokens are then drawn but not used); None otherwise.
+        diagnostics: with `diagnostics=True`, per scale a dict of new tensors: `logits_BlV`
+            (after the processors, before truncation), `tokens_Bl` and the loop's `f_hat_BCHW`.
+    """
+
+    tokens: list[Tensor]
+    embeddings: list[Tensor] | None = None
+    diagnostics: list[dict[str, Tensor]] | None = None
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _branches(processors: Sequence[Any]) -> list[str]:
+    """The extra forward branches the processors read, in row order (null, random, guide)."""
+    wanted = set()
+    for proc in processors:
+        wanted.update(getattr(proc, "branches", ()))
+        if proc.needs_uncond:
+            wanted.add(NULL_CLASS)
+    return [b for b in (NULL_CLASS, RANDOM_CLASS, GUIDE_MODEL) if b in wanted]
+
+
 def _apply_processors(
-    processors: Sequence[Any], ctx: StepContext, states: list[Any], uncond_states: list[Any]
+    processors: Sequence[Any], ctx: StepContext, states: list[Any], branch_states: dict
 ) -> Tensor:
-    """Branch-wise processors on each branch, then the others on the running logits."""
+    """Branch-wise processors on every branch (own states), then the others on the running ones."""
     for i, proc in enumerate(processors):
         if getattr(proc, "branch_wise", False):
             cond_BlV, states[i] = proc(ctx.logits_cond_BlV, ctx, states[i])
             uncond_BlV = ctx.logits_uncond_BlV
             if uncond_BlV is not None:
-                uncond_BlV, uncond_states[i] = proc(uncond_BlV, ctx, uncond_states[i])
-            ctx = dataclasses.replace(ctx, logits_cond_BlV=cond_BlV, logits_uncond_BlV=uncond_BlV)
+                uncond_BlV, branch_states[NULL_CLASS][i] = proc(
+                    uncond_BlV, ctx, branch_states[NULL_CLASS][i]
+                )
+            others = {}
+            for name, logits_BlV in ctx.branch_logits.items():
+                others[name], branch_states[name][i] = proc(logits_BlV, ctx, branch_states[name][i])
+            ctx = dataclasses.replace(
+                ctx, logits_cond_BlV=cond_BlV, logits_uncond_BlV=uncond_BlV, branch_logits=others
+            )
     logits_BlV = ctx.logits_cond_BlV
     for i, proc in enumerate(processors):
         if not getattr(proc, "branch_wise", False):
@@ -106,7 +172,25 @@ def _apply_processors(
     return logits_BlV
 
 
-def generate_batch(
+def _row_labels(
+    var: Any, labels_B: Tensor, branches: list[str], random_labels_B: Tensor | None
+) -> Tensor:
+    """Labels of the main model's rows: [cond; null class; random class] blocks of B."""
+    rows = [labels_B]
+    if NULL_CLASS in branches:
+        rows.append(torch.full_like(labels_B, var.num_classes))
+    if RANDOM_CLASS in branches:
+        if random_labels_B is None or random_labels_B.shape != labels_B.shape:
+            got = None if random_labels_B is None else tuple(random_labels_B.shape)
+            raise ValueError(
+                f"a processor reads the random-class branch (ICG): random_labels_B of shape "
+                f"{tuple(labels_B.shape)} is required, got {got}"
+            )
+        rows.append(random_labels_B.to(labels_B.device))
+    return torch.cat(rows)
+
+
+def sample_scales(
     var: Any,
     vae: Any,
     labels_B: Tensor,
@@ -118,20 +202,22 @@ def generate_batch(
     top_p: float = 0.0,
     truncation_impl: str = "sort",
     autocast_dtype: torch.dtype | None = None,
-    decode_dtype: torch.dtype | None = None,
-    observer: Callable[[int, dict[str, Tensor]], None] | None = None,
-    decode: bool = True,
-) -> Tensor:
-    """Sample one batch of images scale by scale (VAR's `autoregressive_infer_cfg`, generalised).
+    more_smooth: bool = False,
+    random_labels_B: Tensor | None = None,
+    guide: Any | None = None,
+    diagnostics: bool = False,
+) -> ScaleSample:
+    """Sample the tokens of one batch scale by scale (VAR's `autoregressive_infer_cfg`, extended).
 
-    Per scale si: transformer logits ([cond; uncond] as one 2B batch when any processor
-    `needs_uncond`, else B rows) → branch-wise processors → other processors in list order →
-    truncation → `sample_tokens` → f̂ update → next input. With `processors=[CfgRamp(1.5)]`, a single
-    generator and the README truncation this reproduces the official samples.
+    Per scale si: transformer logits of every row ([cond; null; random] as one batch, only the
+    branches some processor reads) and of the guide model → branch-wise processors → other
+    processors in list order → truncation → `sample_tokens` → f̂ update → next input. With
+    `processors=[CfgRamp(1.5)]`, a single generator and the README truncation this reproduces the
+    official tokens.
 
     Args:
         var: the VAR transformer (eval mode).
-        vae: the VQVAE built with the same patch_nums.
+        vae: the VQVAE built with the same patch_nums (its quantizer builds the next inputs).
         labels_B: (B,) int64 class labels on the model's device (`num_classes` = unconditional).
         generators: one generator (official stream) or B generators (per-sample stream).
         processors: logit processors (see `ssg_eval.guidance.base.LogitProcessor`).
@@ -139,97 +225,131 @@ def generate_batch(
         top_k: 0 disables.
         top_p: 0 disables.
         truncation_impl: "sort" or "fast" (same kept set).
-        autocast_dtype: bf16/fp16 autocast around the transformer only; None/float32 = off.
-        decode_dtype: dtype of the VQVAE decode; None = float32.
-        observer: called as observer(si, info) after each scale with clones of `f_hat_BCHW`,
-            `logits_BlV` (after processors, before truncation) and `tokens_Bl`.
-        decode: False returns the accumulated latents f̂ (B, Cvae, pn, pn) instead of images, so
-            that callers can decode in fixed groups (`decode_images`).
+        autocast_dtype: bf16/fp16 autocast around the transformers only; None/float32 = off.
+        more_smooth: VAR's visualisation path: after each token draw, a Gumbel-softmax draw
+            (tau = max(0.27·(1 − 0.95·ratio), 0.005)) on the truncated logits × (1 + ratio) from
+            the same generator; the soft one-hot times the codebook replaces the token embedding.
+        random_labels_B: (B,) labels of the random-class branch (ICG), required when read.
+        guide: the guide VAR (autoguidance), required when its branch is read; it shares the
+            VQVAE and scales, keeps its own KV cache and is fed the same f̂ at every scale.
+        diagnostics: also return per-scale copies of the logits, tokens and f̂.
 
     Returns:
-        images_B3HW: float32 in [0, 1], H = W = 16·patch_nums[-1] (or f̂ when decode=False).
+        A `ScaleSample` with the tokens of every scale.
 
     Raises:
-        ValueError: a generator list whose length is not B.
+        ValueError: a generator list whose length is not B, or a missing branch input.
     """
     patch_nums, K = var.patch_nums, len(var.patch_nums)
-    device = labels_B.device
-    B = labels_B.shape[0]
+    device, B = labels_B.device, labels_B.shape[0]
     if not isinstance(generators, torch.Generator) and len(generators) != B:
         raise ValueError(f"got {len(generators)} generators for a batch of {B} samples")
-    two_branches = any(p.needs_uncond for p in processors)
+    branches = _branches(processors)
+    if GUIDE_MODEL in branches and guide is None:
+        raise ValueError("a processor reads the guide-model branch (autoguidance): pass guide=")
+    guided = guide if GUIDE_MODEL in branches else None
     states = [p.init_state(B) for p in processors]
-    uncond_states = [
-        p.init_state(B) if getattr(p, "branch_wise", False) else None for p in processors
-    ]
+    branch_states = {b: [p.init_state(B) if getattr(p, "branch_wise", False) else None
+                         for p in processors] for b in branches}  # fmt: skip
+    tokens, embeddings, records = [], [] if more_smooth else None, [] if diagnostics else None
     with torch.inference_mode():
-        if two_branches:  # (2B,): conditional rows first, then the null class
-            labels_B = torch.cat((labels_B, torch.full_like(labels_B, var.num_classes)))
-        cond_BD = var.class_condition(labels_B)
+        # Conditioning: one class embedding per row of the main model, and the guide's own.
+        cond_BD = var.class_condition(_row_labels(var, labels_B, branches, random_labels_B))
+        num_blocks = cond_BD.shape[0] // B  # 1 + the main model's extra branches
+        guide_cond_BD = guided.class_condition(labels_B) if guided is not None else None
         with _autocast(device, autocast_dtype):
             x_BlC = var.first_scale_input(cond_BD)
-        f_hat_BCHW = cond_BD.new_zeros(
-            B, vae.cvae, patch_nums[-1], patch_nums[-1], dtype=torch.float32
-        )
-        var.set_kv_cache(True)
+            guide_x_BlC = guided.first_scale_input(guide_cond_BD) if guided is not None else None
+        f_hat_BCHW = cond_BD.new_zeros(B, vae.cvae, patch_nums[-1], patch_nums[-1],
+                                       dtype=torch.float32)  # fmt: skip
+        models = [var] if guided is None else [var, guided]
+        for model in models:
+            model.set_kv_cache(True)
         try:
             for si, pn in enumerate(patch_nums):
+                # 1. Logits of every row at this scale; each model attends to its own KV cache.
                 with _autocast(device, autocast_dtype):
                     logits_BlV = var.scale_logits(x_BlC, cond_BD).float()
+                    if guided is not None:
+                        guide_BlV = guided.scale_logits(guide_x_BlC, guide_cond_BD).float()
+                extra = {
+                    name: logits_BlV[(j + 1) * B : (j + 2) * B]
+                    for j, name in enumerate(branches[: num_blocks - 1])
+                }
+                if guided is not None:
+                    extra[GUIDE_MODEL] = guide_BlV
                 ctx = StepContext(
                     scale_index=si,
                     num_scales=K,
                     patch_num=pn,
                     prev_patch_num=patch_nums[si - 1] if si > 0 else None,
                     logits_cond_BlV=logits_BlV[:B],
-                    logits_uncond_BlV=logits_BlV[B:] if two_branches else None,
+                    logits_uncond_BlV=extra.pop(NULL_CLASS, None),
+                    branch_logits=extra,
                 )
-                logits_BlV = _apply_processors(processors, ctx, states, uncond_states)
+                # 2. Guidance: the processors turn the branches into one (B, l, V) tensor.
+                logits_BlV = _apply_processors(processors, ctx, states, branch_states)
+                # 3. Truncation, then one token per position from the sampling stream.
                 truncated_BlV = apply_truncation(
                     logits_BlV, temperature, top_k, top_p, impl=truncation_impl
                 )
                 tokens_Bl = sample_tokens(truncated_BlV, generators)
-                h_BChw = vae.embed_tokens(tokens_Bl, pn)
+                tokens.append(tokens_Bl)
+                # 4. Embed (tokens, or more_smooth's soft codes drawn next) and add to f̂.
+                if more_smooth:
+                    ratio = si / (K - 1) if K > 1 else 0.0
+                    tau = max(0.27 * (1 - ratio * 0.95), 0.005)
+                    weights_BlV = gumbel_soft_weights(truncated_BlV.mul(1 + ratio), generators, tau)
+                    h_BChw = vae.embed_soft(weights_BlV, pn)
+                    embeddings.append(h_BChw)
+                else:
+                    h_BChw = vae.embed_tokens(tokens_Bl, pn)
                 f_hat_BCHW, next_BChw = vae.accumulate(si, f_hat_BCHW, h_BChw)
-                if observer is not None:
-                    observer(
-                        si,
-                        {
-                            "f_hat_BCHW": f_hat_BCHW.clone(),
-                            "logits_BlV": logits_BlV.clone(),
-                            "tokens_Bl": tokens_Bl.clone(),
-                        },
-                    )
+                if records is not None:
+                    records.append({"f_hat_BCHW": f_hat_BCHW.clone(),
+                                    "logits_BlV": logits_BlV.clone(),
+                                    "tokens_Bl": tokens_Bl.clone()})  # fmt: skip
+                # 5. Next input: area-resized f̂, the same for every row and for the guide.
                 if next_BChw is not None:
                     with _autocast(device, autocast_dtype):
                         x_BlC = var.next_scale_input(next_BChw, si + 1)
-                    if two_branches:  # both halves get the same token input
-                        x_BlC = x_BlC.repeat(2, 1, 1)
+                        if num_blocks > 1:  # every branch row gets the same token input
+                            x_BlC = x_BlC.repeat(num_blocks, 1, 1)
+                        if guided is not None:
+                            guide_x_BlC = guided.next_scale_input(next_BChw, si + 1)
         finally:
-            var.set_kv_cache(False)
-        if not decode:
-            return f_hat_BCHW.clone()
-        img_B3HW = decode_images(vae, f_hat_BCHW, decode_dtype)
-    return img_B3HW.clone()  # a normal tensor again: callers may edit it outside inference mode
+            for model in models:
+                model.set_kv_cache(False)
+    return ScaleSample(tokens=tokens, embeddings=embeddings, diagnostics=records)
 
 
-def latents_from_tokens(vae: Any, tokens_per_scale: Sequence[Tensor]) -> Tensor:
+def latents_from_tokens(
+    vae: Any,
+    tokens_per_scale: Sequence[Tensor],
+    embeddings_per_scale: Sequence[Tensor] | None = None,
+) -> Tensor:
     """Rebuild f̂ from the tokens of every scale (the loop's residual update, without sampling).
 
     Args:
         vae: the VQVAE built with the model's patch_nums.
         tokens_per_scale: K tensors (B, pn_k²) int64, row-major.
+        embeddings_per_scale: more_smooth's K soft code maps (B, Cvae, pn_k, pn_k); when given
+            they are accumulated instead of the embedded tokens.
 
     Returns:
-        f_hat_BCHW: (B, Cvae, pn_last, pn_last) float32.
+        f_hat_BCHW: (B, Cvae, pn_last, pn_last) float32, bit-identical to the loop's f̂ for the
+        same rows in the same grouping.
     """
     with torch.inference_mode():
         f_hat_BCHW = None
+        last = math.isqrt(tokens_per_scale[-1].shape[1])
         for si, tokens_Bl in enumerate(tokens_per_scale):
             pn = math.isqrt(tokens_Bl.shape[1])
-            h_BChw = vae.embed_tokens(tokens_Bl, pn)
+            if embeddings_per_scale is not None:
+                h_BChw = embeddings_per_scale[si]
+            else:
+                h_BChw = vae.embed_tokens(tokens_Bl, pn)
             if f_hat_BCHW is None:
-                last = math.isqrt(tokens_per_scale[-1].shape[1])
                 f_hat_BCHW = h_BChw.new_zeros(h_BChw.shape[0], h_BChw.shape[1], last, last)
             f_hat_BCHW, _ = vae.accumulate(si, f_hat_BCHW, h_BChw)
         return f_hat_BCHW
@@ -251,3 +371,52 @@ def decode_images(vae: Any, f_hat_BCHW: Tensor, decode_dtype: torch.dtype | None
         with _autocast(f_hat_BCHW.device, None if decode_dtype == torch.float32 else decode_dtype):
             img_B3HW = vae.decode(f_hat_BCHW)
         return img_B3HW.float().add(1).mul(0.5)
+
+
+def generate_batch(
+    var: Any,
+    vae: Any,
+    labels_B: Tensor,
+    generators: torch.Generator | Sequence[torch.Generator],
+    processors: Sequence[Any],
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.0,
+    truncation_impl: str = "sort",
+    autocast_dtype: torch.dtype | None = None,
+    decode_dtype: torch.dtype | None = None,
+    more_smooth: bool = False,
+    random_labels_B: Tensor | None = None,
+    guide: Any | None = None,
+    observer: Callable[[int, dict[str, Tensor]], None] | None = None,
+) -> Tensor:
+    """One batch from labels to images: `sample_scales` → `latents_from_tokens` → `decode_images`.
+
+    This is one official call when the batch is decoded as a whole. Keyword arguments are those
+    of `sample_scales`, plus:
+
+    Args:
+        decode_dtype: dtype of the VQVAE decode; None = float32.
+        observer: called as observer(si, info) for every scale, after sampling, with that scale's
+            diagnostics (new tensors `f_hat_BCHW`, `logits_BlV` before truncation, `tokens_Bl`).
+
+    Returns:
+        images_B3HW: float32 in [0, 1], H = W = 16·patch_nums[-1].
+
+    Raises:
+        ValueError: a generator list whose length is not B, or a missing branch input.
+    """
+    sample = sample_scales(
+        var, vae, labels_B, generators, processors, temperature=temperature, top_k=top_k,
+        top_p=top_p, truncation_impl=truncation_impl, autocast_dtype=autocast_dtype,
+        more_smooth=more_smooth, random_labels_B=random_labels_B, guide=guide,
+        diagnostics=observer is not None,
+    )  # fmt: skip
+    f_hat_BCHW = latents_from_tokens(vae, sample.tokens, sample.embeddings)
+    images_B3HW = decode_images(vae, f_hat_BCHW, decode_dtype).clone()  # a normal tensor again
+    if observer is not None:
+        with torch.inference_mode():  # the records are inference tensors, as the loop made them
+            for si, info in enumerate(sample.diagnostics):
+                observer(si, info)
+    return images_B3HW

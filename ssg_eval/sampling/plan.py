@@ -41,17 +41,24 @@ class SamplePlan:
       `SeedSequence([seed, 1])` (the seed of sample 1), whereas a spawn key is mixed in after the
       padded entropy and cannot collide with a plain `[seed, i]`.
 
+    - `reference_labels(indices)`: ICG's random class of each sample, the same rule on
+      `SeedSequence([seed, i], spawn_key=(2,))` modulo `num_classes`; a pure function of the index,
+      so it does not depend on batch size, chunking or world size either.
+
     Attributes:
         num_samples: N, the number of samples (indices 0..N-1).
         num_classes: number of class labels.
         chunk_size: samples per chunk (one shard file each); the last chunk may be shorter.
         seed: the run's base seed (>= 0).
+        label_list: explicit labels of samples 0..N-1 (official calls, `sampler.official_labels`;
+            -1 = the null class `num_classes`); None = `index % num_classes`.
     """
 
     num_samples: int
     num_classes: int
     chunk_size: int
     seed: int
+    label_list: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "num_classes", "chunk_size"):
@@ -61,6 +68,11 @@ class SamplePlan:
         if int(self.seed) != self.seed or self.seed < 0:
             raise ValueError(
                 f"sampler.seed={self.seed!r} must be a non-negative integer (numpy SeedSequence)"
+            )
+        if self.label_list is not None and len(self.label_list) != self.num_samples:
+            raise ValueError(
+                f"sampler.official_labels has {len(self.label_list)} labels for "
+                f"sampler.num_samples={self.num_samples}"
             )
 
     @property
@@ -77,9 +89,9 @@ class SamplePlan:
             raise IndexError(f"chunk {chunk} outside [0, {self.num_chunks})")
 
     def label_of(self, index: int) -> int:
-        """Class label of sample `index`: `index % num_classes`."""
+        """Class label of sample `index`: `index % num_classes` (or `label_list[index]`)."""
         self._check_index(index)
-        return int(index) % self.num_classes
+        return int(self.labels([index])[0])
 
     def labels(self, indices: Iterable[int] | np.ndarray) -> np.ndarray:
         """Labels of many indices.
@@ -88,13 +100,34 @@ class SamplePlan:
             indices: sample indices in [0, num_samples).
 
         Returns:
-            int64 array of the same length, `indices % num_classes`.
+            int64 array of the same length, `indices % num_classes` (or the `label_list` entries,
+            -1 mapped to the null class `num_classes`).
         """
+        idx = self._indices(indices)
+        if self.label_list is not None:
+            listed = np.asarray(self.label_list, dtype=np.int64)
+            return np.where(listed < 0, self.num_classes, listed)[idx]
+        return idx % self.num_classes
+
+    def reference_labels(self, indices: Iterable[int] | np.ndarray) -> np.ndarray:
+        """ICG's random reference class of each index (int64 in [0, num_classes)).
+
+        The first word of `SeedSequence([seed, i], spawn_key=(2,))` (>> 1) modulo `num_classes`:
+        uniform up to a bias below 2**-53, and disjoint from the sample and chunk seeds.
+        """
+        idx = self._indices(indices)
+        words = [
+            _seed_from(np.random.SeedSequence([int(self.seed), int(i)], spawn_key=(2,)))
+            for i in idx
+        ]
+        return np.asarray([w % self.num_classes for w in words], dtype=np.int64)
+
+    def _indices(self, indices: Iterable[int] | np.ndarray) -> np.ndarray:
         values = indices if hasattr(indices, "__len__") else list(indices)
         idx = np.asarray(values, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_samples):
             raise IndexError(f"sample indices outside [0, {self.num_samples})")
-        return idx % self.num_classes
+        return idx
 
     def chunk_indices(self, chunk: int) -> np.ndarray:
         """Sample indices of `chunk`: `[chunk·chunk_size, min((chunk+1)·chunk_size, N))`, int64."""
@@ -126,19 +159,25 @@ class SamplePlan:
             "chunk_size": self.chunk_size,
             "num_chunks": self.num_chunks,
             "seed": self.seed,
-            "label_rule": "index % num_classes",
+            "label_rule": "index % num_classes" if self.label_list is None else "label_list",
             "sample_seed_rule": "SeedSequence([seed, index]).generate_state(1, uint64)[0] >> 1",
             "chunk_seed_rule": (
                 "SeedSequence([seed, chunk], spawn_key=(1,)).generate_state(1, uint64)[0] >> 1"
+            ),
+            "reference_label_rule": (
+                "(SeedSequence([seed, index], spawn_key=(2,)).generate_state(1, uint64)[0] >> 1)"
+                " % num_classes"
             ),
         }
 
 
 def plan_from_config(cfg: Any) -> SamplePlan:
     """The plan of a composed config (`sampler.*` and `model.num_classes`)."""
+    listed = getattr(cfg.sampler, "official_labels", None)
     return SamplePlan(
         num_samples=int(cfg.sampler.num_samples),
         num_classes=int(cfg.model.num_classes),
         chunk_size=int(cfg.sampler.chunk_size),
         seed=int(cfg.sampler.seed),
+        label_list=None if listed is None else tuple(int(c) for c in listed),
     )

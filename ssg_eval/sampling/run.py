@@ -1,6 +1,6 @@
 """Per-rank sampling runner: run-dir identity, the resumable chunk loop, and single-process runs.
 
-Rank and world size are arguments (read from the environment once, by `ssg_eval.sample`), so
+Rank and world size are arguments (read from the environment once, by `ssg_eval.stages.sample`), so
 tests drive `run_rank(cfg, r, W)` in a loop without torch.distributed; this module must not
 parse the command line, and it holds no sampling math (that is `sampling.loop`).
 """
@@ -18,6 +18,18 @@ import numpy as np
 from tqdm import tqdm
 
 from ssg_eval.config import ConfigError, validate
+from ssg_eval.runs.claim import check_identity, stage_lock, stored_identity, write_identity
+from ssg_eval.runs.identity import identity_diff, identity_hash, identity_of
+from ssg_eval.runs.io import clean_stale_temps, read_json
+from ssg_eval.runs.layout import (
+    FEATURES_CACHE,
+    FEATURES_JSON,
+    FEATURES_NPZ,
+    IDENTITY_JSON,
+    MANIFEST_JSON,
+    METRICS_JSON,
+)
+from ssg_eval.runs.layout import run_dir as resolve_run_dir
 from ssg_eval.sampling.finalize import finalize_run, resolved_config
 from ssg_eval.sampling.generate import (
     build_sampling_model,
@@ -27,11 +39,8 @@ from ssg_eval.sampling.generate import (
 )
 from ssg_eval.sampling.plan import SamplePlan, plan_from_config
 from ssg_eval.sampling.shards import SAMPLES_NPZ, shard_path, shard_problem, write_shard
-from ssg_eval.stage import run_dir as resolve_run_dir
 from ssg_eval.utils.dist import resolve_device, setup_runtime
-from ssg_eval.utils.io import atomic_write_json, read_json
 from ssg_eval.utils.logging import get_logger
-from ssg_eval.utils.provenance import config_hash
 
 __all__ = [
     "SimulatedCrash",
@@ -44,73 +53,89 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-# The identity of the shards in a run dir, written before the first shard: the manifest only
-# appears once the run is complete (later stages wait for it), but a crashed run must still
-# refuse to be resumed by another config.
-IDENTITY = "shards/identity.json"
-# Artifacts derived from a run's samples; `overwrite=true` removes them with the shards.
-DERIVED = ("manifest.json", SAMPLES_NPZ, "features.npz", "features.json", "metrics.json")
+# Artifacts derived from a run's samples; `overwrite=true` removes them with the shards, unread.
+DERIVED = (MANIFEST_JSON, IDENTITY_JSON, SAMPLES_NPZ, FEATURES_NPZ, FEATURES_JSON, METRICS_JSON)
+_FIX = "choose a new run_name=... or pass overwrite=true to delete the old shards"
 
 
 class SimulatedCrash(RuntimeError):
     """Raised by the `fail_after_chunks` test hook of `run_rank`."""
 
 
-def _stored_hash(directory: Path) -> str | None:
-    for name in ("manifest.json", IDENTITY):
-        try:
-            return read_json(directory / name).get("config_hash")
-        except FileNotFoundError:  # absent, or just removed by rank 0 (overwrite=true)
-            continue
-    return None
+def _remove_run_content(directory: Path) -> None:
+    shutil.rmtree(directory / "shards", ignore_errors=True)
+    shutil.rmtree(directory / FEATURES_CACHE, ignore_errors=True)
+    for name in DERIVED:
+        (directory / name).unlink(missing_ok=True)
 
 
-def prepare_run_dir(cfg: Any, rank: int, *, barrier: Callable[[], None] | None = None) -> Path:
-    """Check (every rank) and claim (rank 0) the run dir for this config, then wait for all ranks.
+def prepare_run_dir(
+    cfg: Any,
+    rank: int,
+    identity: dict[str, Any],
+    *,
+    barrier: Callable[[], None] | None = None,
+) -> Path:
+    """Check (every rank) and clean (rank 0) the run dir for this identity, then wait for all.
 
-    A run dir whose manifest or shards belong to another config hash is refused unless
-    `overwrite=true`, in which case rank 0 removes the old shards and the artifacts derived from
-    them (manifest, samples.npz, features, metrics). With a matching hash nothing is removed,
-    `overwrite` or not: valid shards are kept (resume).
+    A run dir whose stored identity differs is refused unless `overwrite=true`, in which case
+    rank 0 removes the old shards and every artifact derived from them without reading them
+    (a damaged file cannot block an overwrite). With the same identity nothing is removed,
+    `overwrite` or not: valid shards are kept (resume). Rank 0 also removes stale temp files
+    (the caller holds the run's lock, so no other writer exists).
 
     Args:
         cfg: the composed config.
-        rank: this process's rank (only rank 0 writes).
-        barrier: called after rank 0 has claimed the dir (None: single process).
+        rank: this process's rank (only rank 0 removes files).
+        identity: `identity_of(cfg)`.
+        barrier: called after rank 0 has cleaned the dir (None: single process).
 
     Returns:
         The run directory.
 
     Raises:
-        ConfigError: the stored config hash differs and `overwrite` is false.
+        IdentityMismatch: the stored identity differs and `overwrite` is false (names each key).
+        ConfigError: shards exist without an identity and `overwrite` is false.
     """
     directory = resolve_run_dir(cfg)
-    resolved = resolved_config(cfg)
-    digest = config_hash(resolved)
-    stored = _stored_hash(directory)
-    if stored is not None and stored != digest:
-        if not cfg.overwrite:
+    if rank == 0:
+        state = check_identity(directory, identity, overwrite=bool(cfg.overwrite), fix=_FIX)
+        orphans = state == "new" and any((directory / "shards").glob("chunk_*.npz"))
+        if orphans and not cfg.overwrite:
             raise ConfigError(
-                f"run dir {directory} holds samples of config hash {stored}, but this config "
-                f"hashes to {digest}; choose a new run_name=... or pass overwrite=true to delete "
-                "the old shards"
+                f"run dir {directory} holds shards but no {IDENTITY_JSON}, so their config is "
+                f"unknown; {_FIX}"
             )
-        if rank == 0:
-            log.warning("overwrite=true: removing shards of config %s in %s", stored, directory)
-            shutil.rmtree(directory / "shards", ignore_errors=True)
-            for name in DERIVED:
-                (directory / name).unlink(missing_ok=True)
-    if rank == 0 and not (directory / IDENTITY).is_file():
-        atomic_write_json(directory / IDENTITY, {"config_hash": digest, "config": resolved})
+        if state == "replace" or orphans:
+            log.warning("overwrite=true: removing the shards and results in %s", directory)
+            _remove_run_content(directory)
+        for path in clean_stale_temps(directory):
+            log.info("removed stale temp file %s", path)
     if barrier is not None:
         barrier()
+    if rank != 0:  # after rank 0 cleaned: the stored identity is now the same or absent
+        check_identity(directory, identity, overwrite=False, fix=_FIX)
     return directory
 
 
-def _pending_chunks(directory: Path, plan: SamplePlan, chunks: range, shape) -> list[int]:
+def _recorded_shard_sha256(directory: Path, identity: dict[str, Any]) -> dict[str, str]:
+    # Shard sha256s of a finished run of the same identity (empty when there is none).
+    try:
+        manifest = read_json(directory / MANIFEST_JSON)
+    except (FileNotFoundError, ValueError):
+        return {}
+    if manifest.get("config_hash") != identity_hash(identity):
+        return {}
+    return dict(manifest.get("shards") or {})
+
+
+def _pending_chunks(
+    directory: Path, plan: SamplePlan, chunks: range, shape, recorded: dict[str, str]
+) -> list[int]:
     todo = []
     for chunk in chunks:
-        problem = shard_problem(shard_path(directory, chunk), plan, chunk, shape)
+        path = shard_path(directory, chunk)
+        problem = shard_problem(path, plan, chunk, shape, deep=True, sha256=recorded.get(path.name))
         if problem is not None:
             if problem != "missing":
                 log.warning("shard of chunk %d is invalid (%s); regenerating it", chunk, problem)
@@ -146,15 +171,27 @@ def run_rank(
 
     Raises:
         ConfigError: the run dir belongs to another config (see `prepare_run_dir`).
+        FileNotFoundError: a configured checkpoint is missing (nothing was written).
         SimulatedCrash: from the test hook.
     """
     plan = plan_from_config(cfg)
-    directory = prepare_run_dir(cfg, rank, barrier=barrier)
+    identity = identity_of(cfg)  # hashes the checkpoints; a missing one stops here
+    directory = prepare_run_dir(cfg, rank, identity, barrier=barrier)
     runtime = setup_runtime(cfg.runtime)
     device = resolve_device(str(cfg.runtime.device))
     shape = image_shape_of(cfg.model)
     assigned = plan.chunks_for_rank(rank, world_size)
-    todo = _pending_chunks(directory, plan, assigned, shape)
+    recorded = _recorded_shard_sha256(directory, identity)
+    todo = _pending_chunks(directory, plan, assigned, shape, recorded)
+    # The identity is written by rank 0 once the models loaded and validated, before any shard.
+    claim = rank == 0 and stored_identity(directory) is None
+    start = time.perf_counter()
+    model = build_sampling_model(cfg, device) if todo or claim else None
+    model_build_s = time.perf_counter() - start
+    if claim:
+        write_identity(directory, identity)
+    if barrier is not None:
+        barrier()
     stats: dict[str, Any] = {
         "rank": rank, "world_size": world_size, "device": str(device), "runtime": runtime,
         "chunks_assigned": len(assigned), "chunks_generated": 0,
@@ -163,16 +200,14 @@ def run_rank(
     }  # fmt: skip
     log.info("rank %d/%d: %d of %d chunks to generate in %s", rank, world_size, len(todo),
              len(assigned), directory)  # fmt: skip
+    if model is not None:
+        stats["model_info"], stats["model_build_s"] = model.info, model_build_s
     if not todo:
         return stats
     if cfg.sampler.rng == "official" and plan.chunk_size > int(cfg.sampler.batch_size):
         log.warning("sampler.rng=official generates each chunk as one batch of chunk_size=%d; "
                     "sampler.batch_size=%d is not used", plan.chunk_size,
                     int(cfg.sampler.batch_size))  # fmt: skip
-    start = time.perf_counter()
-    model = build_sampling_model(cfg, device)
-    stats["model_build_s"] = time.perf_counter() - start
-    stats["model_info"] = model.info
 
     def written(future: Future) -> None:
         stats["chunks_generated"] += 1
@@ -218,25 +253,41 @@ def plan_status(cfg: Any, world_size: int) -> dict[str, Any]:
     plan = plan_from_config(cfg)
     directory = resolve_run_dir(cfg)
     shape = image_shape_of(cfg.model)
-    done = {c for c in range(plan.num_chunks)
-            if shard_problem(shard_path(directory, c), plan, c, shape) is None}  # fmt: skip
+    identity = identity_of(cfg, require_checkpoints=False)
+    try:
+        stored = stored_identity(directory)
+    except ValueError:
+        stored = {"<unreadable identity.json>": True}
+    done = set()
+    if stored is not None and not identity_diff(stored, identity):
+        done = {c for c in range(plan.num_chunks)
+                if shard_problem(shard_path(directory, c), plan, c, shape) is None}  # fmt: skip
     ranks = []
     for rank in range(world_size):
         chunks = list(plan.chunks_for_rank(rank, world_size))
         ranks.append({"chunks": chunks, "done": [c for c in chunks if c in done]})
     return {
         "run_dir": str(directory),
-        "config_hash": config_hash(resolved_config(cfg)),
-        "stored_hash": _stored_hash(directory),
+        "config_hash": identity_hash(identity),
+        "stored_hash": None if stored is None else identity_hash(stored),
+        "differences": [] if stored is None else identity_diff(stored, identity),
         "plan": plan.describe(),
         "ranks": ranks,
     }
 
 
 def sample_run(cfg: Any) -> Path:
-    """Single-process sampling: validate, rank 0 of 1, then finalize; returns the run dir."""
+    """Single-process sampling under the run's lock: validate, rank 0 of 1, finalize.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        RunLockedError: another process holds the run.
+    """
     validate(cfg)
-    stats = run_rank(cfg, 0, 1)
-    directory = resolve_run_dir(cfg)
-    finalize_run(cfg, directory, plan_from_config(cfg), [stats])
+    with stage_lock(cfg, "sample"):
+        stats = run_rank(cfg, 0, 1)
+        directory = resolve_run_dir(cfg)
+        finalize_run(cfg, directory, plan_from_config(cfg), [stats])
     return directory

@@ -2,11 +2,12 @@
 
 A shard `shards/chunk_{c:05d}.npz` holds `images` (uint8 NHWC), `labels` and `indices` (int64) of
 one plan chunk and is written atomically; this module must not generate images or read configs.
+It runs past 300 lines because it owns the shard format whole, from the uint8 conversion through
+writing, verifying and reading to the ADM export, so the format is defined in one place.
 """
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssg_eval.runs.io import atomic_open, atomic_write_npz, sha256_file
+from ssg_eval.runs.npz import NpzError, load_npz, npz_array_header, npz_problem
 from ssg_eval.sampling.plan import SamplePlan
-from ssg_eval.utils.io import atomic_write_npz
 
 __all__ = [
     "ROUNDING_RULES",
@@ -24,6 +26,7 @@ __all__ = [
     "export_samples_npz",
     "images_sha256",
     "iter_run_images",
+    "read_shard",
     "shard_path",
     "shard_problem",
     "to_uint8",
@@ -43,7 +46,7 @@ def to_uint8(images_B3HW: torch.Tensor | np.ndarray, rounding: str = "nearest") 
 
     Rules (computed in float64, which is exact for float32/bfloat16/float16 inputs):
     - `nearest`: `floor(255·x + 0.5)` clamped to [0, 255], i.e. round half up (x = 0.5 -> 128).
-      This is VAR #45/#83's `x·255 + 0.5` rule (FIELD_NOTES.md §2).
+      This is VAR #45/#83's `x·255 + 0.5` rule (docs/METRICS.md, traps: float -> uint8).
     - `truncate`: `floor(255·x)` clamped to [0, 255] (VAR demo / `.to(uint8)` of `x·255`); it
       darkens every pixel by 0.5/255 on average and exists for the rounding ablation only.
 
@@ -119,23 +122,6 @@ def write_shard(
     )
 
 
-def _member_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    # Shapes and dtypes from the .npy headers inside the zip, without reading the pixel data.
-    headers = {}
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            with archive.open(info) as handle:
-                version = np.lib.format.read_magic(handle)
-                reader = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
-                )
-                shape, _, dtype = reader(handle)
-            headers[info.filename.removesuffix(".npy")] = (tuple(shape), np.dtype(dtype))
-    return headers
-
-
 def shard_problem(
     path: str | Path,
     plan: SamplePlan,
@@ -143,6 +129,7 @@ def shard_problem(
     image_shape: tuple[int, int, int],
     *,
     deep: bool = False,
+    sha256: str | None = None,
 ) -> str | None:
     """Why the shard at `path` is not a valid shard of `chunk`, or None when it is.
 
@@ -155,35 +142,31 @@ def shard_problem(
         plan: the run's plan.
         chunk: the chunk the file should hold.
         image_shape: (H, W, 3).
-        deep: also read the pixel data (the zip CRC is then checked too); by default only the
-            array headers are read, which is enough for files written atomically.
+        deep: also read the pixel data (the zip CRC is then checked too, which catches flipped
+            bytes and truncation); by default only the array headers are read.
+        sha256: the file's recorded sha256 (the manifest's), checked when given.
     """
     path = Path(path)
-    if not path.is_file():
-        return "missing"
+    n = len(plan.chunk_indices(chunk))
+    wanted = {
+        "images": ((n, *image_shape), np.uint8),
+        "labels": ((n,), np.int64),
+        "indices": ((n,), np.int64),
+    }
+    problem = npz_problem(path, wanted, deep=deep)
+    if problem is not None:
+        return problem
     try:
-        headers = _member_headers(path)
-        if set(headers) != set(SHARD_KEYS):
-            return f"keys {sorted(headers)} != {sorted(SHARD_KEYS)}"
-        expected = plan.chunk_indices(chunk)
-        n = len(expected)
-        wanted = {
-            "images": ((n, *image_shape), np.dtype(np.uint8)),
-            "labels": ((n,), np.dtype(np.int64)),
-            "indices": ((n,), np.dtype(np.int64)),
-        }
-        for key, (shape, dtype) in wanted.items():
-            if headers[key] != (shape, dtype):
-                return f"{key} is {headers[key][1]} {headers[key][0]}, expected {dtype} {shape}"
-        with np.load(path) as data:
-            if not np.array_equal(data["indices"], expected):
-                return f"indices differ from chunk_indices({chunk})"
-            if not np.array_equal(data["labels"], plan.labels(expected)):
-                return "labels differ from the plan's labels"
-            if deep and data["images"].size != n * int(np.prod(image_shape)):
-                return "images could not be read in full"
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        return f"unreadable ({type(err).__name__}: {err})"
+        data = load_npz(path, ["indices", "labels"])
+    except NpzError as err:
+        return f"unreadable ({err.__cause__ or err})"
+    expected = plan.chunk_indices(chunk)
+    if not np.array_equal(data["indices"], expected):
+        return f"indices differ from chunk_indices({chunk})"
+    if not np.array_equal(data["labels"], plan.labels(expected)):
+        return "labels differ from the plan's labels"
+    if sha256 is not None and sha256_file(path) != sha256:
+        return "sha256 differs from the one recorded in the manifest"
     return None
 
 
@@ -199,7 +182,10 @@ def verify_shard(
     return shard_problem(path, plan, chunk, image_shape, deep=deep) is None
 
 
-def _shard_files(run_dir: Path) -> list[tuple[int, Path]]:
+def _shard_files(run_dir: Path, plan: SamplePlan | None) -> list[tuple[int, Path]]:
+    # With a plan: exactly its chunks (shards of a larger N beyond them are ignored, not read).
+    if plan is not None:
+        return [(c, shard_path(run_dir, c)) for c in range(plan.num_chunks)]
     files = []
     for path in (run_dir / "shards").glob("chunk_*.npz"):
         stem = path.stem.removeprefix("chunk_")
@@ -208,8 +194,39 @@ def _shard_files(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(files)
 
 
+_SHARD_FIX = "rerun the sample stage with the same command: it regenerates the shard"
+
+
+def read_shard_check(path: str | Path, sha256: str) -> None:
+    """Raise NpzError (naming the file and the fix) unless `path` has the recorded `sha256`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; {_SHARD_FIX}")
+    if sha256_file(path) != sha256:
+        raise NpzError(
+            f"{path} has sha256 {sha256_file(path)[:12]}..., the manifest recorded "
+            f"{sha256[:12]}... (the file changed after sampling); {_SHARD_FIX}"
+        )
+
+
+def read_shard(path: str | Path, sha256: str | None = None) -> list[np.ndarray]:
+    """`[images, labels, indices]` of one shard, checked against its recorded sha256 first.
+
+    Raises:
+        NpzError: the file is damaged or differs from `sha256` (named, with the fix).
+    """
+    path = Path(path)
+    if sha256 is not None:
+        read_shard_check(path, sha256)
+    data = load_npz(path, SHARD_KEYS, fix=_SHARD_FIX)
+    return [data[key] for key in SHARD_KEYS]
+
+
 def iter_run_images(
-    run_dir: str | Path, batch_size: int
+    run_dir: str | Path,
+    batch_size: int,
+    plan: SamplePlan | None = None,
+    shard_sha256: dict[str, str] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Stream a run's samples in index order, in batches of `batch_size` (the last may be short).
 
@@ -219,24 +236,30 @@ def iter_run_images(
     Args:
         run_dir: the run directory (holding `shards/`).
         batch_size: images per yielded batch (> 0).
+        plan: read exactly this plan's chunks (None: every shard file present).
+        shard_sha256: `{shard file name: sha256}` (the manifest's); each shard is checked
+            against it before it is read.
 
     Yields:
         `(images_NHWC uint8, labels int64, indices int64)`.
 
     Raises:
-        FileNotFoundError: the run has no shards.
+        FileNotFoundError: the run has no shards, or a chunk of `plan` is missing.
         ValueError: a shard's indices do not continue the previous shard's (missing shard).
+        NpzError: a shard is damaged or differs from its recorded sha256 (named, with the fix).
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size={batch_size} must be positive")
-    files = _shard_files(Path(run_dir))
-    if not files:
-        raise FileNotFoundError(f"no shards under {Path(run_dir) / 'shards'}; sample the run first")
+    run_dir = Path(run_dir)
+    files = _shard_files(run_dir, plan)
+    if not files or not files[0][1].is_file():
+        raise FileNotFoundError(f"no shards under {run_dir / 'shards'}; sample the run first")
     pending: list[np.ndarray] | None = None
     next_index = 0
     for _, path in files:
-        with np.load(path) as data:
-            arrays = [data[key] for key in SHARD_KEYS]
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing; re-run the sample stage to complete it")
+        arrays = read_shard(path, None if shard_sha256 is None else shard_sha256[path.name])
         indices = arrays[2]
         if len(indices) and not np.array_equal(
             indices, np.arange(next_index, next_index + len(indices))
@@ -259,25 +282,24 @@ def iter_run_images(
 
 
 def _check_complete(run_dir: Path, plan: SamplePlan) -> None:
-    files = _shard_files(run_dir)
-    chunks = [c for c, _ in files]
-    if chunks != list(range(plan.num_chunks)):
-        missing = sorted(set(range(plan.num_chunks)) - set(chunks))
-        extra = sorted(set(chunks) - set(range(plan.num_chunks)))
+    missing = [c for c in range(plan.num_chunks) if not shard_path(run_dir, c).is_file()]
+    if missing:
         raise FileNotFoundError(
-            f"{run_dir / 'shards'} is incomplete: missing chunks {missing[:10]}, unexpected "
-            f"chunks {extra[:10]}; re-run the sample stage"
+            f"{run_dir / 'shards'} is incomplete: missing chunks {missing[:10]}; re-run the "
+            "sample stage"
         )
 
 
-def images_sha256(run_dir: str | Path, plan: SamplePlan, batch_size: int = 1024) -> str:
+def images_sha256(
+    run_dir: str | Path, plan: SamplePlan, shard_sha256: dict[str, str] | None = None
+) -> str:
     """sha256 of all image bytes (uint8 NHWC, index order): a content key independent of files."""
     import hashlib
 
     run_dir = Path(run_dir)
     _check_complete(run_dir, plan)
     digest = hashlib.sha256()
-    for images, _, _ in iter_run_images(run_dir, batch_size):
+    for images, _, _ in iter_run_images(run_dir, plan.chunk_size, plan, shard_sha256):
         digest.update(np.ascontiguousarray(images).reshape(-1).data)
     return digest.hexdigest()
 
@@ -289,18 +311,25 @@ def _npy_member(archive: zipfile.ZipFile, name: str) -> Any:
     return archive.open(info, "w", force_zip64=True)
 
 
-def export_samples_npz(run_dir: str | Path, plan: SamplePlan, *, hasher: Any = None) -> Path:
+def export_samples_npz(
+    run_dir: str | Path,
+    plan: SamplePlan,
+    *,
+    hasher: Any = None,
+    shard_sha256: dict[str, str] | None = None,
+) -> Path:
     """Write ADM's `samples.npz` (`arr_0`: exactly N images in index order, plus `labels`).
 
     The file is streamed shard by shard into an uncompressed zip (memory: one shard, not the
-    9.8 GB of 50k 256² images), written to `samples.npz.tmp` and renamed, and has fixed member
+    9.8 GB of 50k 256² images), written through the atomic writer, and has fixed member
     timestamps, so identical images give a byte-identical file. It loads with `np.load` and with
     ADM's `evaluator.py` (which reads `arr_0` as NHWC uint8).
 
     Args:
         run_dir: the run directory; the file goes to `<run_dir>/samples.npz`.
-        plan: the run's plan (defines N and the chunks that must exist).
+        plan: the run's plan (defines N and the chunks that are read).
         hasher: optional `hashlib` object updated with the image bytes in index order.
+        shard_sha256: recorded shard sha256s, verified before each shard is read.
 
     Returns:
         The path of `samples.npz`.
@@ -308,37 +337,35 @@ def export_samples_npz(run_dir: str | Path, plan: SamplePlan, *, hasher: Any = N
     Raises:
         FileNotFoundError: a chunk's shard is missing.
         ValueError: the shards do not hold exactly indices 0..N-1 in order.
+        NpzError: a shard is damaged or differs from its recorded sha256.
     """
     run_dir = Path(run_dir)
     _check_complete(run_dir, plan)
-    shape = (plan.num_samples, *_member_headers(shard_path(run_dir, 0))["images"][0][1:])
+    for name, sha in (shard_sha256 or {}).items():
+        read_shard_check(run_dir / "shards" / name, sha)
+    image_shape = npz_array_header(shard_path(run_dir, 0), "images")[0][1:]
+    shape = (plan.num_samples, *image_shape)
     out = run_dir / SAMPLES_NPZ
-    tmp = out.with_name(out.name + ".tmp")
     labels: list[np.ndarray] = []
     count = 0
-    try:
-        with open(tmp, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-                with _npy_member(archive, "arr_0.npy") as member:
-                    header = {"descr": "|u1", "fortran_order": False, "shape": shape}
-                    np.lib.format.write_array_header_1_0(member, header)
-                    for images, labels_n, _ in iter_run_images(run_dir, plan.chunk_size):
-                        if images.shape[1:] != shape[1:]:
-                            raise ValueError(f"image shape {images.shape[1:]} != {shape[1:]}")
-                        data = np.ascontiguousarray(images).reshape(-1).data
-                        member.write(data)
-                        if hasher is not None:
-                            hasher.update(data)
-                        labels.append(labels_n)
-                        count += len(images)
-                    if count != plan.num_samples:
-                        raise ValueError(f"shards hold {count} images, expected {plan.num_samples}")
-                with _npy_member(archive, "labels.npy") as member:
-                    np.lib.format.write_array(member, np.concatenate(labels).astype(np.int64))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(out) as handle:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            with _npy_member(archive, "arr_0.npy") as member:
+                header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(member, header)
+                for images, labels_n, _ in iter_run_images(run_dir, plan.chunk_size):
+                    if count == plan.num_samples:
+                        break  # shards of a larger N beyond the plan are not part of the export
+                    if images.shape[1:] != shape[1:]:
+                        raise ValueError(f"image shape {images.shape[1:]} != {shape[1:]}")
+                    data = np.ascontiguousarray(images).reshape(-1).data
+                    member.write(data)
+                    if hasher is not None:
+                        hasher.update(data)
+                    labels.append(labels_n)
+                    count += len(images)
+                if count != plan.num_samples:
+                    raise ValueError(f"shards hold {count} images, expected {plan.num_samples}")
+            with _npy_member(archive, "labels.npy") as member:
+                np.lib.format.write_array(member, np.concatenate(labels).astype(np.int64))
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ssg_eval.stage import CONF_DIR
+from ssg_eval.stages.entry import CONF_DIR
 
 __all__ = ["DEFAULT_GUIDANCE_DIR", "ssg_active", "tuned_cell_overrides"]
 

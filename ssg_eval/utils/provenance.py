@@ -1,55 +1,14 @@
-"""Traceability of every artifact: config hash, git commit and dirty flag, library versions, device.
+"""Traceability of every artifact: git commit and dirty flag, library versions, device.
 
 This module only reads the environment; it must not write files or change any runtime setting.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import platform
 import subprocess
 from pathlib import Path
 from typing import Any
-
-# Keys that never change the produced samples: excluded from the sampling identity hash. A dotted
-# key removes one nested entry (`sampler.batch_size`); a plain key removes a whole top-level node.
-NON_IDENTITY_KEYS = (
-    "dry_run",
-    "overwrite",
-    "paths",
-    "report",
-    "launch",
-    "metrics",
-    "experiment_name",
-    "sampler.batch_size",  # per-sample generators: images do not depend on the batch size
-    "sampler.save_samples_npz",  # an export of the same shards
-    "runtime.num_threads",
-    "runtime.dist_backend",
-    "runtime.measure_latency",
-    "runtime.latency_batch_size",
-    "runtime.latency_repeats",
-)
-
-
-def config_hash(resolved_cfg: dict[str, Any], exclude: tuple[str, ...] = NON_IDENTITY_KEYS) -> str:
-    """Stable sha256 (first 16 hex) of a resolved config dict without the non-identity keys.
-
-    Args:
-        resolved_cfg: plain dict (e.g. `OmegaConf.to_container(cfg, resolve=True)`).
-        exclude: keys left out of the hash: top-level names, or dotted paths of nested keys.
-    """
-    kept = copy.deepcopy({k: v for k, v in resolved_cfg.items() if k not in exclude})
-    for dotted in exclude:
-        *parents, leaf = dotted.split(".")
-        node: Any = kept
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if parents and isinstance(node, dict):
-            node.pop(leaf, None)
-    blob = json.dumps(kept, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def git_state(repo_dir: str | Path | None = None) -> dict[str, Any]:

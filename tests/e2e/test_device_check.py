@@ -95,6 +95,7 @@ def test_quick_appends_one_json_line_with_provenance(quick):
     assert set(statuses) == {"inception_production", "sampling_float32"}
 
 
+@pytest.mark.slow  # a second device-check run; the quick run above stays in make test
 def test_time_guard_skips_the_rest_and_still_prints_the_table(tmp_path):
     proc = run_check(tmp_path, "--time-budget-s", "0", "--num-images", "1")
     assert proc.returncode == 0, proc.stderr[-4000:]

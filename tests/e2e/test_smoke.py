@@ -1,4 +1,4 @@
-"""The README's main job end to end on CPU: `python -m ssg_eval.smoke`, then an idempotent rerun."""
+"""The README's main job end to end on CPU, once: `python -m ssg_eval.smoke` (rerun: slow)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ def test_smoke_writes_spectral_plots(smoke_results):
         assert (spectral / name).is_file(), name
 
 
+@pytest.mark.slow  # a second smoke run; resume/skip is covered in make test by test_sampling_run
 def test_smoke_rerun_samples_nothing_and_rewrites_same_table(smoke_results):
     results, _ = smoke_results
     shards = sorted((results / "runs").rglob("shards/*.npz"))

@@ -41,7 +41,7 @@ def test_readme_names_make_targets_that_exist(tmp_path):
 
 def test_table1_lists_every_missing_file_before_any_work(tmp_path):
     proc = run(
-        [sys.executable, "-m", "ssg_eval.suite", "table1", f"paths.results={tmp_path / 'res'}"],
+        [sys.executable, "-m", "ssg_eval.stages.suite", "table1", f"paths.results={tmp_path / 'res'}"],
         tmp_path,
         SSG_EVAL_CKPT_DIR=str(tmp_path / "ckpt"),
         SSG_EVAL_REFERENCE=str(tmp_path / "VIRTUAL_imagenet256_labeled.npz"),
@@ -76,6 +76,7 @@ def tiny_assets(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # a second end-to-end pipeline run (the smoke e2e test is the one in make test)
 def test_beta_sweep_multirun_gives_one_run_per_value_and_a_sweep_table(tmp_path, tiny_assets):
     results = tmp_path / "res"
     common = [
@@ -86,7 +87,7 @@ def test_beta_sweep_multirun_gives_one_run_per_value_and_a_sweep_table(tmp_path,
         "runtime.latency_repeats=1",
     ]  # fmt: skip
     proc = run(
-        [sys.executable, "-m", "ssg_eval.pipeline", "-m", "experiment=beta_sweep", *common,
+        [sys.executable, "-m", "ssg_eval.stages.pipeline", "-m", "experiment=beta_sweep", *common,
          "guidance.ssg.beta=0,0.5"],
         tmp_path,
     )  # fmt: skip
@@ -94,7 +95,7 @@ def test_beta_sweep_multirun_gives_one_run_per_value_and_a_sweep_table(tmp_path,
     runs = sorted(p.name for p in (results / "runs").iterdir())
     assert runs == ["tiny_ssg_b0.0_constant_s0", "tiny_ssg_b0.5_constant_s0"]
     proc = run(
-        [sys.executable, "-m", "ssg_eval.report_stage", "experiment=beta_sweep", *common], tmp_path
+        [sys.executable, "-m", "ssg_eval.stages.report", "experiment=beta_sweep", *common], tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = pd.read_csv(results / "beta_sweep_sweep.csv")

@@ -1,6 +1,6 @@
 """Two real gloo processes under torchrun give the same samples as one process; the CLI contract.
 
-The subprocesses run `python -m ssg_eval.sample` exactly as `make sample NPROC=2` does, on CPU
+The subprocesses run `python -m ssg_eval.stages.sample` exactly as `make sample NPROC=2` does, on CPU
 with one thread per process, and write into a tmp results dir.
 """
 
@@ -42,7 +42,7 @@ def _contents(directory: Path) -> dict[str, str]:
 def test_two_gloo_processes_match_one_process_and_cli_contract(tmp_path, tiny_cfg):
     two = tmp_path / "two"
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "ssg_eval.sample",
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "ssg_eval.stages.sample",
            *TINY, f"paths.results={two}"]  # fmt: skip
     proc = _run(cmd, tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -63,7 +63,7 @@ def test_two_gloo_processes_match_one_process_and_cli_contract(tmp_path, tiny_cf
     assert (directory / "samples.npz").read_bytes() == (one / "samples.npz").read_bytes()
     assert manifest["config_hash"] == json.loads((one / "manifest.json").read_text())["config_hash"]
 
-    module = [sys.executable, "-m", "ssg_eval.sample", *TINY, f"paths.results={two}"]
+    module = [sys.executable, "-m", "ssg_eval.stages.sample", *TINY, f"paths.results={two}"]
     script = str(Path(sys.executable).with_name("ssg-sample"))  # the console script entry
     dry = _run([script, *TINY, f"paths.results={two}", "dry_run=true", "launch.nproc_per_node=2"],
                tmp_path)  # fmt: skip

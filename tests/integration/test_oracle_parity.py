@@ -1,4 +1,4 @@
-"""Parity with the official VAR on the CPU reference oracle of VAR_SPEC.md §10 (tiny_oracle config).
+"""Parity with the official VAR on the CPU reference oracle of docs/VAR.md (tiny_oracle config).
 
 Recorded official values (torch 2.14.1, CPU): step-0 tokens of cases A and B and the sha256 of the
 returned float32 images (`images.numpy().tobytes()`). Tokens and f̂ do not depend on the CPU

@@ -16,7 +16,7 @@ import torch
 
 import ssg_eval.models.load as model_load
 from ssg_eval.config import ConfigError
-from ssg_eval.sample import sample_stage
+from ssg_eval.stages.sample import sample_stage
 from ssg_eval.sampling.plan import plan_from_config
 from ssg_eval.sampling.run import (
     SimulatedCrash,
@@ -26,8 +26,8 @@ from ssg_eval.sampling.run import (
     sample_run,
 )
 from ssg_eval.sampling.shards import shard_path
-from ssg_eval.stage import run_dir
-from ssg_eval.utils.provenance import config_hash
+from ssg_eval.stages.entry import run_dir
+from ssg_eval.runs.identity import identity_hash, identity_of
 
 _REAL_BUILD = model_load.build_model
 _MODELS: dict[str, tuple] = {}
@@ -188,7 +188,7 @@ def test_other_config_in_same_run_dir_is_refused(tiny_cfg, reference):
     message = str(err.value)
     assert "overwrite=true" in message and "run_name" in message
     for config in (cfg, other):
-        assert config_hash(resolved_config(config)) in message
+        assert identity_hash(identity_of(config)) in message
     # Keys that never change the images do not change the identity: the crashed run resumes.
     threads = "runtime.num_threads=1"
     neutral = ["sampler.batch_size=4", "runtime.latency_repeats=1", "dry_run=false",
@@ -223,18 +223,21 @@ def test_dry_run_prints_plan_without_loading_weights(tiny_cfg, monkeypatch, caps
 
 
 def test_identity_hash_ignores_only_non_image_keys(tiny_cfg):
-    base = config_hash(resolved_config(tiny_cfg()))
+    def config_hash(cfg) -> str:
+        return identity_hash(identity_of(cfg))
+
+    base = config_hash(tiny_cfg())
     for override in ("sampler.batch_size=7", "sampler.save_samples_npz=false",
                      "runtime.num_threads=3", "runtime.measure_latency=false",
                      "runtime.latency_batch_size=2", "runtime.dist_backend=gloo",
                      "overwrite=true", "paths.results=/elsewhere"):  # fmt: skip
-        assert config_hash(resolved_config(tiny_cfg(override))) == base, override
+        assert config_hash(tiny_cfg(override)) == base, override
     for override in ("sampler.seed=1", "sampler.chunk_size=4", "sampler.uint8_rounding=truncate",
-                     "runtime.autocast_dtype=bfloat16", "guidance.ssg.enabled=true",
+                     "runtime.autocast_dtype=bfloat16", "guidance=cfg_ssg",
                      "sampler.rng=official", "model.init_seed=1"):  # fmt: skip
-        assert config_hash(resolved_config(tiny_cfg(override))) != base, override
+        assert config_hash(tiny_cfg(override)) != base, override
     resolved = resolved_config(tiny_cfg())
-    config_hash(resolved)
+    identity_of(resolved)
     assert resolved["sampler"]["batch_size"] == 4  # the caller's dict is not modified
 
 

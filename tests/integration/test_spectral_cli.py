@@ -19,7 +19,7 @@ from ssg_eval.analysis.cli import OUTPUT_NAMES, main, run_spectral_analysis  # n
 from ssg_eval.analysis.images import npz_array_header  # noqa: E402
 from ssg_eval.config import validate  # noqa: E402
 from ssg_eval.smoke import synthetic_images  # noqa: E402
-from ssg_eval.stage import run_dir  # noqa: E402
+from ssg_eval.stages.entry import run_dir  # noqa: E402
 from tests.conftest import compose_config  # noqa: E402
 
 NUM_LATENT = 4
@@ -47,8 +47,8 @@ def runs(tmp_path_factory):
         return run_dir(cfg)
 
     baseline = sample("guidance=cfg")
-    treated = sample("guidance=ssg")
-    neutral = sample("guidance=ssg", "guidance.ssg.beta=0", "run_name=tiny_cfg_ssg_beta0_s0")
+    treated = sample("guidance=cfg_ssg")
+    neutral = sample("guidance=cfg_ssg", "guidance.ssg.beta=0", "run_name=tiny_cfg_ssg_beta0_s0")
     shard = sorted((baseline / "shards").glob("chunk_*.npz"))[0]
     (_, side, _, _), _ = npz_array_header(shard, "images")
     reference = results / "reference.npz"
@@ -69,6 +69,8 @@ def test_spectra_writes_both_figures_and_tables(runs, tmp_path):
     first = latent[latent.to_step == 2]
     assert first["prev_patch_num"].iloc[0] == 1 and first["nyquist_bin"].iloc[0] == 1
     assert np.isfinite(latent["delta_mean"]).all() and np.isfinite(latent["delta_std"]).all()
+    for step, panel in latent.groupby("to_step"):  # β > 0: SSG at step b moves f̂ at every b
+        assert (panel["delta_mean"] != 0).any(), f"latent delta after step {step} is all zero"
     pixel = pd.read_csv(out["pixel_csv"])
     assert pixel["freq"].iloc[0] == 0 and np.isfinite(pixel["baseline_ratio"]).all()
     assert not np.allclose(pixel["baseline_amplitude"], pixel["ssg_amplitude"])
@@ -121,7 +123,7 @@ def test_regenerated_samples_match_the_stored_images(runs):
     from ssg_eval.analysis.latent import sample_indices
     from ssg_eval.sampling.generate import build_sampling_model
     from ssg_eval.sampling.shards import iter_run_images
-    from ssg_eval.utils.io import read_json
+    from ssg_eval.runs.io import read_json
 
     cfg = OmegaConf.create(read_json(runs["ssg"] / "manifest.json")["config"])
     model = build_sampling_model(cfg, torch.device("cpu"))

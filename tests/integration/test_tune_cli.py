@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from ssg_eval.stage import CONF_DIR
+from ssg_eval.stages.entry import CONF_DIR
 from ssg_eval.tune.apply import tuned_cell_overrides
 
 REPO = Path(__file__).resolve().parents[2]

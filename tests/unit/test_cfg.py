@@ -1,6 +1,6 @@
 """Unit tests for VAR's CFG ramp processor: ramp values, the mixing formula and its no-op setting.
 
-Expected values are recomputed here in VAR's own arithmetic order (VAR_SPEC.md §6).
+Expected values are recomputed here in VAR's own arithmetic order (docs/VAR.md, official sampler).
 """
 
 from __future__ import annotations

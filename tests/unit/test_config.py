@@ -57,8 +57,6 @@ def test_wrong_type_fails_at_composition():
         (["sampler.top_p=-0.1"], "sampler.top_p=-0.1"),
         (["sampler.temperature=0"], "sampler.temperature=0"),
         (["guidance=ssg", "guidance.ssg.beta=-1"], "guidance.ssg.beta=-1"),
-        (["guidance=ssg", "guidance.ssg.prior_source=unknown"], "guidance.ssg.prior_source"),
-        (["guidance=ssg", "guidance.ssg.interpolation=lanczos"], "guidance.ssg.interpolation"),
         (
             ["guidance=ssg", "guidance.ssg.beta_schedule=list", "guidance.ssg.beta_list=[0.1,0.2]"],
             "guidance.ssg.beta_list has length 2",
@@ -77,9 +75,21 @@ def test_wrong_type_fails_at_composition():
             "must be >= guidance.ssg.beta=0.5",
         ),
         (["guidance=ssg", "guidance.ssg.scale_indices=[0,5]"], "guidance.ssg.scale_indices"),
-        (["guidance.order=[cfg_ramp,foo]"], "unknown processor 'foo'"),
-        (["sampler.rng=global"], "sampler.rng='global'"),
-        (["metrics.pr_distance_dtype=float64"], "metrics.pr_distance_dtype"),
+        (["guidance.order=[cfg_ramp,foo]"], "guidance.order='foo' is not registered"),
+        (["sampler.official_labels=[1,2]"], "sampler.official_labels is set but sampler.rng"),
+        (
+            ["sampler.rng=official", "sampler.official_labels=[1,2]"],
+            "must hold sampler.num_samples=20 labels",
+        ),
+        (
+            [
+                "guidance=autoguidance",
+                "model=var_d16",
+                "sampler=var_eval",
+                "guidance.autoguidance.guide.var_ckpt=null",
+            ],
+            "guidance.autoguidance.guide.var_ckpt=null",
+        ),
     ],
 )
 def test_validate_rejects_with_key_and_fix(overrides, fragment):
@@ -87,6 +97,35 @@ def test_validate_rejects_with_key_and_fix(overrides, fragment):
     with pytest.raises(ConfigError, match=None) as info:
         validate(cfg)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "guidance.ssg.prior_source=unknown",
+        "guidance.ssg.interpolation=lanczos",
+        "guidance.cfg_ramp.schedule=cosine",
+        "sampler.rng=global",
+        "metrics.pr_distance_dtype=float64",
+    ],
+)
+def test_enum_typo_fails_at_composition_naming_the_key(override):
+    """Options are enums in the schemas: a typo never reaches the builders."""
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(["guidance=cfg_ssg", override])
+    assert override.split("=")[0] in str(info.value.__cause__ or info.value)
+
+
+def test_official_call_config_validates():
+    cfg = compose_config(
+        [
+            "sampler.rng=official",
+            "sampler.g_seed=0",
+            "sampler.official_labels=[0,3,-1]",
+            "sampler.num_samples=3",
+        ]
+    )
+    validate(cfg)
 
 
 def test_num_samples_error_suggests_fix():
@@ -101,7 +140,8 @@ def test_table1_cells_share_sampling_plan():
     ssg = compose_config(["experiment=table1/d16_cfg_ssg"], config_name="pipeline")
     assert base.sampler == ssg.sampler and base.model == ssg.model
     assert base.guidance.cfg_ramp == ssg.guidance.cfg_ramp
-    assert not base.guidance.ssg.enabled and ssg.guidance.ssg.enabled
+    assert list(base.guidance.order) == ["cfg_ramp"]
+    assert list(ssg.guidance.order) == ["cfg_ramp", "ssg"]
     assert base.run_name != ssg.run_name
 
 

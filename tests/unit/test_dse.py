@@ -120,13 +120,46 @@ def test_dse_does_not_modify_input() -> None:
     assert torch.equal(prev_BVhw, before)
 
 
-@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
-def test_interpolate_prior_uses_align_corners_false(mode: str) -> None:
-    prev_BVhw = _maps((1, 2, 3, 3))
-    expected = torch.nn.functional.interpolate(
-        prev_BVhw, size=(5, 5), mode=mode, align_corners=False, antialias=False
-    )
-    assert torch.equal(interpolate_prior(prev_BVhw, (5, 5), mode), expected)
+def _cubic(x: float, a: float = -0.75) -> float:
+    """Keys' cubic convolution kernel with torch's a = -0.75."""
+    x = abs(x)
+    if x <= 1:
+        return (a + 2) * x**3 - (a + 3) * x**2 + 1
+    return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a if x < 2 else 0.0
+
+
+def _resample_matrix(n_in: int, n_out: int, mode: str) -> np.ndarray:
+    """(n_out, n_in) 1-D weights written out from each mode's definition (half-pixel centres)."""
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        centre = (i + 0.5) * n_in / n_out - 0.5  # align_corners=False source coordinate
+        if mode == "nearest":  # legacy nearest: floor(i * n_in / n_out)
+            m[i, min(math.floor(i * n_in / n_out), n_in - 1)] = 1.0
+        elif mode == "area":  # mean over the source cells the output cell overlaps
+            lo, hi = math.floor(i * n_in / n_out), math.ceil((i + 1) * n_in / n_out)
+            m[i, lo:hi] = 1.0 / (hi - lo)
+        elif mode == "bilinear":
+            src = max(centre, 0.0)
+            i0, lam = math.floor(src), src - math.floor(src)
+            m[i, i0] += 1 - lam
+            m[i, min(i0 + 1, n_in - 1)] += lam
+        else:  # bicubic: four taps, indices clamped to the border
+            i0, t = math.floor(centre), centre - math.floor(centre)
+            for k in range(-1, 3):
+                m[i, min(max(i0 + k, 0), n_in - 1)] += _cubic(k - t)
+    return m
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("coarse", "fine"), [((3, 3), (5, 5)), ((2, 3), (5, 4)), ((1, 1), (2, 2))])
+def test_interpolate_prior_matches_written_out_resampling(
+    mode: str, coarse: tuple[int, int], fine: tuple[int, int]
+) -> None:
+    prev_BVhw = _maps((1, 2, *coarse))
+    m_h, m_w = (_resample_matrix(n, big, mode) for n, big in zip(coarse, fine, strict=True))
+    expected = np.einsum("ih,bvhw,jw->bvij", m_h, prev_BVhw.numpy(), m_w)
+    got = interpolate_prior(prev_BVhw, fine, mode)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)
 
 
 def test_bad_arguments_raise() -> None:

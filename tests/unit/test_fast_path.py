@@ -21,7 +21,7 @@ BATCH = 8
 def tiny_models():
     from tests.conftest import compose_config
 
-    cfg = compose_config(["model=tiny", "sampler=tiny", "guidance=ssg", "runtime.device=cpu"])
+    cfg = compose_config(["model=tiny", "sampler=tiny", "guidance=cfg_ssg", "runtime.device=cpu"])
     var, vae, _ = build_model(cfg.model)
     return cfg, var, vae
 
@@ -30,7 +30,7 @@ def sample(tiny_models, guidance: str, single_generator: bool = False, **dtypes)
     """Images and per-scale tokens of one tiny batch (labels 0..9, seeds 0..B-1)."""
     cfg, var, vae = tiny_models
     guidance_cfg = cfg.guidance.copy()
-    guidance_cfg.ssg.enabled = guidance == "cfg_ssg"
+    guidance_cfg.order = ["cfg_ramp", "ssg"] if guidance == "cfg_ssg" else ["cfg_ramp"]
     processors = build_processors(guidance_cfg, list(cfg.model.patch_nums))
     labels = torch.arange(BATCH) % int(cfg.model.num_classes)
     generators = (

@@ -54,11 +54,21 @@ def test_identical_to_adm_formula(num, split_size):
     assert mean == adm_inception_score(logits, split_size)
 
 
+def _one_hot_logits(labels: np.ndarray, classes: int) -> np.ndarray:
+    logits = np.full((len(labels), classes), -60.0, dtype=np.float32)
+    logits[np.arange(len(labels)), labels] = 60.0
+    return logits
+
+
 def test_last_split_is_shorter():
-    logits = random_logits(1100, 50, seed=1)
-    mean, _ = inception_score(logits, 500)
-    full = [inception_score(logits[s : s + 500], 500)[0] for s in (0, 500, 1000)]
-    assert mean == pytest.approx(np.mean(full), rel=1e-6)
+    # Closed form: balanced one-hot predictions over c classes score exactly c per split. Splits
+    # of 500 over 10 and 5 classes, then a short last split of 100 over 2 classes: ADM's
+    # consecutive chunks give (10 + 5 + 2) / 3; dropping or padding the short split, or cutting
+    # N into equal parts, gives something else.
+    labels = np.concatenate([np.arange(500) % 10, np.arange(500) % 5, np.arange(100) % 2])
+    mean, std = inception_score(_one_hot_logits(labels, 10), 500)
+    assert mean == pytest.approx(17 / 3, rel=1e-5)
+    assert std == pytest.approx(np.std([10.0, 5.0, 2.0]), rel=1e-4)
 
 
 def test_matches_torch_fidelity_without_shuffle():

@@ -28,7 +28,7 @@ PATCH_512 = [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
 KEY_LISTING = Path(__file__).resolve().parents[1] / "fixtures" / "var_state_dict_keys.txt"
 
 
-CONF_MODEL = Path(__file__).resolve().parents[2] / "conf" / "model"
+CONF_MODEL = Path(__file__).resolve().parents[2] / "ssg_eval" / "conf" / "model"
 
 
 def load_model_config(name: str):
@@ -175,17 +175,27 @@ def test_phi_index_table_matches_spec():
     assert phi_index_table(4, 4) == (0, 1, 2, 3)
 
 
-def test_encode_to_tokens_shapes_and_determinism(tiny):
+def test_encode_to_tokens_is_nearest_codeword_of_the_sampler_residual(tiny):
+    # Independent of the quantizer's own loop: f̂ is rebuilt from the tokens with the sampler's
+    # `accumulate`, the residual is pooled with adaptive average pooling, and the nearest
+    # codeword is a brute-force float64 distance argmin.
     var, vae, _ = tiny
-    side = 16 * var.patch_nums[-1]
+    side, K = 16 * var.patch_nums[-1], len(var.patch_nums)
     img = torch.rand(2, 3, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.inference_mode():
-        first, second = vae.encode_to_tokens(img), vae.encode_to_tokens(img)
-    assert [t.shape for t in first] == [(2, pn * pn) for pn in var.patch_nums]
-    assert all(
-        t.dtype == torch.int64 and torch.equal(t, u) for t, u in zip(first, second, strict=True)
-    )
-    assert all(0 <= int(t.min()) and int(t.max()) < vae.vocab_size for t in first)
+        tokens = vae.encode_to_tokens(img)
+        f_BCHW = vae.quant_conv(vae.encoder(img))
+        codebook_VC = vae.quantize.embedding.weight.double()
+        f_hat_BCHW = torch.zeros_like(f_BCHW)
+        for si, pn in enumerate(var.patch_nums):
+            rest_BCHW = f_BCHW - f_hat_BCHW
+            z_BChw = (
+                torch.nn.functional.adaptive_avg_pool2d(rest_BCHW, pn) if si < K - 1 else rest_BCHW
+            )
+            z_NC = z_BChw.permute(0, 2, 3, 1).reshape(-1, vae.cvae).double()
+            nearest_Bl = torch.cdist(z_NC, codebook_VC).argmin(dim=1).view(2, pn * pn)
+            assert tokens[si].dtype == torch.int64 and torch.equal(tokens[si], nearest_Bl), si
+            f_hat_BCHW, _ = vae.accumulate(si, f_hat_BCHW, vae.embed_tokens(tokens[si], pn))
 
 
 def test_init_from_names_rules_and_determinism(tiny_model_cfg):

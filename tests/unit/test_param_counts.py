@@ -1,4 +1,4 @@
-"""Exact parameter counts of the released VARs and the VQVAE on the meta device (VAR_SPEC §1)."""
+"""Exact parameter counts of the released VARs and the VQVAE on the meta device (docs/VAR.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ RELEASED = {  # README / run-verified exact counts
 
 
 def closed_form(depth: int, patch_nums: list[int], shared_aln: bool) -> int:
-    """VAR_SPEC.md §1: d·(18C² + 14C + H) + 2C² + C·(L + 1047 + V) + V, shared AdaLN adjusted."""
+    """docs/VAR.md: d·(18C² + 14C + H) + 2C² + C·(L + 1047 + V) + V, shared AdaLN adjusted."""
     C, H, V = 64 * depth, depth, 4096
     L = sum(pn * pn for pn in patch_nums)
     total = depth * (18 * C * C + 14 * C + H) + 2 * C * C + C * (L + 1047 + V) + V

@@ -1,7 +1,8 @@
 """Contract tests run over every processor registered in `ssg_eval.registry.PROCESSORS`.
 
-Each property of STYLE.md §3 (inputs untouched, shape/dtype kept, neutral = identity, needs_uncond,
-no RNG, frozen attributes, per-batch state) is checked for several configs of every processor;
+Each property of the processor contract in docs/CONTRIBUTING.md (inputs untouched, shape/dtype
+kept, neutral = identity, needs_uncond, no RNG, frozen attributes, per-batch state) is checked for
+several configs of every processor;
 `build_processors` is checked on the conf/guidance files.
 """
 
@@ -15,7 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from ssg_eval.config import CfgRampConfig, ConfigError, GuidanceConfig, SsgConfig
+from ssg_eval.config import (
+    AutoguidanceConfig,
+    CfgRampConfig,
+    ConfigError,
+    GuidanceConfig,
+    IcgConfig,
+    SsgConfig,
+)
 from ssg_eval.guidance import build_processors
 from ssg_eval.guidance.base import LogitProcessor, StepContext
 from ssg_eval.registry import PROCESSORS, lookup
@@ -23,7 +31,7 @@ from tests.conftest import compose_config
 
 PATCH_NUMS = [1, 2, 3, 4]
 V = 8
-_SSG = SsgConfig(enabled=True)
+_SSG = SsgConfig()
 
 # name -> [(case id, config node, is the neutral setting)]; every registered name must appear.
 CASES: dict[str, list[tuple[str, object, bool]]] = {
@@ -32,6 +40,20 @@ CASES: dict[str, list[tuple[str, object, bool]]] = {
         ("constant_2", CfgRampConfig(scale=2.0, schedule="constant"), False),
         ("neutral_ramp", CfgRampConfig(scale=0.0), True),
         ("neutral_constant", CfgRampConfig(scale=0.0, schedule="constant"), True),
+    ],
+    "icg": [
+        ("ramp_1.5", IcgConfig(scale=1.5), False),
+        (
+            "constant_window_mix",
+            IcgConfig(scale=2.0, schedule="constant", scale_indices=[1, 3], arithmetic="mix"),
+            False,
+        ),
+        ("neutral", IcgConfig(scale=0.0), True),
+    ],
+    "autoguidance": [
+        ("ramp_1", AutoguidanceConfig(scale=1.0), False),
+        ("constant_2", AutoguidanceConfig(scale=2.0, schedule="constant"), False),
+        ("neutral", AutoguidanceConfig(scale=0.0, schedule="constant"), True),
     ],
     "ssg": [
         ("default", _SSG, False),
@@ -96,8 +118,10 @@ def _steps(seed: int, batch: int, dtype: torch.dtype = torch.float32) -> list[tu
 
 
 def _ctx(si: int, cond_BlV: torch.Tensor, uncond_BlV: torch.Tensor | None) -> StepContext:
+    # the extra branches of ICG and autoguidance are always run: they are not the null class
     prev = PATCH_NUMS[si - 1] if si else None
-    return StepContext(si, len(PATCH_NUMS), PATCH_NUMS[si], prev, cond_BlV, uncond_BlV)
+    branches = {"random_class": -cond_BlV, "guide_model": 0.5 * cond_BlV}
+    return StepContext(si, len(PATCH_NUMS), PATCH_NUMS[si], prev, cond_BlV, uncond_BlV, branches)
 
 
 def _call(proc: LogitProcessor, step: tuple, si: int, state: object, with_uncond: bool = True):
@@ -173,6 +197,12 @@ def test_needs_uncond_honoured(name, cfg, neutral) -> None:
     if not proc.needs_uncond:
         without = _run(proc, steps, with_uncond=False)
         assert all(map(torch.equal, with_uncond, without))
+    elif not neutral:
+        # The doubled batch is paid for only if it is used: other uncond logits, other output.
+        other = [(cond_BlV, uncond_BlV + 1.5) for cond_BlV, uncond_BlV in steps]
+        moved = _run(proc, other)
+        changed = [not torch.equal(a, b) for a, b in zip(with_uncond, moved, strict=True)]
+        assert any(changed), "declares needs_uncond=True but never reads the uncond logits"
 
 
 @pytest.mark.parametrize(("name", "cfg", "neutral"), PARAMS)
@@ -217,7 +247,15 @@ def test_state_survives_later_in_place_edits(name, cfg, neutral) -> None:
 
 @pytest.mark.parametrize(
     ("guidance", "expected"),
-    [("none", []), ("cfg", ["CfgRamp"]), ("ssg", ["CfgRamp", "Ssg"])],
+    [
+        ("none", []),
+        ("cfg", ["CfgRamp"]),
+        ("cfg_ssg", ["CfgRamp", "Ssg"]),
+        ("ssg", ["Ssg"]),
+        ("icg", ["Icg"]),
+        ("autoguidance", ["Autoguidance"]),
+        ("autoguidance_ssg", ["Autoguidance", "Ssg"]),
+    ],
 )
 def test_build_processors_from_conf_files(guidance: str, expected: list[str]) -> None:
     cfg = compose_config([f"guidance={guidance}", "model=var_d16"])
@@ -226,7 +264,7 @@ def test_build_processors_from_conf_files(guidance: str, expected: list[str]) ->
 
 
 def test_build_processors_follows_order() -> None:
-    cfg = compose_config(["guidance=ssg", "guidance.order=[ssg,cfg_ramp]"])
+    cfg = compose_config(["guidance=cfg_ssg", "guidance.order=[ssg,cfg_ramp]"])
     assert [type(p).__name__ for p in build_processors(cfg.guidance, [1, 2, 3])] == [
         "Ssg",
         "CfgRamp",
@@ -238,8 +276,8 @@ def test_build_processors_follows_order() -> None:
     [
         ({"order": ["cfg_ramp", "top_k"]}, "guidance.order='top_k' is not registered"),
         ({"order": ["cfg_ramp", "cfg_ramp"]}, "more than once"),
-        ({"order": ["cfg_ramp"], "ssg": SsgConfig(enabled=True)}, "guidance.ssg.enabled=true"),
-        ({"ssg": SsgConfig(enabled=True, beta=-1.0)}, "guidance.ssg.beta"),
+        ({"order": ["ssg"], "ssg": SsgConfig(beta=-1.0)}, "guidance.ssg.beta"),
+        ({"order": ["icg"], "icg": IcgConfig(scale_indices=[7])}, "guidance.icg.scale_indices"),
     ],
 )
 def test_build_processors_rejects_bad_guidance(overrides: dict, match: str) -> None:

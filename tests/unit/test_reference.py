@@ -16,7 +16,7 @@ from ssg_eval.metrics.reference import (
     reference_features,
 )
 from ssg_eval.metrics.stats import feature_statistics
-from ssg_eval.utils.io import sha256_of_file
+from ssg_eval.runs.io import sha256_file
 from tests.inception_helpers import random_inception, synthetic_images
 
 SMALL = {"mu": (8,), "sigma": (8, 8), "mu_s": (6,), "sigma_s": (6, 6)}
@@ -60,10 +60,10 @@ def write_npz(path, **arrays):
 
 def test_valid_manifest_file_loads_lazily(tmp_path, manifest):
     path = write_npz(tmp_path / "ref.npz", **small_arrays(extra_key=np.zeros(2)))
-    ref = load_reference(path, manifest_path=manifest(sha256_of_file(path)))
+    ref = load_reference(path, manifest_path=manifest(sha256_file(path)))
     assert ref.has_stats and ref.images is None and ref.num_images == 4
     assert ref.mu.dtype == np.float64 and ref.sigma_s.shape == (6, 6)
-    assert ref.sha256 == sha256_of_file(path)
+    assert ref.sha256 == sha256_file(path)
     assert np.array_equal(ref.load_images(), np.zeros((4, 16, 16, 3), np.uint8))
 
 

@@ -18,13 +18,14 @@ PAPER = {
 
 def _guidance(name: str, beta: float) -> dict:
     ssg = {
-        "enabled": name == "cfg_ssg", "beta": beta, "beta_schedule": "constant", "beta_end": None,
+        "beta": beta, "beta_schedule": "constant", "beta_end": None,
         "beta_list": None, "placement": "after_cfg", "prior_source": "guided_pre_ssg",
         "prior_mode": "dse", "interpolation": "bilinear", "coarse_block_scale": "sqrt_area_ratio",
     }  # fmt: skip
     return {
         "name": name,
-        "cfg_ramp": {"enabled": True, "scale": 1.5, "schedule": "linear_ramp"},
+        "order": ["cfg_ramp", "ssg"] if name == "cfg_ssg" else ["cfg_ramp"],
+        "cfg_ramp": {"scale": 1.5, "schedule": "linear_ramp"},
         "ssg": ssg,
     }
 

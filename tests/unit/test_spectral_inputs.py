@@ -27,7 +27,7 @@ def make_run(root, name, *, side=8, seed=0, model_name="tiny"):
     config = {
         "model": {"name": model_name, "patch_nums": [1, 2, 3], "num_classes": 10},
         "sampler": {"num_samples": 20, "chunk_size": 8, "seed": seed, "rng": "per_sample"},
-        "guidance": {"name": "cfg", "ssg": {"enabled": False}},
+        "guidance": {"name": "cfg", "order": ["cfg_ramp"]},
     }
     (run / "manifest.json").write_text(json.dumps({"config": config}))
     np.savez(

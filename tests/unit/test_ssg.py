@@ -1,6 +1,6 @@
 """Unit tests for the SSG processor against a hand-written numpy version of the method.
 
-The reference re-derives SSG_METHOD.md §1–2 with numpy/scipy only (bilinear or nearest matrices,
+The reference re-derives docs/METHOD.md with numpy/scipy only (bilinear or nearest matrices,
 `scipy.fft.dctn`), so no code under test is reused to build expectations.
 """
 
@@ -24,7 +24,7 @@ B, V = 2, 6
 
 
 def _ssg(**overrides: object) -> Ssg:
-    return build_ssg(dataclasses.replace(SsgConfig(enabled=True), **overrides), PATCH_NUMS)
+    return build_ssg(dataclasses.replace(SsgConfig(), **overrides), PATCH_NUMS)
 
 
 def _logits(seed: int, scale: float = 3.0) -> list[torch.Tensor]:
@@ -53,7 +53,7 @@ def _run(proc: Ssg, inputs: list[torch.Tensor], conds: list[torch.Tensor]) -> li
     return outs
 
 
-# ---------------------------------------------------------------- numpy reference (SSG_METHOD §1–2)
+# --------------------------------------------------------- numpy reference (docs/METHOD.md)
 def _interp_matrix(n_in: int, n_out: int, mode: str) -> np.ndarray:
     """(n_out, n_in) 1-D resampling: torch bilinear (align_corners=False) or legacy nearest."""
     m = np.zeros((n_out, n_in))
@@ -157,7 +157,7 @@ def test_ssg_log_softmax_space_matches_reference_and_raw_in_distribution() -> No
         np.testing.assert_allclose(out.numpy(), exp, rtol=1e-10, atol=1e-10)
     outs_raw = _run(_ssg(beta=0.6), inputs, conds)
     for ls_BlV, raw_BlV in zip(outs_ls, outs_raw, strict=True):
-        diff_BlV = raw_BlV - ls_BlV  # a per-position constant (SSG_METHOD §1)
+        diff_BlV = raw_BlV - ls_BlV  # a per-position constant (docs/METHOD.md)
         torch.testing.assert_close(
             diff_BlV, diff_BlV[..., :1].expand_as(diff_BlV), atol=1e-10, rtol=0
         )
@@ -206,9 +206,7 @@ def test_branch_wise_follows_placement() -> None:
 
 
 def test_build_from_dictconfig() -> None:
-    node = OmegaConf.structured(
-        SsgConfig(enabled=True, beta=0.3, beta_schedule="linear_decay", beta_end=0.1)
-    )
+    node = OmegaConf.structured(SsgConfig(beta=0.3, beta_schedule="linear_decay", beta_end=0.1))
     assert build_ssg(node, PATCH_NUMS).betas == pytest.approx((0.0, 0.3, 0.2, 0.1), abs=1e-15)
 
 
@@ -253,7 +251,7 @@ def test_invalid_config_raises_with_key(overrides: dict, key: str) -> None:
 
 def test_invalid_patch_nums_raise() -> None:
     with pytest.raises(ConfigError, match="model.patch_nums"):
-        build_ssg(SsgConfig(enabled=True), [1, 3, 2])
+        build_ssg(SsgConfig(), [1, 3, 2])
 
 
 def test_linear_schedule_endpoints_are_exact() -> None:

@@ -1,4 +1,4 @@
-"""Truncation rules (VAR_SPEC.md §6): sort vs fast kept sets, a numpy transcription, edge cases."""
+"""Truncation rules (docs/VAR.md): sort vs fast kept sets, a numpy transcription, edge cases."""
 
 from __future__ import annotations
 

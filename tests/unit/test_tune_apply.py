@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ssg_eval.stage import CONF_DIR
+from ssg_eval.stages.entry import CONF_DIR
 from ssg_eval.tune.apply import tuned_cell_overrides
 
 

@@ -1,0 +1,194 @@
+"""The one atomic writer, the one JSON reader and the one sha256 helper of the codebase.
+
+Every artifact is written to a per-process unique temp file `<name>.<pid>.<random>.tmp` next to
+its destination, fsynced and `os.replace`d, so two writers never share a temp file and a crash
+never leaves a partial file under the real name. This module must not know run layouts or configs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = [
+    "UnreadableFileError",
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_npz",
+    "atomic_write_text",
+    "clean_stale_temps",
+    "read_json",
+    "sha256_file",
+]
+
+# `<name>.<pid>.<8 hex>.tmp` (this writer) or `<name>.tmp` (older writers): both are temp files.
+_TEMP_RE = re.compile(r"^(?P<name>.+?)(?:\.(?P<pid>\d+)\.[0-9a-f]{8})?\.tmp$")
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+class UnreadableFileError(ValueError):
+    """A file exists but cannot be parsed; the message names the file and the fix."""
+
+
+def _disk_error(path: Path, err: OSError) -> OSError:
+    # One line naming the file and the fix for the errors a user can act on.
+    if err.errno == errno.ENOSPC:
+        return OSError(
+            err.errno,
+            f"no space left on the device while writing {path}; free space (or point "
+            "paths.results elsewhere) and rerun the same command",
+        )
+    if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return OSError(
+            err.errno,
+            f"cannot write {path} ({err.strerror}); make the directory writable or point "
+            "paths.results elsewhere",
+        )
+    return err
+
+
+def temp_path(path: Path) -> Path:
+    """A temp name next to `path`, unique to this process and call."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
+    """Open a binary handle whose content replaces `path` atomically when the block succeeds.
+
+    The data goes to `temp_path(path)`, is fsynced, then `os.replace`d onto `path`; on any error
+    the temp file is removed and `path` is left as it was.
+
+    Raises:
+        OSError: the directory is not writable or the disk is full (the message names the file).
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise _disk_error(path, err) from err
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically; returns `path`."""
+    with atomic_open(path) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 text to `path` atomically; returns `path`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, payload: Any) -> Path:
+    """Write JSON atomically with sorted keys; floats keep full precision (repr round-trip)."""
+    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write an uncompressed npz atomically.
+
+    Args:
+        path: destination ending in `.npz`.
+        **arrays: the arrays to store under their keyword names.
+
+    Returns:
+        The destination path.
+    """
+    with atomic_open(path) as handle:
+        np.savez(handle, **arrays)
+    return Path(path)
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file.
+
+    Raises:
+        FileNotFoundError: the file is missing (named).
+        UnreadableFileError: the file is not valid JSON (named, with the fix).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UnreadableFileError(
+            f"{path} is not readable JSON ({err}); it is a damaged artifact: delete it and "
+            "rerun the stage that writes it (or rerun with overwrite=true)"
+        ) from err
+
+
+def sha256_file(path: str | Path, chunk_bytes: int = 1 << 24) -> str:
+    """Hex sha256 of a file, streamed; memoised on (resolved path, size, mtime).
+
+    Large read-only inputs (checkpoints, the reference batch, Inception weights) are then hashed
+    once per process even when every run of a suite asks for them.
+    """
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while block := handle.read(chunk_bytes):
+                digest.update(block)
+        _SHA_CACHE[key] = digest.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(directory: str | Path, *, recursive: bool = True) -> list[Path]:
+    """Remove temp files left by writers that died (their pid is gone, or an old-style name).
+
+    Call it only while holding the directory's run lock: then no other process of this host
+    writes there. A temp of a live pid is kept (it may be a rank of the same stage).
+
+    Returns:
+        The removed paths.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in directory.rglob("*.tmp") if recursive else directory.glob("*.tmp"):
+        match = _TEMP_RE.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        pid = match.group("pid")
+        if pid is not None and int(pid) != os.getpid() and _pid_alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed

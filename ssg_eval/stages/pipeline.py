@@ -1,0 +1,100 @@
+"""One results-table cell end to end: sample -> features -> metrics, each stage skipped when done.
+
+`python -m ssg_eval.stages.pipeline experiment=... [-m sweep overrides]` runs one cell per Hydra job
+(basic or submitit launcher); with `launch.nproc_per_node > 1` the sample stage runs under
+torchrun. This module sequences stages; it holds no stage logic.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from ssg_eval.runs.identity import identity_diff, identity_of
+from ssg_eval.runs.io import read_json
+from ssg_eval.runs.layout import MANIFEST_JSON, run_dir
+from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
+from ssg_eval.stages.preflight import check_inputs
+from ssg_eval.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def sampling_done(cfg: Any) -> bool:
+    """True when the run's manifest exists for this identity and N (nothing to sample)."""
+    try:
+        manifest = read_json(run_dir(cfg) / MANIFEST_JSON)
+    except (FileNotFoundError, ValueError):
+        return False
+    wanted = identity_of(cfg, require_checkpoints=False)
+    same_n = manifest.get("samples", {}).get("num_samples") == int(cfg.sampler.num_samples)
+    return same_n and not identity_diff(manifest.get("identity") or {}, wanted)
+
+
+def sample_stage(cfg: Any, overrides: list[str]) -> None:
+    """Run the sample stage in-process, or under torchrun when `launch.nproc_per_node > 1`."""
+    if sampling_done(cfg):
+        log.info("samples of %s are complete; skipping sampling", cfg.run_name)
+        return
+    nproc = int(cfg.launch.nproc_per_node)
+    if nproc == 1:
+        from ssg_eval.sampling.run import sample_run
+
+        sample_run(cfg)
+        return
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--standalone", f"--nproc_per_node={nproc}", "-m",
+               "ssg_eval.stages.sample", *overrides]  # fmt: skip
+    log.info("starting %s", " ".join(command))
+    subprocess.run(command, check=True, env=dict(os.environ))
+
+
+def run_cell(cfg: Any, overrides: list[str]) -> Path | None:
+    """Preflight, then sample, features and metrics for one composed config.
+
+    Args:
+        cfg: the composed config of the cell.
+        overrides: the Hydra overrides that composed it (re-used for the torchrun sample stage).
+
+    Returns:
+        The run directory (None for `dry_run`, which prints each stage's plan only).
+    """
+    from ssg_eval.stages.features import run_features
+    from ssg_eval.stages.metrics import run_metrics
+
+    if cfg.dry_run:
+        from ssg_eval.stages.sample import print_sample_plan
+
+        print_sample_plan(cfg, int(cfg.launch.nproc_per_node))
+        run_features(cfg)
+        run_metrics(cfg)
+        return None
+    check_inputs([cfg])
+    sample_stage(cfg, overrides)
+    run_features(cfg)
+    run_metrics(cfg)
+    return run_dir(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pipeline")
+def _hydra_main(cfg: DictConfig) -> None:
+    """`ssg-pipeline` / `python -m ssg_eval.stages.pipeline` (supports `-m` sweeps)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task)
+    cli_main("pipeline", lambda c: run_cell(c, overrides), cfg)
+
+
+def main() -> None:
+    """`ssg-pipeline`: the strict override checks, then the Hydra entry point."""
+    hydra_entry("pipeline", _hydra_main)
+
+
+if __name__ == "__main__":
+    main()

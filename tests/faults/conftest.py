@@ -1,0 +1,70 @@
+"""Fixtures of the fault-injection suite: the tiny CPU model, a reference run, forked crashes.
+
+Crashes are real: a forked child runs the stage with one function wrapped to SIGKILL itself at a
+chosen point, and the parent resumes with the ordinary command and compares the bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from ssg_eval.sampling.run import sample_run
+from tests.conftest import compose_config
+
+TINY = ["model=tiny", "sampler=tiny", "runtime.device=cpu", "runtime.measure_latency=false"]
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_thread():
+    """One intra-op thread: identical CPU rounding in every run, and safe to fork."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(results, *overrides: str, config_name: str = "sample"):
+    """The tiny model on CPU with results under `results`."""
+    return compose_config([*TINY, f"paths.results={results}", *overrides], config_name)
+
+
+def contents(directory) -> dict[str, str]:
+    """sha256 of every shard's arrays (not of its file bytes, which hold zip timestamps)."""
+    out = {}
+    for path in sorted((directory / "shards").glob("chunk_*.npz")):
+        with np.load(path) as data:
+            blob = b"".join(data[key].tobytes() for key in ("images", "labels", "indices"))
+        out[path.name] = hashlib.sha256(blob).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="package")
+def reference(tmp_path_factory):
+    """One uninterrupted single-process run: (shard contents, samples.npz bytes)."""
+    directory = sample_run(tiny(tmp_path_factory.mktemp("reference")))
+    return contents(directory), (directory / "samples.npz").read_bytes()
+
+
+def kill_self() -> None:
+    """SIGKILL this process (no cleanup, no atexit, no finally)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def in_child(work: Callable[[], None]) -> int:
+    """Run `work` in a forked child; returns the child's wait status (never returns in it)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1]

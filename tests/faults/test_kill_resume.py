@@ -1,0 +1,115 @@
+"""SIGKILL at five points of the sample stage, then the same command: byte-identical results.
+
+Each crash runs in a forked child with one function wrapped to kill the process at that point;
+the parent resumes in-process and compares shard contents and `samples.npz` bytes with an
+uninterrupted run. No temp file survives the resume.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import ssg_eval.sampling.finalize as finalize
+import ssg_eval.sampling.run as run
+import ssg_eval.sampling.shards as shards
+from ssg_eval.runs.io import temp_path
+from ssg_eval.runs.layout import run_dir
+from ssg_eval.sampling.run import sample_run
+from tests.faults.conftest import contents, in_child, kill_self, tiny
+
+
+def _after_identity(monkeypatch):
+    real = run.write_identity
+
+    def write_then_die(*args):
+        real(*args)
+        kill_self()
+
+    monkeypatch.setattr(run, "write_identity", write_then_die)
+
+
+def _inside_shard_write(monkeypatch):
+    # Half of shard 1's bytes reach its temp file, then the process dies mid-write.
+    real = shards.atomic_write_npz
+
+    def half_then_die(path, **arrays):
+        if path.name != "chunk_00001.npz":
+            return real(path, **arrays)
+        real(path.with_name("full.npz"), **arrays)
+        data = path.with_name("full.npz").read_bytes()
+        path.with_name("full.npz").unlink()
+        with open(temp_path(path), "wb") as handle:
+            handle.write(data[: len(data) // 2])
+            handle.flush()
+            os.fsync(handle.fileno())
+        kill_self()
+
+    monkeypatch.setattr(shards, "atomic_write_npz", half_then_die)
+
+
+def _between_shards(monkeypatch):
+    real = run.write_shard
+
+    def write_then_die(directory, chunk, *args):
+        real(directory, chunk, *args)
+        if chunk == 1:
+            kill_self()
+
+    monkeypatch.setattr(run, "write_shard", write_then_die)
+
+
+def _inside_export(monkeypatch):
+    # samples.npz's temp file holds the first shard's images when the process dies.
+    real = shards.iter_run_images
+
+    def one_batch_then_die(*args, **kwargs):
+        iterator = real(*args, **kwargs)
+        yield next(iterator)
+        kill_self()
+
+    monkeypatch.setattr(shards, "iter_run_images", one_batch_then_die)
+
+
+def _before_manifest(monkeypatch):
+    real = finalize.atomic_write_json
+
+    def die_before_manifest(path, payload):
+        if path.name == "manifest.json":
+            kill_self()
+        return real(path, payload)
+
+    monkeypatch.setattr(finalize, "atomic_write_json", die_before_manifest)
+
+
+POINTS = {
+    "after_identity": _after_identity,
+    "inside_shard_write": _inside_shard_write,
+    "between_shards": _between_shards,
+    "inside_export": _inside_export,
+    "before_manifest": _before_manifest,
+}
+
+
+@pytest.mark.parametrize("point", sorted(POINTS))
+def test_sigkill_then_resume_is_byte_identical(point, tmp_path, reference, monkeypatch):
+    cfg = tiny(tmp_path)
+
+    def crash():
+        POINTS[point](monkeypatch)
+        sample_run(cfg)
+
+    status = in_child(crash)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9, status
+    directory = run_dir(cfg)
+    assert not (directory / "manifest.json").exists()
+    if point in ("inside_shard_write", "inside_export"):
+        assert list(directory.rglob("*.tmp")), "the crash must leave a temp file behind"
+    sample_run(cfg)
+    assert contents(directory) == reference[0]
+    assert (directory / "samples.npz").read_bytes() == reference[1]
+    assert not list(directory.rglob("*.tmp"))
+    with np.load(directory / "samples.npz") as data:
+        assert data["arr_0"].shape[0] == 20

@@ -1,0 +1,90 @@
+"""Growing a run from N to 2N: the same run dir, only the new chunks sampled, old features reused.
+
+With `sampler.rng=per_sample` sample i does not depend on N, so `sampler.num_samples` is not part
+of the identity; features are cached per shard (keyed by the shard's and the Inception weights'
+sha256), so the grown run extracts features of its new shards only.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ssg_eval.features.inception as inception
+import ssg_eval.sampling.shards as shards
+from ssg_eval.features import FEATURE_DIMS
+from ssg_eval.runs.layout import FEATURES_CACHE
+from ssg_eval.sampling.run import sample_run
+from ssg_eval.stages.features import run_features
+from tests.conftest import compose_config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class PixelStatistics(nn.Module):
+    """A cheap stand-in for Inception: per-image pixel moments broadcast to the feature widths.
+
+    The cache logic under test does not depend on the network, only on what it returns."""
+
+    def forward(self, images_BCHW: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = images_BCHW.float()
+        moments = torch.stack([x.mean((1, 2, 3)), x.std((1, 2, 3)), x[:, 0].mean((1, 2))], 1)
+        return {key: moments.repeat(1, -(-dim // 3))[:, :dim] for key, dim in FEATURE_DIMS.items()}
+
+
+def test_growing_n_samples_and_extracts_only_new_chunks(tmp_path, monkeypatch):
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"stand-in weights: only their sha256 keys the cache")
+    monkeypatch.setattr(inception, "build_inception", lambda *_: PixelStatistics())
+
+    def cfg(results, n):
+        return compose_config(
+            ["model=tiny", "sampler=tiny", "runtime.device=cpu", "runtime.measure_latency=false",
+             f"paths.results={results}", f"sampler.num_samples={n}", "sampler.chunk_size=10",
+             f"metrics.inception_weights={weights}", "metrics.feature_batch_size=10"],
+            config_name="pipeline",
+        )  # fmt: skip
+
+    small = cfg(tmp_path / "grown", 10)
+    directory = sample_run(small)
+    run_features(small)
+    cache = {p.name: p.stat().st_mtime_ns for p in (directory / FEATURES_CACHE).glob("*.npz")}
+    assert len(cache) == 1
+    extracted = []
+    read = shards.read_shard
+
+    def counting(path, sha256=None):
+        extracted.append(path.name)
+        return read(path, sha256)
+
+    grown = cfg(tmp_path / "grown", 20)
+    assert sample_run(grown) == directory
+    monkeypatch.setattr(shards, "read_shard", counting)
+    run_features(grown)
+    assert extracted == ["chunk_00001.npz"]  # chunk 0's features come from the cache
+    for name, mtime in cache.items():
+        assert (directory / FEATURES_CACHE / name).stat().st_mtime_ns == mtime
+    meta = json.loads((directory / "features.json").read_text())
+    assert meta["num_samples"] == 20
+
+    monkeypatch.setattr(shards, "read_shard", read)
+    fresh = cfg(tmp_path / "fresh", 20)
+    sample_run(fresh)
+    run_features(fresh)
+    with (
+        np.load(directory / "features.npz") as a,
+        np.load(tmp_path / "fresh" / "runs" / str(fresh.run_name) / "features.npz") as b,
+    ):
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), key
