@@ -15,7 +15,7 @@ import hydra
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
-from ssg_eval.config import ConfigError, require_choice
+from ssg_eval.config import ConfigError
 from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
 from ssg_eval.tune.evaluate import PipelineEvaluator
 from ssg_eval.tune.halving import (
@@ -55,9 +55,14 @@ def _lock(directory: Path) -> FileLock:
     return lock
 
 
+def _require(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"tune.{key}={value!r} is not valid; expected one of {list(choices)}")
+
+
 def _setup(cfg: Any, evaluator_cls: type) -> tuple[PipelineEvaluator, list, Path]:
-    require_choice("tune.objective", cfg.objective, OBJECTIVES)
-    require_choice("tune.mode", cfg.mode, ("halving", "trial"))
+    _require("objective", cfg.objective, OBJECTIVES)
+    _require("mode", cfg.mode, ("halving", "trial"))
     directory = tune_dir_of(cfg)
     evaluator = evaluator_cls(cfg, directory)
     # the baseline experiment as it stands (its own temperature), before any candidate override
