@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from ssg_eval.config import ConfigError
+from ssg_eval.runs.io import atomic_write_json, read_json
 from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
 from ssg_eval.tune.evaluate import PipelineEvaluator
 from ssg_eval.tune.halving import (
@@ -26,7 +27,6 @@ from ssg_eval.tune.halving import (
     space_fingerprint,
 )
 from ssg_eval.tune.space import BASELINE, Candidate, candidate_from_params, candidates_from_space
-from ssg_eval.runs.io import atomic_write_json, read_json
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)

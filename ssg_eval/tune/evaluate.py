@@ -166,8 +166,8 @@ class PipelineEvaluator:
         """The checked reference batch and its features (loaded once)."""
         if self._reference is None:
             from ssg_eval.metrics.reference import reference_features
-            from ssg_eval.stages.metrics import load_checked_reference
             from ssg_eval.runs.layout import results_dir
+            from ssg_eval.stages.metrics import load_checked_reference
             from ssg_eval.utils.dist import resolve_device
 
             reference = load_checked_reference(cfg)

@@ -17,8 +17,8 @@ from typing import Any
 
 from ssg_eval.config import ConfigError
 from ssg_eval.metrics.keys import FID, IS
-from ssg_eval.tune.space import BASELINE, Candidate
 from ssg_eval.runs.io import atomic_write_json, read_json
+from ssg_eval.tune.space import BASELINE, Candidate
 from ssg_eval.utils.logging import get_logger
 
 __all__ = [

@@ -24,8 +24,8 @@ from ssg_eval.analysis.paired import (
 )
 from ssg_eval.metrics.keys import FID, IS, PRECISION, RECALL
 from ssg_eval.metrics.stats import feature_statistics
-from ssg_eval.tune.space import BASELINE, Candidate
 from ssg_eval.runs.io import atomic_write_json, atomic_write_text
+from ssg_eval.tune.space import BASELINE, Candidate
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.utils.provenance import collect_provenance
 

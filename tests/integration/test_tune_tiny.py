@@ -15,10 +15,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from ssg_eval.runs.io import atomic_write_npz
 from ssg_eval.stages.entry import CONF_DIR
 from ssg_eval.tune.__main__ import run_trial, run_tune
 from ssg_eval.tune.evaluate import PipelineEvaluator
-from ssg_eval.runs.io import atomic_write_npz
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
