@@ -29,7 +29,7 @@ def tuned_cell_overrides(cfg: Any, guidance_dir: str | Path | None = None) -> li
 
     Args:
         cfg: the cell's composed config.
-        guidance_dir: folder holding `guidance/tuned_<model>.yaml` (default `conf/local`).
+        guidance_dir: folder holding `guidance/tuned_<model>.yaml` (default `ssg_eval/conf/local`).
 
     Returns:
         `hydra.searchpath=[file://<dir>]`, `guidance=tuned_<model.name>` and a run name with a
