@@ -102,7 +102,7 @@ def assets(tmp_path_factory):
     return root
 
 
-def tune_cfg(assets, results, *extra):
+def tune_cfg(assets, results, *extra, n_cap=40, n_final=80):
     """The `tune=tiny` config on a fresh results folder sharing the assets."""
     results.mkdir(parents=True, exist_ok=True)
     if not (results / "assets").exists():
@@ -111,7 +111,7 @@ def tune_cfg(assets, results, *extra):
         return compose(config_name="tune", overrides=[
             "target=tiny", "tune=tiny", f"results={results}", "make_smoke_assets=false",
             f"guidance_dir={results / 'conf_local'}", "stats.bootstrap_resamples=20",
-            "space.betas=[0.0,2.0]", "halving.n_cap=40", "halving.n_final=80",
+            "space.betas=[0.0,2.0]", f"halving.n_cap={n_cap}", f"halving.n_final={n_final}",
             "overrides=['sampler.chunk_size=10','runtime.device=cpu','runtime.measure_latency=false',"
             "'metrics.metrics=[fid,is,precision,recall]']", *extra,
         ])  # fmt: skip
@@ -225,3 +225,22 @@ def test_optuna_sweeper_composes():
             "hydra.sweeper.storage=null"])  # fmt: skip
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
     assert cfg.hydra.sweeper.n_trials == 3 and cfg.mode == "trial"
+
+
+def test_known_function_of_beta_is_optimised_on_the_tiny_model(assets, tmp_path):
+    """Real tiny runs, metric replaced by FID = 1 + (beta - 1)^2: the search must return beta 1."""
+    from ssg_eval.metrics.keys import FID, IS
+
+    class KnownMetric(PipelineEvaluator):
+        def metrics_of(self, cfg, run):
+            assert len(run.labels) == cfg.sampler.num_samples  # the runs really happened
+            beta = float(cfg.guidance.ssg.beta) if "ssg" in cfg.guidance.name else 0.0
+            return {FID: 1 + (beta - 1) ** 2, IS: 1.0}
+
+    cfg = tune_cfg(assets, tmp_path, "space.betas=[0.0,0.5,1.0,2.0]",
+                   "space.readings={default: {}}", "stats.bootstrap_resamples=0",
+                   n_cap=20, n_final=20)  # fmt: skip
+    run_tune(cfg, KnownMetric)
+    state = state_of(tmp_path)
+    assert state["winner"] == "b1-constant-t1-default"
+    assert state["final"]["metrics"]["b1-constant-t1-default"][FID] == 1.0
