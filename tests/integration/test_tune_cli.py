@@ -28,6 +28,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~1 min on an idle 2-core box; the CPU Inception dominates
 def test_tune_cli_halving_then_optuna_then_table1_cell(tmp_path):
     common = ["target=tiny", "tune=tiny", f"results={tmp_path}", "space.betas=[0.0,2.0]",
               "space.readings={default: {}}", f"guidance_dir={tmp_path / 'local'}",
