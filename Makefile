@@ -5,12 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXP ?= smoke
-EXPS ?= table1/d16_cfg table1/d16_cfg_ssg
+EXPS ?= table1
+SUITE ?= table1
+SMOKE ?= smoke
+MODEL ?=
+GUIDANCE ?=
+CELL = experiment=$(EXP) $(if $(MODEL),model=$(MODEL)) $(if $(GUIDANCE),guidance=$(GUIDANCE))
 NPROC ?= 1
 ARGS ?=
-MODEL ?= d16
-TUNE ?= $(if $(filter tiny,$(MODEL)),tiny,default)
-GUIDANCE ?=
+TUNE ?= $(if $(filter tiny%,$(MODEL)),tiny,default)
 export OMP_NUM_THREADS ?= 2
 
 .PHONY: help install lint format test test-all test-gpu smoke table1 tune sample features metrics report sweep bench device-check clean
@@ -44,24 +47,24 @@ test-all: $(STAMP) ## every CPU test, slow included
 test-gpu: $(STAMP) ## tests that need CUDA (and the real checkpoints/fixtures where marked)
 	$(PY) -m pytest -q -m "gpu or adm_parity" $(ARGS)
 
-smoke: $(STAMP) ## tiny offline pipeline: tiny checkpoints + reference -> sample -> features -> metrics -> Table 1
-	$(PY) -m ssg_eval.smoke $(ARGS)
+smoke: $(STAMP) ## tiny offline pipeline (SMOKE=smoke|smoke_512|smoke_guidance): tiny assets -> sample -> features -> metrics -> table
+	$(PY) -m ssg_eval.smoke --suite $(SMOKE) $(ARGS)
 
-table1: $(STAMP) ## Table 1: 3 models x {cfg, cfg+ssg}; skips finished stages; GUIDANCE=tuned uses make tune's beta
-	$(PY) -m ssg_eval.stages.suite table1 $(if $(GUIDANCE),--guidance $(GUIDANCE)) launch.nproc_per_node=$(NPROC) $(ARGS)
+table1: $(STAMP) ## a suite (SUITE=table1|guidance|finetuned|table512); skips finished stages; GUIDANCE=tuned: make tune's SSG
+	$(PY) -m ssg_eval.stages.suite $(SUITE) $(if $(filter tuned,$(GUIDANCE)),--guidance tuned) launch.nproc_per_node=$(NPROC) $(ARGS)
 
-tune: $(STAMP) ## find beta: paired successive halving, make tune MODEL=d16 [TUNE=readings] -> results/tune/<model>
+tune: $(STAMP) ## find beta by paired successive halving: make tune MODEL=var_d16 [TUNE=readings] -> results/tune/<model>
 	$(PY) -m ssg_eval.tune target=$(MODEL) tune=$(TUNE) $(if $(filter-out 1,$(NPROC)),"overrides=['launch.nproc_per_node=$(NPROC)']") $(ARGS)
 
-sample: $(STAMP) ## sample one experiment: make sample EXP=table1/d16_cfg_ssg NPROC=8
-	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.stages.sample experiment=$(EXP) $(ARGS); \
-	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.stages.sample experiment=$(EXP) $(ARGS); fi
+sample: $(STAMP) ## sample one cell: make sample EXP=table1 MODEL=var_d16 GUIDANCE=cfg_ssg NPROC=8
+	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.stages.sample $(CELL) $(ARGS); \
+	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.stages.sample $(CELL) $(ARGS); fi
 
-features: $(STAMP) ## Inception features of one experiment's samples: make features EXP=...
-	$(PY) -m ssg_eval.stages.features experiment=$(EXP) $(ARGS)
+features: $(STAMP) ## Inception features of one cell's samples: make features EXP=table1 MODEL=... GUIDANCE=...
+	$(PY) -m ssg_eval.stages.features $(CELL) $(ARGS)
 
-metrics: $(STAMP) ## FID/sFID/IS/P/R of one experiment: make metrics EXP=...
-	$(PY) -m ssg_eval.stages.metrics experiment=$(EXP) $(ARGS)
+metrics: $(STAMP) ## FID/sFID/IS/P/R of one cell: make metrics EXP=table1 MODEL=... GUIDANCE=...
+	$(PY) -m ssg_eval.stages.metrics $(CELL) $(ARGS)
 
 report: $(STAMP) ## collect metrics.json of all runs into results/table1.{csv,md}
 	$(PY) -m ssg_eval.stages.report $(ARGS)

@@ -25,7 +25,12 @@ import ssg_eval.config  # noqa: F401  (registers the schemas)
 from ssg_eval.guidance import build_processors
 from ssg_eval.guidance.dse import dse_upsample
 from ssg_eval.models.load import build_model
-from ssg_eval.sampling.loop import generate_batch, make_generators
+from ssg_eval.sampling.loop import (
+    decode_images,
+    latents_from_tokens,
+    make_generators,
+    sample_scales,
+)
 from ssg_eval.utils.provenance import collect_provenance
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "ssg_eval" / "conf"
@@ -45,26 +50,20 @@ def compose_cfg(model: str, overrides: list[str]):
 
 
 def time_batch(var, vae, labels, seeds, processors, cfg, device, per_scale=None) -> float:
-    """Seconds for one `generate_batch` call (synchronised); optionally per-scale seconds."""
+    """Seconds for one batch, tokens to pixels (synchronised); optionally per-scale seconds."""
     generators = make_generators(seeds, device)
-    marks: list[float] = []
-
-    def observer(scale_index, info):
-        _sync(device)
-        marks.append(time.perf_counter())
-
     _sync(device)
     start = time.perf_counter()
-    generate_batch(
+    sample = sample_scales(
         var, vae, labels, generators, processors,
         temperature=cfg.sampler.temperature, top_k=cfg.sampler.top_k, top_p=cfg.sampler.top_p,
-        truncation_impl=cfg.sampler.truncation_impl,
-        observer=observer if per_scale is not None else None,
+        truncation_impl=cfg.sampler.truncation_impl, diagnostics=per_scale is not None,
     )  # fmt: skip
+    decode_images(vae, latents_from_tokens(vae, sample.tokens))
     _sync(device)
     end = time.perf_counter()
     if per_scale is not None:
-        edges = [start, *marks]
+        edges = [start, *sample.scale_end_s]
         per_scale.append([b - a for a, b in zip(edges[:-1], edges[1:], strict=True)])
     return end - start
 

@@ -308,6 +308,9 @@ class MetricsConfig:
     fid_method: FidMethod = FidMethod.eigh  # eigh (fast, symmetric) | sqrtm (ADM's literal form)
     bootstrap_resamples: int = 0  # >0: class-stratified bootstrap std of FID (one-seed spread)
     metrics: list[str] = field(default_factory=lambda: ["fid", "sfid", "is", "precision", "recall"])
+    # FD-DINOv2 (add fd_dinov2 to `metrics`): DINOv2 release weights, never downloaded.
+    dinov2_weights: str | None = None  # dinov2_vitl14_pretrain.pth (SSG_EVAL_DINOV2)
+    dinov2_arch: str = "vit_large_patch14_dinov2"  # timm name; ViT-L/14 is dgm-eval's default
 
 
 @dataclass
@@ -325,6 +328,7 @@ class ReportConfig:
     note: str = ""  # printed under the Markdown title (e.g. "pipeline check, not a reproduction")
     paper: dict[str, Any] = field(default_factory=dict)  # quoted numbers, with their source
     paper_row_of: dict[str, str] = field(default_factory=dict)  # model name -> paper row key
+    baseline: str = "cfg"  # guidance name every other row's paired delta is taken against
     sweep_plot: bool = True  # FID/IS vs beta plot when runs differ in guidance.ssg.beta
 
 
@@ -505,8 +509,10 @@ class TuneTrialConfig:
 
 @dataclass
 class TuneConfig:
-    target: str = MISSING  # the model to tune, a key of `baselines`: d16 | d20 | d30 | tiny
-    baselines: dict[str, str] = field(default_factory=dict)  # model -> baseline experiment
+    target: str = MISSING  # the model to tune: a conf/model name (var_d16, tiny_d1, ...)
+    experiment: str = "table1"  # the experiment every candidate runs on (smoke for tiny models)
+    baseline_guidance: str = "cfg"  # conf/guidance of the baseline (SSG off)
+    ssg_guidance: str = "cfg_ssg"  # conf/guidance the SSG candidates start from
     mode: str = "halving"  # halving (grid + successive halving) | trial (one Optuna trial)
     objective: str = "fid"  # fid | fid_is_constrained (FID among candidates with IS >= baseline)
     name: str = "${target}"  # output folder results/tune/<name>

@@ -134,6 +134,49 @@ def _save_tensors(state: dict, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _guide_models(cfg) -> list:
+    """The main model's config with each active guide's depth, AdaLN and checkpoint path."""
+    from omegaconf import OmegaConf
+
+    guides = []
+    for name in cfg.guidance.order:
+        node = cfg.guidance.get(name)
+        guide = node.get("guide") if hasattr(node, "get") else None
+        if guide is not None and guide.get("var_ckpt"):
+            model = OmegaConf.to_container(cfg.model, resolve=True)
+            model.update(depth=int(guide.depth), shared_aln=bool(guide.shared_aln),
+                         var_ckpt=str(guide.var_ckpt))  # fmt: skip
+            guides.append(OmegaConf.create(model))
+    return guides
+
+
+def make_checkpoints(cell_cfgs: Sequence) -> list[Path]:
+    """Write every missing tiny VAR (cell models and their guides) and VQVAE checkpoint.
+
+    Returns:
+        The checkpoint files created in this call (existing ones are kept as they are).
+    """
+    from ssg_eval.models.load import build_var, build_vqvae, init_from_names
+
+    created: list[Path] = []
+    for cfg in cell_cfgs:
+        for model in (*_guide_models(cfg), cfg.model):  # a guide is a tiny model of another depth
+            var_path = Path(model.var_ckpt)
+            var_path.parent.mkdir(parents=True, exist_ok=True)
+            if not var_path.is_file():
+                var = build_var(model)
+                init_from_names(var, seed_prefix=model.init_seed + model.depth)
+                _save_state_dict(var, var_path)
+                created.append(var_path)
+        vae_path = Path(cfg.model.vae_ckpt)
+        if not vae_path.is_file():
+            vae = build_vqvae(cfg.model)
+            init_from_names(vae, seed_prefix=cfg.model.init_seed)
+            _save_state_dict(vae, vae_path)
+            created.append(vae_path)
+    return created
+
+
 def make_assets(cell_cfgs: Sequence) -> list[Path]:
     """Write every missing asset the smoke cells reference (checkpoints, Inception, reference).
 
@@ -147,23 +190,7 @@ def make_assets(cell_cfgs: Sequence) -> list[Path]:
     Returns:
         The asset files that were created in this call (existing ones are kept as they are).
     """
-    from ssg_eval.models.load import build_var, build_vqvae, init_from_names
-
-    created: list[Path] = []
-    for cfg in cell_cfgs:
-        model = cfg.model
-        var_path, vae_path = Path(model.var_ckpt), Path(model.vae_ckpt)
-        var_path.parent.mkdir(parents=True, exist_ok=True)
-        if not var_path.is_file():
-            var = build_var(model)
-            init_from_names(var, seed_prefix=model.init_seed + model.depth)
-            _save_state_dict(var, var_path)
-            created.append(var_path)
-        if not vae_path.is_file():
-            vae = build_vqvae(model)
-            init_from_names(vae, seed_prefix=model.init_seed)
-            _save_state_dict(vae, vae_path)
-            created.append(vae_path)
+    created = make_checkpoints(cell_cfgs)
     metrics = cell_cfgs[0].metrics
     weights, reference = Path(metrics.inception_weights), Path(metrics.reference)
     if not (weights.is_file() and reference.is_file()):
@@ -174,30 +201,34 @@ def make_assets(cell_cfgs: Sequence) -> list[Path]:
     return created
 
 
-def run_smoke(overrides: Sequence[str] = (), seeds: Sequence[int] | None = None) -> dict:
-    """Create the tiny assets (once), then run the `smoke` suite with `overrides`."""
+def run_smoke(
+    overrides: Sequence[str] = (), seeds: Sequence[int] | None = None, suite: str = "smoke"
+) -> dict:
+    """Create the tiny assets (once), then run the tiny `suite` (smoke, smoke_512, ...)."""
     overrides = list(overrides)
     if not any(o.startswith("paths.results=") for o in overrides):
         overrides.insert(0, f"paths.results={DEFAULT_RESULTS}")
-    suite = load_suite("smoke")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cells = [
-            compose(config_name="pipeline", overrides=[f"experiment={cell}", *overrides])
-            for cell in suite["cells"]
+            compose(config_name="pipeline", overrides=[*cell, *overrides])
+            for cell in load_suite(suite).cells()
         ]
     for path in make_assets(cells):
         log.info("created smoke asset %s", path)
-    return run_suite("smoke", overrides, seeds)
+    return run_suite(suite, overrides, seeds)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`make smoke` / `python -m ssg_eval.smoke [--seeds ...] [hydra overrides]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--suite", default="smoke", help="a tiny suite: smoke, smoke_512, ...")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every smoke cell")
     args = parser.parse_args(argv)
     configure_cli_logging()
-    written = exit_on_user_error("ssg-smoke", lambda: run_smoke(args.overrides, args.seeds))
+    written = exit_on_user_error(
+        "ssg-smoke", lambda: run_smoke(args.overrides, args.seeds, args.suite)
+    )
     print(
         "ssg-smoke (pipeline check, not a reproduction): wrote "
         + ", ".join(map(str, written.values()))

@@ -24,12 +24,8 @@ from ssg_eval.analysis.images import (
     npz_array_header,
     reference_image_shape,
 )
-from ssg_eval.analysis.spectral import (
-    LatentPanel,
-    PixelSpectrumAccumulator,
-    plot_latent_panels,
-    plot_pixel_ratio,
-)
+from ssg_eval.analysis.plots import plot_latent_panels, plot_pixel_ratio
+from ssg_eval.analysis.spectral import LatentPanel, PixelSpectrumAccumulator
 from ssg_eval.runs.io import atomic_write_text, read_json
 from ssg_eval.stages.entry import exit_on_user_error
 from ssg_eval.utils.logging import configure_cli_logging, get_logger

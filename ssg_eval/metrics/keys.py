@@ -12,4 +12,7 @@ IS_STD = "is_std"
 PRECISION = "precision"
 RECALL = "recall"
 
+FD_DINOV2 = "fd_dinov2"  # Fréchet distance in DINOv2 feature space (optional, own weights)
+
 ALL_METRICS = (FID, SFID, IS, PRECISION, RECALL)  # requestable via metrics.metrics
+OPTIONAL_METRICS = (FD_DINOV2,)  # also requestable via metrics.metrics; need extra weights

@@ -13,22 +13,31 @@ from typing import Any
 import pandas as pd
 
 from ssg_eval.analysis.seeds import paired_delta, seed_summary
-from ssg_eval.metrics.keys import FID, IS, IS_STD, PRECISION, RECALL, SFID
+from ssg_eval.metrics.keys import FD_DINOV2, FID, IS, IS_STD, PRECISION, RECALL, SFID
 from ssg_eval.runs.io import read_json
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 METRIC_KEYS = (FID, SFID, IS, PRECISION, RECALL)
-METRIC_LABELS = {FID: "FID", SFID: "sFID", IS: "IS", PRECISION: "Pre", RECALL: "Rec"}
-LOWER_IS_BETTER = {FID: True, SFID: True, IS: False, PRECISION: False, RECALL: False}
+OPTIONAL_KEYS = (FD_DINOV2,)  # a column only when some run has it
+METRIC_LABELS = {FID: "FID", SFID: "sFID", IS: "IS", PRECISION: "Pre", RECALL: "Rec",
+                 FD_DINOV2: "FD-DINOv2"}  # fmt: skip
+LOWER_IS_BETTER = {FID: True, SFID: True, IS: False, PRECISION: False, RECALL: False,
+                   FD_DINOV2: True}  # fmt: skip
 # Fixed column order of the per-run table (docs/CONTRIBUTING.md plus the paper's Params/Steps/Time).
 RUN_COLUMNS = [
     "run", "model", "guidance", "guidance_params", "N", "seed", "precision_mode",
     FID, SFID, IS, IS_STD, PRECISION, RECALL, "params", "steps", "time_s", "images_per_s",
     "commit",
 ]  # fmt: skip
-MARKDOWN_DIGITS = {FID: 2, SFID: 2, IS: 1, PRECISION: 2, RECALL: 2, "time_s": 3}
+MARKDOWN_DIGITS = {FID: 2, SFID: 2, IS: 1, PRECISION: 2, RECALL: 2, FD_DINOV2: 2, "time_s": 3}
+
+
+def metric_keys(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The fixed metric columns, then every optional one that some row of `frame` has."""
+    present = [k for k in OPTIONAL_KEYS if k in frame and frame[k].notna().any()]
+    return (*METRIC_KEYS, *present)
 
 
 def guidance_params(guidance: dict[str, Any]) -> str:
@@ -100,7 +109,7 @@ def _run_row(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -
         "commit": (manifest.get("git", {}) or {}).get("commit"),
         "dirty": (manifest.get("git", {}) or {}).get("dirty"),
     }
-    for key in (*METRIC_KEYS, IS_STD):
+    for key in (*METRIC_KEYS, IS_STD, *OPTIONAL_KEYS):
         row[key] = values.get(key)
     row["fid_bootstrap_std"] = values.get(f"{FID}_bootstrap_std")
     return row
@@ -164,30 +173,50 @@ def collect_runs(
     )
 
 
-def _pairs(frame: pd.DataFrame) -> Iterable[tuple[str, str, str]]:
-    """(model, baseline guidance, treated guidance) for every model with a baseline row."""
+def _pairs(frame: pd.DataFrame, baseline: str) -> Iterable[tuple[str, str, str]]:
+    """(model, baseline, treated guidance) for every model that has a `baseline` row."""
     for model, group in frame.groupby("model", sort=True):
         names = set(group["guidance"])
-        baseline = "cfg" if "cfg" in names else ("none" if "none" in names else None)
-        for treated in sorted(names - {baseline}):
-            if baseline is not None:
+        if baseline in names:
+            for treated in sorted(names - {baseline}):
                 yield model, baseline, treated
 
 
+def quoted_source(quoted: dict[str, Any], paper: dict[str, Any]) -> str | None:
+    """Source key of one quoted cell: its own `source`, else `default` when the cell has numbers."""
+    if not quoted:
+        return None
+    key = quoted.get("source") or "default"
+    sources = (paper or {}).get("sources", {}) or {}
+    if key != "default" and key not in sources:
+        raise ValueError(
+            f"report.paper: a quoted cell names source {key!r}, which is not a key of "
+            f"report.paper.sources ({sorted(sources)}); add it there with the paper and table"
+        )
+    return key
+
+
 def summary_table(
-    frame: pd.DataFrame, paper: dict[str, Any], paper_row_of: dict[str, str]
+    frame: pd.DataFrame,
+    paper: dict[str, Any],
+    paper_row_of: dict[str, str],
+    baseline: str = "cfg",
 ) -> pd.DataFrame:
     """Table 1 view: one row per (model, guidance), seed mean ± std, paper numbers and deltas.
 
     Args:
         frame: output of `collect_runs`.
-        paper: `report.paper` with `rows[<paper row>][<guidance>] -> {fid, sfid, ...}`.
+        paper: `report.paper` with `rows[<paper row>][<guidance>] -> {fid, sfid, ..., source}`
+            (`source` optional: a key of `paper.sources`; absent = `paper.source`).
         paper_row_of: maps a model name to its paper row key (identity when absent).
+        baseline: guidance name the deltas are taken against (same model, same seeds); models
+            without a `baseline` row get no deltas.
 
     Returns:
         Columns: model, guidance, guidance_params, N, seeds, per metric `<m>` (mean), `<m>_std`,
         `paper_<m>`, `delta_<m>` (ours: this row − baseline, same seeds), `paper_delta_<m>`,
-        `delta_<m>_within_noise`, and params/steps/time_s/images_per_s/commit.
+        `delta_<m>_within_noise`, `delta_<m>_ci_low/_ci_high/_p_value/_n`, `baseline`,
+        `paper_source`, and params/steps/time_s/images_per_s/commit.
     """
     rows_quoted = (paper or {}).get("rows", {}) or {}
     records = []
@@ -207,8 +236,9 @@ def summary_table(
             "time_s": group["time_s"].astype(float).mean(),
             "images_per_s": group["images_per_s"].astype(float).mean(),
             "commit": ",".join(sorted({str(c)[:12] for c in group["commit"]})),
+            "paper_source": quoted_source(quoted, paper),
         }
-        for key in METRIC_KEYS:
+        for key in metric_keys(frame):
             mean, std, _ = seed_summary(group[key].astype(float).tolist())
             record[key], record[f"{key}_std"] = mean, std
             record[f"paper_{key}"] = quoted.get(key)
@@ -219,12 +249,15 @@ def summary_table(
     table = pd.DataFrame(records)
     if table.empty:
         return table
-    for model, baseline, treated in _pairs(frame):
-        base = frame[(frame.model == model) & (frame.guidance == baseline)]
+    table["baseline"] = baseline
+    for model, base_name, treated in _pairs(frame, baseline):
+        base = frame[(frame.model == model) & (frame.guidance == base_name)]
         treat = frame[(frame.model == model) & (frame.guidance == treated)]
         where = (table.model == model) & (table.guidance == treated)
-        base_row = table[(table.model == model) & (table.guidance == baseline)].iloc[0]
-        for key in METRIC_KEYS:
+        base_row = table[(table.model == model) & (table.guidance == base_name)].iloc[0]
+        # Quoted deltas only within one source (one paper's table, one recipe).
+        same_source = table.loc[where, "paper_source"].iloc[0] == base_row["paper_source"]
+        for key in metric_keys(frame):
             stats = paired_delta(
                 dict(zip(base["seed"], base[key].astype(float), strict=True)),
                 dict(zip(treat["seed"], treat[key].astype(float), strict=True)),
@@ -234,59 +267,9 @@ def summary_table(
             for field in ("ci_low", "ci_high", "p_value", "n"):
                 table.loc[where, f"delta_{key}_{field}"] = stats.get(field)
             quoted_t, quoted_b = table.loc[where, f"paper_{key}"].iloc[0], base_row[f"paper_{key}"]
-            if quoted_t is not None and quoted_b is not None:
+            if same_source and quoted_t is not None and quoted_b is not None:
                 table.loc[where, f"paper_delta_{key}"] = float(quoted_t) - float(quoted_b)
     return table.reset_index(drop=True)
-
-
-def _fmt(value: Any, digits: int) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "–"
-    if isinstance(value, (int, float)):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def summary_markdown(table: pd.DataFrame, title: str, note: str, paper: dict[str, Any]) -> str:
-    """Render the Table 1 view as Markdown: ours (mean ± std over seeds) | paper (quoted) | Δ."""
-    lines = [f"# {title}", ""]
-    if note:
-        lines += [f"> {note}", ""]
-    header = ["model", "guidance", "N", "seeds"]
-    for key in METRIC_KEYS:
-        header += [METRIC_LABELS[key], f"{METRIC_LABELS[key]} paper†", f"Δ{METRIC_LABELS[key]}"]
-    header += ["Params", "Steps", "Time (s/img)", "Time paper†", "img/s", "precision", "commit"]
-    body = []
-    for _, row in table.iterrows():
-        cells = [row["model_label"], row["guidance"], str(row["N"]), row["seeds"]]
-        for key in METRIC_KEYS:
-            digits = MARKDOWN_DIGITS[key]
-            ours = _fmt(row[key], digits)
-            if row["seeds"].count(",") and not pd.isna(row.get(f"{key}_std")):
-                ours += f" ± {_fmt(row[f'{key}_std'], digits)}"
-            elif key == FID and not pd.isna(row.get("fid_bootstrap_std")):
-                ours += f" ± {_fmt(row['fid_bootstrap_std'], digits)} (bootstrap)"
-            delta = row.get(f"delta_{key}")
-            delta_txt = "" if delta is None or pd.isna(delta) else f"{delta:+.{digits}f}"
-            if delta_txt and row.get(f"delta_{key}_within_noise") is True:
-                delta_txt += " ≈"
-            paper_delta = row.get(f"paper_delta_{key}")
-            if delta_txt and paper_delta is not None and not pd.isna(paper_delta):
-                delta_txt += f" (paper {paper_delta:+.{digits}f})"
-            cells += [ours, _fmt(row[f"paper_{key}"], digits), delta_txt]
-        cells += [str(row["params"]), str(row["steps"]), _fmt(row["time_s"], 3),
-                  _fmt(row["paper_time_s"], 1), _fmt(row["images_per_s"], 2),
-                  str(row["precision_mode"]), str(row["commit"])]  # fmt: skip
-        body.append(cells)
-    lines.append(pd.DataFrame(body, columns=header).to_markdown(index=False))
-    lines += [
-        "",
-        "† quoted, not re-measured: " + str((paper or {}).get("source", "no source given")).strip(),
-        "Δ = this row − the same model's baseline row over the same seeds (paired);"
-        " ≈ marks a delta whose 95% CI over seeds contains 0 (within seed noise);"
-        " a single seed gives no spread, so no ≈ is possible.",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def sweep_table(frame: pd.DataFrame) -> pd.DataFrame:

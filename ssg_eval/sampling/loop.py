@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,11 +125,14 @@ class ScaleSample:
             from (the tokens are then drawn but not used); None otherwise.
         diagnostics: with `diagnostics=True`, per scale a dict of new tensors: `logits_BlV`
             (after the processors, before truncation), `tokens_Bl` and the loop's `f_hat_BCHW`.
+        scale_end_s: with `diagnostics=True`, `time.perf_counter()` at the end of every scale,
+            taken after a device synchronisation (per-scale timing).
     """
 
     tokens: list[Tensor]
     embeddings: list[Tensor] | None = None
     diagnostics: list[dict[str, Tensor]] | None = None
+    scale_end_s: list[float] | None = None
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -252,6 +256,7 @@ def sample_scales(
     branch_states = {b: [p.init_state(B) if getattr(p, "branch_wise", False) else None
                          for p in processors] for b in branches}  # fmt: skip
     tokens, embeddings, records = [], [] if more_smooth else None, [] if diagnostics else None
+    times = [] if diagnostics else None
     with torch.inference_mode():
         # Conditioning: one class embedding per row of the main model, and the guide's own.
         cond_BD = var.class_condition(_row_labels(var, labels_B, branches, random_labels_B))
@@ -309,6 +314,9 @@ def sample_scales(
                     records.append({"f_hat_BCHW": f_hat_BCHW.clone(),
                                     "logits_BlV": logits_BlV.clone(),
                                     "tokens_Bl": tokens_Bl.clone()})  # fmt: skip
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    times.append(time.perf_counter())
                 # 5. Next input: area-resized f̂, the same for every row and for the guide.
                 if next_BChw is not None:
                     with _autocast(device, autocast_dtype):
@@ -320,7 +328,7 @@ def sample_scales(
         finally:
             for model in models:
                 model.set_kv_cache(False)
-    return ScaleSample(tokens=tokens, embeddings=embeddings, diagnostics=records)
+    return ScaleSample(tokens, embeddings, records, times)
 
 
 def latents_from_tokens(

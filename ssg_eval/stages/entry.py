@@ -93,7 +93,7 @@ def cli_main(stage: str, fn: Callable[[Any], Any], cfg: Any) -> Any:
 
 
 def experiment_names() -> list[str]:
-    """Every experiment under conf/experiment/ (`table1/d16_cfg`, `beta_sweep`, ...)."""
+    """Every experiment under conf/experiment/ (`table1`, `smoke`, `beta_sweep`, ...)."""
     root = Path(CONF_DIR) / "experiment"
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
 
@@ -127,7 +127,7 @@ def check_overrides(argv: list[str]) -> None:
         raise ConfigError(
             f"model={real[0]} alone composes the tiny test sampler (20 samples); add "
             "sampler=var_eval (the evaluation recipe) or use an experiment "
-            f"(e.g. experiment=table1/{real[0].removeprefix('var_')}_cfg)"
+            f"(e.g. experiment=table1 model={real[0]})"
         )
 
 

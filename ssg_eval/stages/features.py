@@ -113,6 +113,7 @@ def run_features(cfg: Any) -> Path | None:
         IdentityMismatch / ValueError: the samples are of another config or another N.
         RunLockedError: another process holds the run.
     """
+    from ssg_eval.features.dinov2 import write_run_features
     from ssg_eval.features.inception import inception_weights_sha256
 
     directory = run_dir(cfg)
@@ -121,6 +122,7 @@ def run_features(cfg: Any) -> Path | None:
     with stage_lock(cfg, "features"):
         manifest = load_manifest(cfg, "features")
         clean_stale_temps(directory)  # we hold the run's lock: no other writer exists
+        write_run_features(cfg, directory, manifest)  # features_dinov2.npz if fd_dinov2 requested
         weights_sha = inception_weights_sha256(cfg.metrics.inception_weights)
         meta = _features_meta(manifest, weights_sha, int(cfg.metrics.feature_batch_size))
         out_path, meta_path = directory / FEATURES_NPZ, directory / FEATURES_JSON

@@ -97,10 +97,13 @@ def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[s
             f"N={meta.get('num_samples')}; the run is {manifest['config_hash']}, "
             f"N={cfg.sampler.num_samples}); rerun the features stage"
         )
+    from ssg_eval.metrics.fd_dinov2 import dinov2_inputs
+
     return {
         "features_sha256": sha256_file(features_path),
         "reference_sha256": reference.sha256,
         "features_meta": meta,
+        **dinov2_inputs(cfg, directory),  # features_dinov2.npz meta when fd_dinov2 is requested
     }
 
 
@@ -147,7 +150,9 @@ def run_metrics(cfg: Any) -> Path | None:
 def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict) -> Path:
     from ssg_eval.features.inception import build_inception
     from ssg_eval.metrics.compute import compute_metrics
+    from ssg_eval.metrics.fd_dinov2 import fd_dinov2_of_run
     from ssg_eval.metrics.inception_score import check_class_order
+    from ssg_eval.metrics.keys import OPTIONAL_METRICS
     from ssg_eval.metrics.reference import reference_features
     from ssg_eval.utils.dist import resolve_device
 
@@ -173,8 +178,9 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
         block_size=cfg.metrics.pr_block_size,
         distance_dtype=cfg.metrics.pr_distance_dtype,
         fid_method=cfg.metrics.fid_method,
-        metrics=list(cfg.metrics.metrics),
+        metrics=[m for m in cfg.metrics.metrics if m not in OPTIONAL_METRICS],
     )
+    values.update(fd_dinov2_of_run(cfg, directory, reference, results_dir(cfg) / "cache"))
     if cfg.metrics.bootstrap_resamples > 0:
         values[f"{FID}_bootstrap_std"] = fid_bootstrap_std(
             sample_feats["pool"], labels, reference, ref_feats, cfg

@@ -55,6 +55,13 @@ def missing_inputs(cfg: Any) -> list[str]:
                 f"metrics.inception_weights: {weights} (torch-fidelity's {TORCH_FIDELITY_WEIGHTS};"
                 " copy it there or set SSG_EVAL_INCEPTION)"
             )
+    if not measured and "fd_dinov2" in cfg.metrics.metrics:
+        dinov2 = cfg.metrics.get("dinov2_weights")
+        if not dinov2 or not Path(dinov2).is_file():
+            missing.append(
+                f"metrics.dinov2_weights: {dinov2} (DINOv2's dinov2_vitl14_pretrain.pth for "
+                "fd_dinov2; set SSG_EVAL_DINOV2 or drop fd_dinov2 from metrics.metrics)"
+            )
     if not measured and not Path(cfg.metrics.reference).is_file():
         missing.append(
             f"metrics.reference: {cfg.metrics.reference} (ADM reference batch "

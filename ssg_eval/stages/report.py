@@ -37,6 +37,7 @@ def run_report(cfg: Any) -> dict[str, Path]:
         note=report.note,
         paper=_plain(report.paper),
         paper_row_of=_plain(report.paper_row_of),
+        baseline=report.baseline,
         runs=None if report.runs is None else list(report.runs),
         run_prefix=report.run_prefix,
         sweep_plot=report.sweep_plot,

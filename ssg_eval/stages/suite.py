@@ -1,13 +1,15 @@
 """Suites of cells (`make table1`, `make smoke`): compose every cell, preflight all, run, report.
 
-A suite file `conf/suite/<name>.yaml` lists experiment cells, the sampling seeds and the report
-experiment; finished stages are skipped, so a rerun samples nothing and rewrites the same table.
+A suite file `conf/suite/<name>.yaml` names one experiment (the shared delta of every cell) and
+lists models x guidance x seeds; finished stages are skipped, so a rerun samples nothing and
+rewrites the same table.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,34 +23,110 @@ from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
 
+# ----------------------------------------------------------------------------------------------
+# suite format: conf/suite/<name>.yaml -> Suite -> one override list per cell
+# ----------------------------------------------------------------------------------------------
+SUITE_KEYS = ("experiment", "models", "guidance", "seeds", "spectral", "exclude", "overrides")
+REQUIRED_KEYS = ("experiment", "models", "guidance", "seeds")
 
-def load_suite(name: str) -> dict[str, Any]:
-    """Read `conf/suite/<name>.yaml` (cells, seeds, report_experiment, spectral)."""
-    path = Path(CONF_DIR) / "suite" / f"{name}.yaml"
+
+@dataclass(frozen=True)
+class Suite:
+    """One suite file: every (model, guidance) pair of the grid on `experiment`, minus `exclude`.
+
+    Attributes:
+        name: file stem under `conf/suite/`.
+        experiment: `conf/experiment/<experiment>.yaml`, the shared delta of every cell and the
+            report settings (`report.*`) of the suite.
+        models, guidance: config names in `conf/model/` and `conf/guidance/` (the grid axes).
+        seeds: sampling seeds; every cell runs once per seed (paired across guidance).
+        spectral: write the spectral plots of the first model's baseline/SSG pair.
+        exclude: (model, guidance) pairs left out of the grid.
+        overrides: Hydra overrides applied to every cell (before the command line's).
+    """
+
+    name: str
+    experiment: str
+    models: tuple[str, ...]
+    guidance: tuple[str, ...]
+    seeds: tuple[int, ...]
+    spectral: bool = False
+    exclude: tuple[tuple[str, str], ...] = ()
+    overrides: tuple[str, ...] = ()
+
+    def cells(self) -> list[list[str]]:
+        """Hydra overrides of every cell (model-major, in file order), without the seed."""
+        return [
+            [f"experiment={self.experiment}", f"model={model}", f"guidance={guidance}",
+             *self.overrides]
+            for model in self.models
+            for guidance in self.guidance
+            if (model, guidance) not in self.exclude
+        ]  # fmt: skip
+
+
+def _names_in(conf_dir: Path, group: str) -> list[str]:
+    return sorted(str(p.relative_to(conf_dir / group).with_suffix(""))
+                  for p in (conf_dir / group).rglob("*.yaml"))  # fmt: skip
+
+
+def _check_names(path: Path, key: str, group: str, names: Sequence[str]) -> None:
+    valid = _names_in(path.parents[1], group)
+    unknown = [name for name in dict.fromkeys(names) if name not in valid]
+    if unknown:
+        raise ConfigError(f"{path}: {key} names {unknown} not in conf/{group}/; valid: {valid}")
+
+
+def load_suite(name: str, conf_dir: str | Path = CONF_DIR) -> Suite:
+    """Read and check `<conf_dir>/suite/<name>.yaml` (keys, names of every config it refers to).
+
+    Raises:
+        ConfigError: unknown suite, missing or unknown key, or a name without a config file.
+    """
+    path = Path(conf_dir) / "suite" / f"{name}.yaml"
     if not path.is_file():
-        valid = sorted(p.stem for p in (Path(CONF_DIR) / "suite").glob("*.yaml"))
+        valid = _names_in(Path(conf_dir), "suite")
         raise ConfigError(f"suite {name!r} not found at {path}; valid suites: {valid}")
-    suite = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    for key in ("cells", "seeds", "report_experiment"):
-        if key not in suite:
-            raise ConfigError(f"{path}: missing key {key!r}")
-    return suite
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # overrides keep ${...}
+    missing = [key for key in REQUIRED_KEYS if key not in raw]
+    unknown = [key for key in raw if key not in SUITE_KEYS]
+    if missing or unknown:
+        raise ConfigError(
+            f"{path}: missing keys {missing}, unknown keys {unknown}; "
+            f"a suite has the keys {list(SUITE_KEYS)}"
+        )
+    for key in ("models", "guidance", "seeds"):
+        if not isinstance(raw[key], list) or not raw[key]:
+            raise ConfigError(f"{path}: {key} must be a non-empty list, got {raw[key]!r}")
+    exclude = tuple((str(e["model"]), str(e["guidance"])) for e in raw.get("exclude") or [])
+    _check_names(path, "experiment", "experiment", [raw["experiment"]])
+    _check_names(path, "models", "model", [*raw["models"], *(m for m, _ in exclude)])
+    _check_names(path, "guidance", "guidance", [*raw["guidance"], *(g for _, g in exclude)])
+    return Suite(
+        name=name,
+        experiment=str(raw["experiment"]),
+        models=tuple(str(m) for m in raw["models"]),
+        guidance=tuple(str(g) for g in raw["guidance"]),
+        seeds=tuple(int(s) for s in raw["seeds"]),
+        spectral=bool(raw.get("spectral", False)),
+        exclude=exclude,
+        overrides=tuple(str(o) for o in raw.get("overrides") or []),
+    )
 
 
 def compose_cells(
-    suite: dict[str, Any],
-    overrides: Sequence[str],
-    seeds: Sequence[int],
-    guidance: str | None = None,
+    suite: Suite, overrides: Sequence[str], seeds: Sequence[int], guidance: str | None = None
 ):
     """Compose and validate every (cell, seed) config; returns [(cfg, cell overrides)].
 
     `guidance="tuned"` switches every SSG cell to its model's tuned guidance (`make tune`).
     """
+    if guidance not in (None, "tuned"):
+        raise ConfigError(f"--guidance {guidance!r} is not valid; expected 'tuned'")
     cells = []
     for seed in seeds:
-        for cell in suite["cells"]:
-            cell_overrides = [f"experiment={cell}", *overrides, f"sampler.seed={seed}"]
+        for cell in suite.cells():
+            cell_overrides = [*cell, *overrides, f"sampler.seed={seed}"]
             cfg = compose(config_name="pipeline", overrides=cell_overrides)
             if guidance == "tuned":
                 from ssg_eval.tune.apply import tuned_cell_overrides
@@ -57,8 +135,6 @@ def compose_cells(
                 if extra:
                     cell_overrides += extra
                     cfg = compose(config_name="pipeline", overrides=cell_overrides)
-            elif guidance is not None:
-                raise ConfigError(f"--guidance {guidance!r} is not valid; expected 'tuned'")
             validate(cfg)
             cells.append((cfg, cell_overrides))
     check_run_names([cfg for cfg, _ in cells])
@@ -107,7 +183,7 @@ def run_suite(
     from ssg_eval.stages.report import run_report
 
     suite = load_suite(name)
-    seeds = list(suite["seeds"] if seeds is None else seeds)
+    seeds = list(suite.seeds if seeds is None else seeds)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cells = compose_cells(suite, overrides, seeds, guidance)
         check_inputs(cfg for cfg, _ in cells)  # one message for every missing file
@@ -115,12 +191,12 @@ def run_suite(
             log.info("[%d/%d] %s", index, len(cells), cfg.run_name)
             run_cell(cfg, cell_overrides)
         report_cfg = compose(
-            config_name="report", overrides=[f"experiment={suite['report_experiment']}", *overrides]
+            config_name="report", overrides=[f"experiment={suite.experiment}", *overrides]
         )
         with open_dict(report_cfg):
             report_cfg.report.runs = [str(cfg.run_name) for cfg, _ in cells]
         written = run_report(report_cfg)
-        if suite.get("spectral"):
+        if suite.spectral:
             written.update(_spectral(cells, report_cfg))
     return written
 
@@ -150,7 +226,7 @@ def _spectral(cells, report_cfg) -> dict[str, Path]:
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m ssg_eval.stages.suite NAME [--seeds 0 1 2] [hydra overrides...]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", help="suite under conf/suite/ (table1, smoke)")
+    parser.add_argument("name", help="suite under conf/suite/ (table1, smoke, ...)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="sampling seeds")
     parser.add_argument("--guidance", default=None, help="tuned: SSG cells use make tune's result")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every cell")

@@ -87,9 +87,10 @@ def run_tune(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> dict[str, Pat
     evaluator, candidates, directory = _setup(cfg, evaluator_cls)
     h = cfg.halving
     sizes = rung_sizes(int(h.n_start), int(h.growth), int(h.n_cap))
+    pipeline = [o for o in evaluator.common if not o.startswith("paths.results=")]
     settings = {"sizes": sizes, "n_final": int(h.n_final), "keep_fraction": float(h.keep_fraction),
-                "objective": str(cfg.objective), "pipeline": evaluator.common[:1]
-                + evaluator.common[2:]}  # fmt: skip
+                "objective": str(cfg.objective), "pipeline": pipeline,
+                "guidance": [str(cfg.baseline_guidance), str(cfg.ssg_guidance)]}  # fmt: skip
     fingerprint = space_fingerprint(candidates, settings)
     planned = planned_samples(len(candidates) - 1, sizes, int(h.n_final), float(h.keep_fraction))
     log.info("%d candidates, rungs %s, final N=%d: at most %d new samples", len(candidates),

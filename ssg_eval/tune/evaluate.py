@@ -63,8 +63,8 @@ class RunFeatures:
 class PipelineEvaluator:
     """`ensure(candidate, n)` on the real stages, paired by construction.
 
-    Every candidate composes `experiment=<baseline>` plus its own overrides and keeps the
-    baseline's `sampler.seed`, so sample i has the same label and per-sample seed in every run
+    Every candidate composes `experiment=<tune.experiment> model=<tune.target>` with the baseline's
+    or the SSG guidance group plus its own overrides, and keeps the baseline's `sampler.seed`, so sample i has the same label and per-sample seed in every run
     (paired). A candidate is one run, `tune_<name>_<candidate key>`, whatever N: N is not part
     of a run's identity (docs/RUNS.md, growing a run), so asking for a larger N makes the sample
     stage generate the new chunks only, and the features stage extracts the new shards only
@@ -78,15 +78,13 @@ class PipelineEvaluator:
 
     def __init__(self, tune_cfg: Any, tune_dir: Path):
         self.tune_cfg, self.tune_dir = tune_cfg, Path(tune_dir)
-        model = str(tune_cfg.target)
-        if model not in tune_cfg.baselines:
-            raise ConfigError(
-                f"tune.target={model!r} has no baseline experiment; valid: "
-                f"{sorted(tune_cfg.baselines)} (or add <target>: <experiment> under baselines)"
-            )
+        models = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
+        if str(tune_cfg.target) not in models:
+            raise ConfigError(f"tune.target={tune_cfg.target!r} is not a conf/model name; "
+                              f"valid: {models} (make tune MODEL=var_d16)")  # fmt: skip
         results = Path(str(tune_cfg.results)).expanduser().resolve()
-        self.common = [f"experiment={tune_cfg.baselines[model]}", f"paths.results={results}",
-                       *map(str, tune_cfg.overrides)]  # fmt: skip
+        self.common = [f"experiment={tune_cfg.experiment}", f"model={tune_cfg.target}",
+                       f"paths.results={results}", *map(str, tune_cfg.overrides)]  # fmt: skip
         self._inception = None
         self._reference = None
         self._composed: dict[str, Any] = {}
@@ -98,7 +96,8 @@ class PipelineEvaluator:
 
     def overrides(self, cand: Candidate, n: int) -> list[str]:
         """Pipeline overrides of `cand` at `n` (also what a torchrun sample stage receives)."""
-        return [*self.common, *cand.overrides, f"sampler.num_samples={n}",
+        group = self.tune_cfg.ssg_guidance if cand.ssg else self.tune_cfg.baseline_guidance
+        return [*self.common, f"guidance={group}", *cand.overrides, f"sampler.num_samples={n}",
                 f"run_name={self.run_name(cand)}"]  # fmt: skip
 
     def compose(self, cand: Candidate, n: int) -> Any:

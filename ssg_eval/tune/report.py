@@ -208,7 +208,7 @@ def write_report(evaluator, state, candidates, tune_cfg, tune_dir: Path, guidanc
         final_row = {k: float(v) for k, v in sel.iloc[0].items() if k.startswith("d_fid")}
     provenance = {
         "model": str(tune_cfg.target),
-        "baseline_experiment": str(tune_cfg.baselines[tune_cfg.target]),
+        "baseline_experiment": f"{tune_cfg.experiment} guidance={tune_cfg.baseline_guidance}",
         "space_fingerprint": fingerprint, "space": OmegaConf.to_container(tune_cfg.space),
         "objective": str(tune_cfg.objective), "winner": state.get("winner"),
         "winner_params": winner.params if winner else None,

@@ -28,7 +28,8 @@ class Candidate:
     Attributes:
         key: file-system safe, unique and stable id (`baseline`, `b0.5-constant-t1-default`).
         params: `beta`, `schedule`, `temperature`, `reading` (names as in the space).
-        overrides: Hydra overrides applied after the baseline experiment's.
+        overrides: Hydra overrides on top of the cell (the evaluator picks the guidance group:
+            the baseline's, or the SSG one when `ssg`).
         ssg: whether SSG is active (False for beta = 0 without a ramp: the baseline sampler).
     """
 
@@ -87,7 +88,7 @@ def candidate_from_params(
     key = "-".join([f"b{_number(beta)}", _safe(schedule_name, "schedule"),
                     f"t{_number(temperature)}", _safe(reading_name, "reading")])  # fmt: skip
     ssg = [f"guidance.ssg.{k}={_value(v)}" for k, v in {**schedule, **reading}.items()]
-    overrides = ("guidance=ssg", f"guidance.ssg.beta={_number(beta)}", *ssg, *temp)
+    overrides = (f"guidance.ssg.beta={_number(beta)}", *ssg, *temp)
     return Candidate(key, params, overrides, ssg=True)
 
 

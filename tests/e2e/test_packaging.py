@@ -79,7 +79,8 @@ def test_installed_stage_composes_from_another_directory(installed, tmp_path):
     assert package == site / "ssg_eval"  # not the repository, not an editable install
     assert json.loads((package / "metrics" / "reference_manifest.json").read_text())["files"]
     proc = subprocess.run(
-        [sys.executable, "-m", "ssg_eval.stages.sample", "experiment=table1/d16_cfg_ssg", "--cfg", "job"],
+        [sys.executable, "-m", "ssg_eval.stages.sample", "experiment=table1", "guidance=cfg_ssg",
+         "--cfg", "job"],
         cwd=tmp_path, env=_installed_env(site), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

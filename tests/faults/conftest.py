@@ -68,3 +68,27 @@ def in_child(work: Callable[[], None]) -> int:
         finally:
             os._exit(code)
     return os.waitpid(pid, 0)[1]
+
+
+class PixelStatistics(torch.nn.Module):
+    """A cheap stand-in for Inception: per-image pixel moments broadcast to the feature widths.
+
+    The run layer does not depend on the network, only on what it returns."""
+
+    def forward(self, images_BCHW: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ssg_eval.features import FEATURE_DIMS
+
+        x = images_BCHW.float()
+        moments = torch.stack([x.mean((1, 2, 3)), x.std((1, 2, 3)), x[:, 0].mean((1, 2))], 1)
+        return {key: moments.repeat(1, -(-dim // 3))[:, :dim] for key, dim in FEATURE_DIMS.items()}
+
+
+@pytest.fixture
+def stand_in_inception(tmp_path, monkeypatch):
+    """Overrides selecting stand-in weights (only their sha256 matters) and the stand-in net."""
+    import ssg_eval.features.inception as inception
+
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"stand-in weights: only their sha256 keys the cache")
+    monkeypatch.setattr(inception, "build_inception", lambda *_: PixelStatistics())
+    return (f"metrics.inception_weights={weights}", "metrics.feature_batch_size=8")

@@ -27,8 +27,8 @@ def test_experiment_typo_lists_the_experiments():
         check_overrides(["experiment=table1/d16_cfg_sgg"])
     message = str(err.value)
     assert "experiment=table1/d16_cfg_sgg does not exist" in message
-    assert "'table1/d16_cfg_ssg'" in message and "'smoke/tiny_d1_cfg'" in message
-    check_overrides(["experiment=table1/d16_cfg_ssg", "experiment=beta_sweep"])
+    assert "'table1'" in message and "'smoke'" in message
+    check_overrides(["experiment=table1", "experiment=beta_sweep"])
 
 
 def test_experiment_typo_on_the_command_line_is_one_line_and_writes_nothing(tmp_path):

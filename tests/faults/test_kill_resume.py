@@ -113,3 +113,32 @@ def test_sigkill_then_resume_is_byte_identical(point, tmp_path, reference, monke
     assert not list(directory.rglob("*.tmp"))
     with np.load(directory / "samples.npz") as data:
         assert data["arr_0"].shape[0] == 20
+
+
+def test_sigkill_during_features_then_resume_is_identical(tmp_path, stand_in_inception,
+                                                          monkeypatch):  # fmt: skip
+    import ssg_eval.stages.features as features
+
+    cfg = tiny(tmp_path, *stand_in_inception, config_name="pipeline")
+    directory = sample_run(cfg)
+    real = features.atomic_write_npz
+
+    def die_on_second_cache(path, **arrays):
+        if path.name.startswith("chunk_00001"):
+            kill_self()
+        return real(path, **arrays)
+
+    def crash():
+        monkeypatch.setattr(features, "atomic_write_npz", die_on_second_cache)
+        features.run_features(cfg)
+
+    status = in_child(crash)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9, status
+    assert not (directory / "features.npz").exists()
+    assert len(list((directory / "features_cache").glob("*.npz"))) == 1
+    features.run_features(cfg)
+    resumed = (directory / "features.npz").read_bytes()
+    fresh = tiny(tmp_path / "fresh", *stand_in_inception, config_name="pipeline")
+    sample_run(fresh)
+    features.run_features(fresh)
+    assert resumed == (run_dir(fresh) / "features.npz").read_bytes()

@@ -249,7 +249,7 @@ def test_branches_read_by_several_processors_run_once_in_one_batch(tiny, monkeyp
 
 
 def test_missing_guide_checkpoint_is_listed_up_front(tiny_cfg, tmp_path):
-    from ssg_eval.preflight import missing_inputs
+    from ssg_eval.stages.preflight import missing_inputs
 
     cfg = tiny_cfg(
         "guidance=autoguidance", f"guidance.autoguidance.guide.var_ckpt={tmp_path}/g.pth"

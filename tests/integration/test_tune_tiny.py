@@ -83,7 +83,8 @@ def assets(tmp_path_factory):
         cfg = compose(
             config_name="pipeline",
             overrides=[
-                "experiment=smoke/tiny_d1_cfg",
+                "experiment=smoke",
+                "model=tiny_d1",
                 f"paths.results={root}",
                 "runtime.device=cpu",
             ],
@@ -109,7 +110,7 @@ def tune_cfg(assets, results, *extra, n_cap=40, n_final=80):
         os.symlink(assets / "assets", results / "assets")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="tune", overrides=[
-            "target=tiny", "tune=tiny", f"results={results}", "make_smoke_assets=false",
+            "target=tiny_d1", "tune=tiny", f"results={results}", "make_smoke_assets=false",
             f"guidance_dir={results / 'conf_local'}", "stats.bootstrap_resamples=20",
             "space.betas=[0.0,2.0]", f"halving.n_cap={n_cap}", f"halving.n_final={n_final}",
             "overrides=['sampler.chunk_size=10','runtime.device=cpu','runtime.measure_latency=false',"
@@ -118,7 +119,7 @@ def tune_cfg(assets, results, *extra, n_cap=40, n_final=80):
 
 
 def state_of(results):
-    return json.loads((results / "tune" / "tiny" / "state.json").read_text())
+    return json.loads((results / "tune" / "tiny_d1" / "state.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,7 @@ def test_growth_reuses_samples_and_features(reference_tune):
     state = state_of(results)
     grown = state["evaluations"]["baseline@40"]
     assert grown["new_samples"] == 20  # only indices 20..39 were generated
-    run = results / "runs" / "tune_tiny_baseline"  # one run per candidate, whatever N
+    run = results / "runs" / "tune_tiny_d1_baseline"  # one run per candidate, whatever N
     assert sorted(p.name for p in (run / "shards").glob("chunk_*.npz"))[-1] == "chunk_00007.npz"
     # one cached feature file per shard: grown runs extracted their new shards only
     assert len(list((run / "features_cache").glob("chunk_*.npz"))) == 8
@@ -196,14 +197,14 @@ def test_beta_zero_reproduces_the_baseline_bit_identically(assets):
     from ssg_eval.sampling.generate import build_sampling_model, generate_chunk
     from ssg_eval.sampling.plan import plan_from_config
 
-    common = ["experiment=smoke/tiny_d1_cfg", f"paths.results={assets}", "runtime.device=cpu",
+    common = ["experiment=smoke", "model=tiny_d1", f"paths.results={assets}", "runtime.device=cpu",
               "sampler.num_samples=20", "sampler.chunk_size=20"]  # fmt: skip
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         base = compose(config_name="pipeline", overrides=common)
         zero = compose(config_name="pipeline",
-                       overrides=[*common, "guidance=ssg", "guidance.ssg.beta=0"])  # fmt: skip
+                       overrides=[*common, "guidance=cfg_ssg", "guidance.ssg.beta=0"])  # fmt: skip
         on = compose(config_name="pipeline",
-                     overrides=[*common, "guidance=ssg", "guidance.ssg.beta=2"])  # fmt: skip
+                     overrides=[*common, "guidance=cfg_ssg", "guidance.ssg.beta=2"])  # fmt: skip
     device = torch.device("cpu")
     images = [generate_chunk(build_sampling_model(c, device), c, plan_from_config(c), 0, device)
               for c in (base, zero, on)]  # fmt: skip
@@ -213,7 +214,7 @@ def test_beta_zero_reproduces_the_baseline_bit_identically(assets):
 
 def test_optuna_trial_mode_measures_one_paired_point(assets, tmp_path):
     value = run_trial(tune_cfg(assets, tmp_path, "mode=trial", "trial.beta=0.75"), StandInEvaluator)
-    trials = json.loads((tmp_path / "tune" / "tiny" / "trials.json").read_text())
+    trials = json.loads((tmp_path / "tune" / "tiny_d1" / "trials.json").read_text())
     assert trials[-1]["params"]["beta"] == 0.75 and trials[-1]["objective"] == value
     assert trials[-1]["metrics"]["fid"] != trials[-1]["baseline_metrics"]["fid"]
 
@@ -221,7 +222,7 @@ def test_optuna_trial_mode_measures_one_paired_point(assets, tmp_path):
 def test_optuna_sweeper_composes():
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="tune", return_hydra_config=True, overrides=[
-            "target=d16", "mode=trial", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3",
+            "target=var_d16", "mode=trial", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3",
             "hydra.sweeper.storage=null"])  # fmt: skip
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
     assert cfg.hydra.sweeper.n_trials == 3 and cfg.mode == "trial"
@@ -234,7 +235,7 @@ def test_known_function_of_beta_is_optimised_on_the_tiny_model(assets, tmp_path)
     class KnownMetric(PipelineEvaluator):
         def metrics_of(self, cfg, run):
             assert len(run.labels) == cfg.sampler.num_samples  # the runs really happened
-            beta = float(cfg.guidance.ssg.beta) if "ssg" in cfg.guidance.name else 0.0
+            beta = float(cfg.guidance.ssg.beta) if "ssg" in cfg.guidance.order else 0.0
             return {FID: 1 + (beta - 1) ** 2, IS: 1.0}
 
     cfg = tune_cfg(assets, tmp_path, "space.betas=[0.0,0.5,1.0,2.0]",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import open_dict
 
 from ssg_eval.config import ConfigError, validate
@@ -136,13 +136,19 @@ def test_num_samples_error_suggests_fix():
 
 def test_table1_cells_share_sampling_plan():
     """Paired comparison: with and without SSG differ only in the guidance group."""
-    base = compose_config(["experiment=table1/d16_cfg"], config_name="pipeline")
-    ssg = compose_config(["experiment=table1/d16_cfg_ssg"], config_name="pipeline")
+    base = compose_config(["experiment=table1", "guidance=cfg"], config_name="pipeline")
+    ssg = compose_config(["experiment=table1", "guidance=cfg_ssg"], config_name="pipeline")
     assert base.sampler == ssg.sampler and base.model == ssg.model
     assert base.guidance.cfg_ramp == ssg.guidance.cfg_ramp
     assert list(base.guidance.order) == ["cfg_ramp"]
     assert list(ssg.guidance.order) == ["cfg_ramp", "ssg"]
     assert base.run_name != ssg.run_name
+
+
+def test_unknown_experiment_is_an_error_not_the_default():
+    """A removed or mistyped experiment must never silently run the default (tiny) config."""
+    with pytest.raises(MissingConfigException, match="experiment/table1/d16_cfg"):
+        compose_config(["experiment=table1/d16_cfg"], config_name="pipeline")
 
 
 def test_run_name_has_no_timestamp_and_follows_overrides():

@@ -25,7 +25,7 @@ from ssg_eval.config import (
     SsgConfig,
 )
 from ssg_eval.guidance import build_processors
-from ssg_eval.guidance.base import LogitProcessor, StepContext
+from ssg_eval.guidance.base import BRANCHES, NULL_CLASS, LogitProcessor, StepContext
 from ssg_eval.registry import PROCESSORS, lookup
 from tests.conftest import compose_config
 
@@ -187,22 +187,40 @@ def test_neutral_setting_is_bit_exact_identity(name, cfg, neutral) -> None:
         assert torch.equal(out_BlV, cond_BlV)
 
 
+def _run_shifted(proc: LogitProcessor, steps: list[tuple], branch: str) -> list[torch.Tensor]:
+    """`_run` with one extra branch's logits moved by +1.5 (null_class: the uncond logits)."""
+    state, outs = proc.init_state(steps[0][0].shape[0]), []
+    for si, (cond_BlV, uncond_BlV) in enumerate(steps):
+        ctx = _ctx(si, cond_BlV, uncond_BlV + 1.5 if branch == NULL_CLASS else uncond_BlV)
+        if branch != NULL_CLASS:
+            moved = {**ctx.branch_logits, branch: ctx.branch_logits[branch] + 1.5}
+            ctx = dataclasses.replace(ctx, branch_logits=moved)
+        out_BlV, state = proc(cond_BlV, ctx, state)
+        outs.append(out_BlV.clone())
+    return outs
+
+
 @pytest.mark.parametrize(("name", "cfg", "neutral"), PARAMS)
-def test_needs_uncond_honoured(name, cfg, neutral) -> None:
+def test_needs_uncond_and_branches_honoured(name, cfg, neutral) -> None:
+    # The sampler runs (and pays for) exactly the declared branches: a processor must read every
+    # branch it declares (unless neutral) and none that it does not.
     proc = _build(name, cfg)
     assert isinstance(proc, LogitProcessor)
     assert isinstance(proc.needs_uncond, bool) and isinstance(proc.branch_wise, bool)
+    assert set(proc.branches) <= set(BRANCHES)
+    assert proc.needs_uncond == (NULL_CLASS in proc.branches)
     steps = _steps(2, 2)
-    with_uncond = _run(proc, steps)
+    plain = _run(proc, steps)
     if not proc.needs_uncond:
         without = _run(proc, steps, with_uncond=False)
-        assert all(map(torch.equal, with_uncond, without))
-    elif not neutral:
-        # The doubled batch is paid for only if it is used: other uncond logits, other output.
-        other = [(cond_BlV, uncond_BlV + 1.5) for cond_BlV, uncond_BlV in steps]
-        moved = _run(proc, other)
-        changed = [not torch.equal(a, b) for a, b in zip(with_uncond, moved, strict=True)]
-        assert any(changed), "declares needs_uncond=True but never reads the uncond logits"
+        assert all(map(torch.equal, plain, without))
+    for branch in BRANCHES:
+        moved = _run_shifted(proc, steps, branch)
+        changed = any(not torch.equal(a, b) for a, b in zip(plain, moved, strict=True))
+        if branch not in proc.branches:
+            assert not changed, f"reads the undeclared branch {branch}"
+        elif not neutral:
+            assert changed, f"declares the {branch} branch but never reads it"
 
 
 @pytest.mark.parametrize(("name", "cfg", "neutral"), PARAMS)

@@ -30,7 +30,9 @@ def _guidance(name: str, beta: float) -> dict:
     }
 
 
-def write_run(results, name, *, model="var_d16", guidance="cfg", seed=0, fid=3.0, beta=0.5):
+def write_run(
+    results, name, *, model="var_d16", guidance="cfg", seed=0, fid=3.0, beta=0.5, extra=None
+):
     run = results / "runs" / name
     run.mkdir(parents=True)
     config = {
@@ -47,7 +49,7 @@ def write_run(results, name, *, model="var_d16", guidance="cfg", seed=0, fid=3.0
         "timings": {"images_per_s": 10.0, "latency": {"seconds_per_image": 0.5}},
     }
     metrics = {"fid": fid, "sfid": 8.0, "is": 280.0 + seed, "is_std": 1.0, "precision": 0.8,
-               "recall": 0.5}  # fmt: skip
+               "recall": 0.5, **(extra or {})}  # fmt: skip
     (run / "manifest.json").write_text(json.dumps(manifest))
     (run / "metrics.json").write_text(json.dumps({"metrics": metrics}))
     return run
@@ -96,3 +98,68 @@ def test_render_without_runs_is_a_clear_error(tmp_path):
 def test_explicit_missing_run_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         collect_runs(tmp_path, runs=["nope"])
+
+
+def test_deltas_are_paired_against_the_named_baseline(tmp_path):
+    """Every row's delta is against `baseline` (here CFG), seed by seed; the baseline has none."""
+    fids = {"none": (5.0, 5.4), "cfg": (3.5, 3.6), "cfg_ssg": (3.3, 3.45), "icg": (3.9, 3.8)}
+    for guidance, values in fids.items():
+        for seed, fid in enumerate(values):
+            write_run(tmp_path, f"{guidance}_{seed}", guidance=guidance, seed=seed, fid=fid)
+    table = summary_table(collect_runs(tmp_path), PAPER, {}, baseline="cfg").set_index("guidance")
+    for guidance in ("none", "cfg_ssg", "icg"):
+        paired = [fids[guidance][s] - fids["cfg"][s] for s in (0, 1)]
+        assert table.loc[guidance, "delta_fid"] == pytest.approx(sum(paired) / 2)
+        assert table.loc[guidance, "delta_fid_n"] == 2
+        assert table.loc[guidance, "delta_fid_ci_low"] < table.loc[guidance, "delta_fid"]
+    assert pd.isna(table.loc["cfg", "delta_fid"])
+    by_none = summary_table(collect_runs(tmp_path), PAPER, {}, baseline="none")
+    ssg = by_none.set_index("guidance").loc["cfg_ssg"]
+    assert ssg["delta_fid"] == pytest.approx(((3.3 - 5.0) + (3.45 - 5.4)) / 2)
+
+
+def test_missing_baseline_gives_no_deltas(tmp_path):
+    write_run(tmp_path, "a", guidance="cfg_ssg")
+    table = summary_table(collect_runs(tmp_path), PAPER, {}, baseline="cfg")
+    assert "delta_fid" not in table or table["delta_fid"].isna().all()
+
+
+def test_quoted_cells_carry_their_source_and_mixed_sources_give_no_paper_delta(tmp_path):
+    paper = {
+        "source": "default table",
+        "sources": {"other": "another paper, Table 9"},
+        "rows": {"var_d16": {"cfg": {"fid": 3.42}, "cfg_ssg": {"fid": 3.27},
+                             "none": {"fid": 4.0, "source": "other"}}},
+    }  # fmt: skip
+    for guidance in ("none", "cfg", "cfg_ssg"):
+        write_run(tmp_path, guidance, guidance=guidance)
+    out = render_report(tmp_path, stem="t", title="T", paper=paper, baseline="cfg")
+    table = pd.read_csv(out["csv"]).set_index("guidance")
+    assert table.loc["none", "paper_source"] == "other"
+    assert table.loc["cfg_ssg", "paper_source"] == "default"
+    assert table.loc["cfg_ssg", "paper_delta_fid"] == pytest.approx(3.27 - 3.42)
+    assert pd.isna(table.loc["none", "paper_delta_fid"])  # 4.0 and 3.42 come from two sources
+    md = out["md"].read_text()
+    assert "[other] quoted, not re-measured: another paper, Table 9" in md
+    assert "`cfg` row" in md
+
+
+def test_unknown_quoted_source_is_a_clear_error(tmp_path):
+    write_run(tmp_path, "a")
+    paper = {"rows": {"var_d16": {"cfg": {"fid": 1.0, "source": "nope"}}}}
+    with pytest.raises(ValueError, match="source 'nope'.*report.paper.sources"):
+        summary_table(collect_runs(tmp_path), paper, {})
+
+
+def test_fd_dinov2_is_a_column_only_when_measured(tmp_path):
+    for guidance, fd in (("cfg", 50.0), ("cfg_ssg", 47.5)):
+        write_run(tmp_path, guidance, guidance=guidance, extra={"fd_dinov2": fd})
+    out = render_report(tmp_path, stem="t", title="T", paper=PAPER)
+    table = pd.read_csv(out["csv"]).set_index("guidance")
+    assert table.loc["cfg_ssg", "delta_fd_dinov2"] == pytest.approx(-2.5)
+    assert "FD-DINOv2" in out["md"].read_text()
+    plain = tmp_path / "plain"
+    write_run(plain, "a")
+    out = render_report(plain, stem="t", title="T", paper=PAPER)
+    assert "FD-DINOv2" not in out["md"].read_text()
+    assert "fd_dinov2" not in pd.read_csv(out["csv"]).columns

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from ssg_eval.analysis.plots import plot_latent_panels, plot_pixel_ratio
 from ssg_eval.analysis.spectral import (
     LatentPanel,
     PixelSpectrumAccumulator,
@@ -15,8 +16,6 @@ from ssg_eval.analysis.spectral import (
     latent_log_spectrum,
     nyquist_bin,
     pixel_spectrum,
-    plot_latent_panels,
-    plot_pixel_ratio,
     radial_bins,
     radial_profile,
     to_grayscale,
@@ -134,7 +133,7 @@ def test_plots_write_png_files(tmp_path):
 
 def test_importing_analysis_selects_no_backend():
     code = (
-        "import sys, ssg_eval.analysis.spectral, ssg_eval.analysis.seeds, "
+        "import sys, ssg_eval.analysis.spectral, ssg_eval.analysis.plots, ssg_eval.analysis.seeds, "
         "ssg_eval.analysis.cli; assert 'matplotlib' not in sys.modules, 'mpl imported'; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

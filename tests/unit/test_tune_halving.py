@@ -137,8 +137,8 @@ def test_space_keys_and_overrides():
     cands = {c.key: c for c in candidates_from_space(SPACE, 1.0)}
     assert len(cands) == 1 + 6 * 2  # beta 0 collapses to the baseline for every reading
     per_branch = cands["b0.5-constant-t1-per_branch"]
-    assert per_branch.overrides == (
-        "guidance=ssg", "guidance.ssg.beta=0.5", "guidance.ssg.beta_schedule=constant",
+    assert per_branch.ssg and per_branch.overrides == (
+        "guidance.ssg.beta=0.5", "guidance.ssg.beta_schedule=constant",
         "guidance.ssg.placement=per_branch", "sampler.temperature=1",
     )  # fmt: skip
     assert not cands[BASELINE].ssg and cands[BASELINE].overrides == ("sampler.temperature=1",)

@@ -10,48 +10,21 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
-import torch
-from torch import nn
 
-import ssg_eval.features.inception as inception
 import ssg_eval.sampling.shards as shards
-from ssg_eval.features import FEATURE_DIMS
 from ssg_eval.runs.layout import FEATURES_CACHE
 from ssg_eval.sampling.run import sample_run
 from ssg_eval.stages.features import run_features
 from tests.conftest import compose_config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class PixelStatistics(nn.Module):
-    """A cheap stand-in for Inception: per-image pixel moments broadcast to the feature widths.
-
-    The cache logic under test does not depend on the network, only on what it returns."""
-
-    def forward(self, images_BCHW: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = images_BCHW.float()
-        moments = torch.stack([x.mean((1, 2, 3)), x.std((1, 2, 3)), x[:, 0].mean((1, 2))], 1)
-        return {key: moments.repeat(1, -(-dim // 3))[:, :dim] for key, dim in FEATURE_DIMS.items()}
-
-
-def test_growing_n_samples_and_extracts_only_new_chunks(tmp_path, monkeypatch):
-    weights = tmp_path / "weights.pth"
-    weights.write_bytes(b"stand-in weights: only their sha256 keys the cache")
-    monkeypatch.setattr(inception, "build_inception", lambda *_: PixelStatistics())
+def test_growing_n_samples_and_extracts_only_new_chunks(tmp_path, monkeypatch, stand_in_inception):
 
     def cfg(results, n):
         return compose_config(
             ["model=tiny", "sampler=tiny", "runtime.device=cpu", "runtime.measure_latency=false",
              f"paths.results={results}", f"sampler.num_samples={n}", "sampler.chunk_size=10",
-             f"metrics.inception_weights={weights}", "metrics.feature_batch_size=10"],
+             *stand_in_inception],
             config_name="pipeline",
         )  # fmt: skip
 
