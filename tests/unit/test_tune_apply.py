@@ -9,7 +9,6 @@ from omegaconf import OmegaConf
 from ssg_eval.stages.entry import CONF_DIR
 from ssg_eval.tune.apply import tuned_cell_overrides
 
-
 SSG = ["experiment=table1", "model=var_d16", "guidance=cfg_ssg"]
 
 
