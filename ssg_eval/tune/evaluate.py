@@ -65,9 +65,10 @@ class PipelineEvaluator:
 
     Every candidate composes `experiment=<tune.experiment> model=<tune.target>` with the
     baseline's or the SSG guidance group plus its own overrides, and keeps the baseline's
-    `sampler.seed`, so sample i has the same label and per-sample seed in every run (paired). A candidate is one run, `tune_<name>_<candidate key>`, whatever N: N is not part
-    of a run's identity (docs/RUNS.md, growing a run), so asking for a larger N makes the sample
-    stage generate the new chunks only, and the features stage extracts the new shards only
+    `sampler.seed`, so sample i has the same label and per-sample seed in every run (paired).
+    A candidate is one run, `tune_<name>_<candidate key>`, whatever N: N is not part of a run's
+    identity (docs/RUNS.md, growing a run), so asking for a larger N makes the sample stage
+    generate the new chunks only, and the features stage extracts the new shards only
     (per-shard feature cache). A run that already holds more than N samples answers with its
     first N rows: features are a pure function of each shard's bytes.
 
