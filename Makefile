@@ -12,6 +12,8 @@ MODEL ?=
 GUIDANCE ?=
 CELL = experiment=$(EXP) $(if $(MODEL),model=$(MODEL)) $(if $(GUIDANCE),guidance=$(GUIDANCE))
 NPROC ?= 1
+NNODES ?= 1
+RDZV ?=
 ARGS ?=
 TUNE ?= $(if $(filter tiny%,$(MODEL)),tiny,default)
 export OMP_NUM_THREADS ?= 2
@@ -51,13 +53,16 @@ smoke: $(STAMP) ## tiny offline pipeline (SMOKE=smoke|smoke_512|smoke_guidance):
 	$(PY) -m ssg_eval.smoke --suite $(SMOKE) $(ARGS)
 
 table1: $(STAMP) ## a suite (SUITE=table1|guidance|finetuned|table512); skips finished stages; GUIDANCE=tuned: make tune's SSG
-	$(PY) -m ssg_eval.stages.suite $(SUITE) $(if $(filter tuned,$(GUIDANCE)),--guidance tuned) launch.nproc_per_node=$(NPROC) $(ARGS)
+	$(PY) -m ssg_eval.stages.suite $(SUITE) $(if $(filter tuned,$(GUIDANCE)),--guidance tuned) launch.nproc_per_node=$(NPROC) launch.nnodes=$(NNODES) $(if $(RDZV),launch.rdzv_endpoint=$(RDZV)) $(ARGS)
 
 tune: $(STAMP) ## find beta by paired successive halving: make tune MODEL=var_d16 [TUNE=readings] -> results/tune/<model>
 	$(PY) -m ssg_eval.tune target=$(MODEL) tune=$(TUNE) $(if $(filter-out 1,$(NPROC)),"overrides=['launch.nproc_per_node=$(NPROC)']") $(ARGS)
 
-sample: $(STAMP) ## sample one cell: make sample EXP=table1 MODEL=var_d16 GUIDANCE=cfg_ssg NPROC=8
-	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.stages.sample $(CELL) $(ARGS); \
+sample: $(STAMP) ## sample one cell: make sample EXP=table1 MODEL=var_d16 GUIDANCE=cfg_ssg NPROC=8 [NNODES=2 RDZV=host:port, on every node]
+	if [ "$(NNODES)" != "1" ]; then \
+	  test -n "$(RDZV)" || { echo "make sample: NNODES=$(NNODES) needs RDZV=HOST:PORT (the first node), the same command on every node" >&2; exit 2; }; \
+	  $(VENV)/bin/torchrun --nnodes=$(NNODES) --nproc_per_node=$(NPROC) --rdzv_backend=c10d --rdzv_endpoint=$(RDZV) --rdzv_id=$(subst /,_,$(EXP))$(if $(MODEL),_$(MODEL))$(if $(GUIDANCE),_$(GUIDANCE)) -m ssg_eval.stages.sample $(CELL) $(ARGS); \
+	elif [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.stages.sample $(CELL) $(ARGS); \
 	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.stages.sample $(CELL) $(ARGS); fi
 
 features: $(STAMP) ## Inception features of one cell's samples: make features EXP=table1 MODEL=... GUIDANCE=...
@@ -70,7 +75,7 @@ report: $(STAMP) ## collect metrics.json of all runs into results/table1.{csv,md
 	$(PY) -m ssg_eval.stages.report $(ARGS)
 
 sweep: $(STAMP) ## one torchrun per experiment: make sweep EXPS="a b c" NPROC=8
-	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) ARGS="$(ARGS)" || exit 1; done
+	for e in $(EXPS); do $(MAKE) --no-print-directory sample EXP=$$e NPROC=$(NPROC) NNODES=$(NNODES) RDZV=$(RDZV) ARGS="$(ARGS)" || exit 1; done
 
 bench: $(STAMP) ## benchmarks (quick=true for a fast pass: make bench ARGS=--quick)
 	$(PY) benchmarks/run_all.py $(ARGS)

@@ -4,11 +4,11 @@ Three comparisons, printed side by side and appended as JSON lines to results/be
 Fréchet distance (`eigh` vs scipy `sqrtm`, ADM's formula) on N_fake x D vs N_real x D features;
 precision/recall (ours, torch blockwise vs a straightforward numpy port of ADM's ManifoldEstimator,
 both in the same distance mode: time, identical values, peak RSS of a child process each); Inception
-feature extraction throughput (ours vs `torch_fidelity.calculate_metrics`, same random weights and
-images). Never imported by `ssg_eval`.
+feature extraction (bench_features.py: ours vs torch-fidelity's own extraction functions, same
+random weights and images). Never imported by `ssg_eval`.
 
     python benchmarks/bench_metrics.py --quick      # CI, < 60 s on 2 cores
-    python benchmarks/bench_metrics.py              # 50k x 2048 vs 10k x 2048, 32 images
+    python benchmarks/bench_metrics.py              # 50k x 2048 vs 10k x 2048, 64 images
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK = {"n_fake": 2000, "n_real": 1000, "dim": 256, "block": 500, "images": 4}
-FULL = {"n_fake": 50_000, "n_real": 10_000, "dim": 2048, "block": 10_000, "images": 32}
+QUICK = {"n_fake": 2000, "n_real": 1000, "dim": 256, "block": 500}
+FULL = {"n_fake": 50_000, "n_real": 10_000, "dim": 2048, "block": 10_000}
 
 
 def make_features(num: int, dim: int, seed: int, shift: float) -> np.ndarray:
@@ -172,58 +171,15 @@ def bench_frechet(sizes: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def bench_extraction(num_images: int) -> dict[str, Any]:
-    import torch
-    import torch_fidelity
+def bench_extraction(quick: bool) -> dict[str, Any]:
+    """The Inception comparison lives in bench_features.py (same record, one code path)."""
+    import importlib.util
 
-    from ssg_eval.features.extract import extract_features
-    from ssg_eval.features.inception import build_inception, make_random_inception_weights
-
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (num_images, 256, 256, 3), dtype=np.uint8)
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "random_inception.pth"
-        make_random_inception_weights(weights)
-        batch = min(num_images, 64)
-        model = build_inception(str(weights), "cpu")
-        extract_features([images[:1]], model, batch_size=1, device="cpu", progress=False)  # warm-up
-        start = time.perf_counter()
-        extract_features([images], model, batch_size=batch, device="cpu", progress=False)
-        ours_s = time.perf_counter() - start
-
-        class Images(torch.utils.data.Dataset):
-            def __len__(self):
-                return num_images
-
-            def __getitem__(self, i):
-                return torch.from_numpy(images[i]).permute(2, 0, 1).contiguous()
-
-        start = time.perf_counter()
-        torch_fidelity.calculate_metrics(
-            input1=Images(),
-            cuda=False,
-            batch_size=batch,
-            isc=True,
-            isc_splits=1,
-            feature_extractor="inception-v3-compat",
-            feature_extractor_weights_path=str(weights),
-            feature_layer_isc="logits_unbiased",
-            samples_shuffle=False,
-            save_cpu_ram=True,
-            cache=False,
-            verbose=False,
-        )
-        theirs_s = time.perf_counter() - start  # includes its model build (~1-2 s)
-    return {
-        "bench": "extraction",
-        "images": num_images,
-        "size": 256,
-        "batch_size": batch,
-        "ours_img_s": num_images / ours_s,
-        "torch_fidelity_img_s": num_images / theirs_s,
-        "note": "ours: pool+logits+spatial, one pass; torch-fidelity: logits + IS, incl. build",
-        "threads": torch.get_num_threads(),
-    }
+    spec = importlib.util.spec_from_file_location("bench_features", Path(__file__).parent
+                                                  / "bench_features.py")  # fmt: skip
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.bench_extraction(dict(module.QUICK if quick else module.FULL))
 
 
 def _common(quick: bool) -> dict[str, Any]:
@@ -243,7 +199,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI sizes (< 60 s on 2 cores)")
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
-    parser.add_argument("--only", nargs="*", default=["frechet", "pr", "extraction"])
+    parser.add_argument(
+        "--only", nargs="*", default=["frechet", "pr"], choices=["frechet", "pr", "extraction"]
+    )  # extraction: bench_features.py
     results = Path(os.environ.get("SSG_EVAL_RESULTS", REPO / "results"))
     parser.add_argument("--out", default=str(results / "bench" / "metrics.jsonl"))
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -273,10 +231,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         )
         records.append(r)
     if "extraction" in args.only:
-        r = bench_extraction(sizes["images"])
+        r = bench_extraction(args.quick)
         print(
-            f"inception extraction {r['images']} images 256px: ours {r['ours_img_s']:.2f} img/s"
-            f" | torch-fidelity calculate_metrics {r['torch_fidelity_img_s']:.2f} img/s"
+            f"inception extraction {r['images']} images 256px, batch {r['batch_size']}: ours "
+            f"{r['ours_img_s']:.2f} img/s | torch-fidelity {r['torch_fidelity_img_s']:.2f} img/s"
+            f" | x{r['speedup']:.2f} | max rel diff {r['max_rel_diff']}"
         )
         records.append(r)
     out = Path(args.out)

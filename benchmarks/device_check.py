@@ -33,7 +33,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from ssg_eval.config import validate
-from ssg_eval.features.extract import extract_features
+from ssg_eval.features.extract import device_batch_size, extract_features
 from ssg_eval.features.inception import build_inception, make_random_inception_weights
 from ssg_eval.guidance import build_processors
 from ssg_eval.metrics.frechet import frechet_distance_features
@@ -42,7 +42,14 @@ from ssg_eval.metrics.precision_recall import precision_recall
 from ssg_eval.metrics.stats import feature_statistics
 from ssg_eval.models.load import build_model
 from ssg_eval.sampling.generate import image_shape_of
-from ssg_eval.sampling.loop import generate_batch, make_generators
+from ssg_eval.sampling.loop import (
+    decode_images,
+    generate_batch,
+    latents_from_tokens,
+    make_generators,
+    sample_scales,
+)
+from ssg_eval.sampling.shards import to_uint8
 from ssg_eval.utils.dist import autocast_dtype, setup_runtime
 from ssg_eval.utils.provenance import git_state
 
@@ -168,6 +175,62 @@ def time_sampling(
     }
 
 
+def time_decode_host(
+    var: Any,
+    vae: Any,
+    cfg: Any,
+    processors: list,
+    device: torch.device,
+    dtype_name: str,
+    batch: int,
+    repeats: int,
+    deadline: float,
+) -> dict[str, Any]:
+    """Per-batch seconds of the three serial phases of production sampling (CFG+SSG).
+
+    `steps`: the transformer steps (`sample_scales`, tokens of every scale); `decode`: f̂ from
+    the tokens and the VQVAE decoder (`latents_from_tokens` + `decode_images`, what
+    `generate_chunk` runs per decode group); `host`: the device-to-host copy and the uint8
+    conversion (`to_uint8`, float64 on the host). Today they run one after another; overlapping
+    decode and host transfer with the next batch's steps (CUDA streams) can at best hide `host`
+    and the decoder's idle gaps, which these figures bound. Medians of `repeats` batches after a
+    warm-up.
+    """  # fmt: skip
+    dtype = autocast_dtype(dtype_name)
+    sampler = cfg.sampler
+    kwargs = dict(temperature=float(sampler.temperature), top_k=int(sampler.top_k),
+                  top_p=float(sampler.top_p), truncation_impl=str(sampler.truncation_impl),
+                  autocast_dtype=dtype)  # fmt: skip
+    labels_B = (torch.arange(batch) % int(cfg.model.num_classes)).to(device)
+    rounding = str(sampler.uint8_rounding)
+    phases: dict[str, list[float]] = {"steps": [], "decode": [], "host": []}
+    for index in range(repeats + 1):
+        if index > 1 and time.perf_counter() > deadline:
+            break
+        generators = make_generators(range(index * batch, (index + 1) * batch), device)
+        seconds = {}
+        with torch.inference_mode():
+            seconds["steps"], sample = timed(lambda g=generators: sample_scales(
+                var, vae, labels_B, g, processors, **kwargs), device)  # fmt: skip
+            seconds["decode"], images = timed(lambda t=sample.tokens: decode_images(
+                vae, latents_from_tokens(vae, t), dtype), device)  # fmt: skip
+        seconds["host"], _ = timed(lambda x=images: to_uint8(x, rounding), device)
+        if index > 0:  # the first batch is the warm-up
+            for name, value in seconds.items():
+                phases[name].append(value)
+    med = {name: statistics.median(values) for name, values in phases.items()}
+    total = sum(med.values())
+    return {
+        **{f"{name}_s": value for name, value in med.items()},
+        "decode_host_pct": 100.0 * (med["decode"] + med["host"]) / total,
+        "host_pct": 100.0 * med["host"] / total,
+        "images_per_s_serial": batch / total,
+        "images_per_s_host_hidden": batch / (med["steps"] + med["decode"]),
+        "images_per_s_all_hidden": batch / max(med["steps"], med["decode"] + med["host"]),
+        "batches": len(phases["steps"]),
+    }
+
+
 def time_inception(
     model: torch.nn.Module, images: np.ndarray, batch: int, device: torch.device, deadline: float
 ) -> dict[str, Any]:
@@ -270,6 +333,10 @@ def table_rows(results: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str,
     peak_note = ", ".join(f"{k} {fmt(v)}" for k, v in peaks.items())
     peak_kind = "CUDA max_memory_allocated" if meta["device"] == "cuda" else "host peak RSS"
     f32, proj = "float32 (TF32 off)", "50k/sampling + 60k/Inception + metric s"
+    dh = res.get("decode_host") or {}
+    decode_note = "serial today; per batch: " + ", ".join(
+        f"{k} {fmt(dh.get(f'{k}_s'), 3)} s" for k in ("steps", "decode", "host")
+    )
     stats = f"stats {sizes['pr_samples']}x%d + Frechet ({meta['fid_method']}, host)"
     return [
         ("sampling img/s, CFG", cell("sampling", "images_per_s_cfg"),
@@ -289,6 +356,13 @@ def table_rows(results: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str,
          f"{peak_kind}: {peak_note}"),
         ("projected min, one 50k row, CFG", fmt(projected_minutes(res, "cfg"), 1), proj),
         ("projected min, one 50k row, CFG+SSG", fmt(projected_minutes(res, "cfg_ssg"), 1), proj),
+        ("decode + host transfer % of batch", cell("decode_host", "decode_host_pct", 1),
+         decode_note),
+        ("sampling img/s, host transfer overlapped",
+         cell("decode_host", "images_per_s_host_hidden"),
+         "projected: batch / (steps + decode), CFG+SSG"),
+        ("sampling img/s, decode+host overlapped", cell("decode_host", "images_per_s_all_hidden"),
+         "projected bound: batch / max(steps, decode + host)"),
         ("sampling img/s, CFG, float32", cell("sampling_float32", "images_per_s_cfg"), f32),
         ("sampling img/s, CFG+SSG, float32", cell("sampling_float32", "images_per_s_cfg_ssg"),
          f32),
@@ -374,6 +448,7 @@ class DeviceCheck:
         "fid",
         "sfid",
         "is",
+        "decode_host",
         "sampling_float32",
     )
 
@@ -394,7 +469,8 @@ class DeviceCheck:
             "cfg_ssg": build_processors(self.cfg.guidance, patch_nums),
         }
         self.build_s = time.perf_counter() - build_start
-        self.production_batch = int(self.cfg.metrics.feature_batch_size)
+        batch = self.cfg.metrics.feature_batch_size  # null: the device's choice, as in production
+        self.production_batch = device_batch_size(device) if batch is None else int(batch)
         self._cache: dict[str, Any] = {}
 
     def slice_end(self, fraction: float) -> float:
@@ -416,6 +492,13 @@ class DeviceCheck:
             self.sizes["batch"],
             last,
         )
+
+    def decode_host(self) -> dict[str, Any]:
+        """Steps / decode / host-transfer split of a CFG+SSG batch (3 batches, 10% of budget)."""
+        return time_decode_host(
+            self.var, self.vae, self.cfg, self.processors["cfg_ssg"], self.device, self.dtype,
+            self.sizes["batch"], 3, self.slice_end(0.1),
+        )  # fmt: skip
 
     def sampling_float32(self) -> dict[str, Any]:
         """The same at the reference precision (runtime=default: TF32 off), in what time is left."""

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_processors", "bench_sampling", "bench_metrics")
+BENCHMARKS = ("bench_processors", "bench_sampling", "bench_metrics", "bench_features")
 
 
 def load(name: str):

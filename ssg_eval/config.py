@@ -132,6 +132,11 @@ class Extractor(StrEnum):
     inception = "inception"
 
 
+class InceptionImpl(StrEnum):
+    fast = "fast"  # BN folded into the convs, channels-last, fused uint8 TF1 resize
+    torch_fidelity = "torch_fidelity"  # torch-fidelity's own forward, unchanged
+
+
 def parse_choice(key: str, value: Any, options: type[StrEnum]) -> StrEnum:
     """`value` as a member of `options`, or a ConfigError naming the key and the valid values."""
     try:
@@ -299,7 +304,8 @@ class MetricsConfig:
     verify_reference_sha256: bool = True
     inception_weights: str | None = None  # torch-fidelity state dict; null = torch-fidelity cache
     extractor: Extractor = Extractor.inception  # inception (torch-fidelity inception-v3-compat)
-    feature_batch_size: int = 64  # ADM batch size; fixed so features never depend on it
+    feature_batch_size: int | None = 64  # ADM batch; null = chosen by the device (CPU 32, CUDA 256)
+    inception_impl: InceptionImpl = InceptionImpl.fast  # fast | torch_fidelity (same features)
     feature_device: str = "auto"
     is_split_size: int = 5000  # ADM: consecutive, unshuffled 5,000-sample splits
     pr_k: int = 3
@@ -335,6 +341,11 @@ class ReportConfig:
 @dataclass
 class LaunchConfig:
     nproc_per_node: int = 1  # >1: the pipeline starts the sample stage under torchrun
+    nnodes: int = 1  # >1: one torchrun per node, c10d rendezvous (Slurm: one task per node)
+    rdzv_endpoint: str | None = None  # HOST:PORT of the rendezvous; null = first Slurm node
+    rdzv_port: int = 29500  # port used with the first Slurm node
+    rdzv_id: str | None = None  # rendezvous id; null = <$SLURM_JOB_ID>_<run_name>, or run_name
+    node_rank: int | None = None  # this node's rank; null = $SLURM_NODEID (0 runs later stages)
 
 
 @dataclass
@@ -427,12 +438,20 @@ def validate(cfg: Any) -> None:
 
     check_guidance(cfg.guidance, model)
     metrics = cfg.metrics
-    if metrics.pr_k < 1 or metrics.is_split_size < 1 or metrics.feature_batch_size < 1:
+    feature_batch = 1 if metrics.feature_batch_size is None else metrics.feature_batch_size
+    if metrics.pr_k < 1 or metrics.is_split_size < 1 or feature_batch < 1:
         raise ConfigError(
             "metrics.pr_k, metrics.is_split_size, metrics.feature_batch_size must be >= 1"
         )
     if cfg.launch.nproc_per_node < 1:
         raise ConfigError(f"launch.nproc_per_node={cfg.launch.nproc_per_node} must be >= 1")
+    if cfg.launch.nnodes < 1:
+        raise ConfigError(f"launch.nnodes={cfg.launch.nnodes} must be >= 1")
+    node_rank = cfg.launch.node_rank
+    if node_rank is not None and not 0 <= node_rank < cfg.launch.nnodes:
+        raise ConfigError(
+            f"launch.node_rank={node_rank} must be in [0, launch.nnodes={cfg.launch.nnodes})"
+        )
 
 
 def _validate_plan(model: Any, sampler: Any) -> None:

@@ -77,6 +77,18 @@ def resample_pos_embed(pos_embed_1LC: torch.Tensor, grid: int) -> torch.Tensor:
     return torch.cat([cls_1C.float(), patch_1PC], dim=1).to(pos_embed_1LC.dtype)
 
 
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(path: Path) -> str:
+    """sha256 of the weights file, memoised on (path, size, mtime): ViT-L is 1.2 GB."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = sha256_file(path)
+    return _SHA_MEMO[key]
+
+
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a DINOv2 weights file: DINOv2's release `.pth` or timm's `.safetensors`."""
     if path.suffix == ".safetensors":
@@ -144,7 +156,7 @@ def build_dinov2(
         )
     model.load_state_dict(state, strict=True)
     model.eval().requires_grad_(False).to(device)
-    model.weights_sha256 = sha256_file(path)
+    model.weights_sha256 = weights_sha256(path)
     model.weights_path = path
     return model
 
@@ -231,7 +243,7 @@ def write_run_features(cfg: Any, run_dir: Path, manifest: dict[str, Any]) -> Pat
     if FD_DINOV2 not in cfg.metrics.metrics:
         return None
     weights = cfg.metrics.dinov2_weights
-    sha = sha256_file(Path(weights)) if weights and Path(weights).is_file() else "missing"
+    sha = weights_sha256(Path(weights)) if weights and Path(weights).is_file() else "missing"
     meta = _meta(cfg, sha, {"sample_config_hash": manifest["config_hash"]})
     path = run_dir / FEATURES_FILE
     if path.is_file():
@@ -254,7 +266,7 @@ def reference_run_features(cfg: Any, reference: Any, cache_dir: Path) -> np.ndar
     from ssg_eval.utils.dist import resolve_device
 
     weights = cfg.metrics.dinov2_weights
-    sha = sha256_file(Path(weights)) if weights and Path(weights).is_file() else "missing"
+    sha = weights_sha256(Path(weights)) if weights and Path(weights).is_file() else "missing"
     meta = _meta(cfg, sha, {"reference_sha256": reference.sha256})
     path = Path(cache_dir) / f"{reference.sha256[:16]}_dinov2_{sha[:16]}.npz"
     if path.is_file() and _read_meta(path) == meta:

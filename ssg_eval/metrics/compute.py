@@ -220,7 +220,7 @@ def evaluate_npz(
     model = build_inception(inception_weights, torch_device)
     sample_feats = extract_features(
         iter_npz_images(samples_npz, batch_size), model, batch_size=batch_size,
-        device=torch_device, progress=progress,
+        device=torch_device, progress=progress, num_images=int(shape[0]),
     )  # fmt: skip
     ref_feats = reference_features(
         reference, model, cache_dir, batch_size=batch_size, device=torch_device, progress=progress

@@ -6,6 +6,8 @@ and runs before any Inception work; this module must not compute metric values.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +19,12 @@ import torch
 from torch import nn
 
 from ssg_eval.features import FEATURE_DIMS, FEATURE_KEYS
-from ssg_eval.features.extract import extract_features, iter_npz_images, validate_images
+from ssg_eval.features.extract import (
+    device_batch_size,
+    extract_features,
+    iter_npz_images,
+    validate_images,
+)
 from ssg_eval.metrics.stats import feature_statistics
 from ssg_eval.runs.io import atomic_write_npz, read_json, sha256_file
 from ssg_eval.runs.npz import npz_array_header, npz_keys, open_npz_array
@@ -302,52 +309,76 @@ def build_reference_npz(
     return atomic_write_npz(out_path, arr_0=arr, mu=mu, sigma=sigma, mu_s=mu_s, sigma_s=sigma_s)
 
 
+def reference_cache_key(
+    reference_sha256: str, inception_sha256: str, batch_size: int, inception_impl: str
+) -> str:
+    """Content hash naming the cached reference features (hex sha256).
+
+    It covers everything the features depend on: the reference file's bytes (its sha256), the
+    Inception weights' bytes (their sha256), the forward batch and the extraction path. Any
+    change gives a new file name, so a cache entry is never overwritten by other inputs.
+    """
+    identity = json.dumps(
+        {
+            "reference_sha256": reference_sha256,
+            "inception_sha256": inception_sha256,
+            "feature_batch_size": int(batch_size),
+            "inception_impl": inception_impl,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
 def reference_features(
     ref: ReferenceBatch,
     model: nn.Module,
     cache_dir: str | Path | None,
-    batch_size: int,
+    batch_size: int | None,
     device: torch.device | str,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Inception features of the reference images, cached once per (file, weights, batch size).
+    """Inception features of the reference images, extracted once and cached by content hash.
 
-    The cache is `<cache_dir>/<sha256[:16]>_features.npz`; it also stores the Inception weights'
-    sha256 and the batch size, and is recomputed (atomically replaced) when either differs.
+    The cache is `<cache_dir>/<reference_cache_key(...)[:32]>_features.npz` (reference sha256 +
+    Inception weights sha256 + batch + extraction path); the file also stores those inputs and
+    is used only when they all match and it holds `ref.num_images` rows of each feature.
 
     Args:
         ref: a `load_reference` result.
-        model: `build_inception(...)` output (its `weights_sha256` keys the cache).
+        model: `build_inception(...)` output (its `weights_sha256` and `impl` key the cache).
         cache_dir: cache folder; None computes without caching.
-        batch_size: Inception batch (ADM: 64).
+        batch_size: Inception batch (ADM: 64); None = chosen by the device.
         device: where the model runs.
         progress: show a tqdm bar.
 
     Returns:
         `pool` (N, 2048), `spatial` (N, 2023), `logits` (N, 1008) float32.
     """
-    weights_sha = str(getattr(model, "weights_sha256", "unknown"))
-    cache = None if cache_dir is None else Path(cache_dir) / f"{ref.sha256[:16]}_features.npz"
+    batch_size = device_batch_size(device) if batch_size is None else int(batch_size)
+    meta = {
+        "inception_sha256": str(getattr(model, "weights_sha256", "unknown")),
+        "reference_sha256": ref.sha256,
+        "feature_batch_size": batch_size,
+        "inception_impl": str(getattr(model, "impl", "unknown")),
+    }
+    key = reference_cache_key(
+        ref.sha256, meta["inception_sha256"], batch_size, meta["inception_impl"]
+    )
+    cache = None if cache_dir is None else Path(cache_dir) / f"{key[:32]}_features.npz"
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
-            meta_ok = (
-                str(data["inception_sha256"]) == weights_sha
-                and int(data["feature_batch_size"]) == batch_size
-                and str(data["reference_sha256"]) == ref.sha256
-            )
-            if meta_ok and all(data[k].shape[0] == ref.num_images for k in FEATURE_KEYS):
+            stored = {k: data[k].item() for k in meta if k in data.files}
+            if stored == meta and all(
+                k in data.files and data[k].shape[0] == ref.num_images for k in FEATURE_KEYS
+            ):
                 log.info("reference features from cache %s", cache)
-                return {key: data[key] for key in FEATURE_KEYS}
-        log.warning("reference feature cache %s is from other inputs; recomputing", cache)
+                return {k: data[k] for k in FEATURE_KEYS}
+        log.warning("reference feature cache %s does not match its inputs; recomputing", cache)
     feats = extract_features(
-        ref.iter_images(batch_size), model, batch_size=batch_size, device=device, progress=progress
-    )
+        ref.iter_images(batch_size), model, batch_size=batch_size, device=device,
+        progress=progress, num_images=ref.num_images,
+    )  # fmt: skip
     if cache is not None:
-        atomic_write_npz(
-            cache,
-            inception_sha256=np.array(weights_sha),
-            reference_sha256=np.array(ref.sha256),
-            feature_batch_size=np.array(batch_size),
-            **feats,
-        )
+        atomic_write_npz(cache, **{k: np.array(v) for k, v in meta.items()}, **feats)
     return feats

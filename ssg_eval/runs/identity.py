@@ -37,6 +37,7 @@ NON_IDENTITY_KEYS = (
     "model.label",
     "model.params_quoted",
     "guidance.name",
+    "guidance.autoguidance.guide.name",  # a label; the guide's checkpoint and shape are identity
     "sampler.batch_size",  # per-sample generators and chunk-aligned decoding
     "sampler.save_samples_npz",  # an export of the same shards
     "runtime.num_threads",
@@ -54,7 +55,7 @@ def resolved_config(cfg: Any) -> dict[str, Any]:
     if isinstance(cfg, dict):
         return cfg
     node = cfg if OmegaConf.is_config(cfg) else OmegaConf.structured(cfg)
-    return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
 def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:

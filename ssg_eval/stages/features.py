@@ -55,20 +55,36 @@ def load_manifest(cfg: Any, stage: str) -> dict[str, Any]:
     return manifest
 
 
-def _features_meta(manifest: dict[str, Any], weights_sha: str, batch: int) -> dict[str, Any]:
+def _features_meta(
+    manifest: dict[str, Any], weights_sha: str, batch: int, impl: str
+) -> dict[str, Any]:
     shards = hashlib.sha256("".join(sorted(manifest["shards"].values())).encode()).hexdigest()
     return {
         "config_hash": manifest["config_hash"],
         "inception_sha256": weights_sha,
         "feature_batch_size": batch,
+        "inception_impl": impl,
         "num_samples": int(manifest["samples"]["num_samples"]),
         "shards_sha256": shards,
     }
 
 
-def _cache_path(directory: Path, name: str, shard_sha: str, weights_sha: str, batch: int) -> Path:
+def _cache_path(
+    directory: Path, name: str, shard_sha: str, weights_sha: str, batch: int, impl: str
+) -> Path:
     stem = name.removesuffix(".npz")
-    return directory / FEATURES_CACHE / f"{stem}-{shard_sha[:16]}-{weights_sha[:16]}-b{batch}.npz"
+    tag = "" if impl == "torch_fidelity" else f"-{impl}"  # the extraction path changes rounding
+    return (
+        directory / FEATURES_CACHE / f"{stem}-{shard_sha[:16]}-{weights_sha[:16]}-b{batch}{tag}.npz"
+    )
+
+
+def feature_batch(cfg: Any, device: Any) -> int:
+    """`metrics.feature_batch_size`, or the device's choice when it is null."""
+    from ssg_eval.features.extract import device_batch_size
+
+    batch = cfg.metrics.feature_batch_size
+    return device_batch_size(device) if batch is None else int(batch)
 
 
 def _shard_features(cfg: Any, directory: Path, manifest: dict, weights_sha: str) -> dict:
@@ -79,27 +95,35 @@ def _shard_features(cfg: Any, directory: Path, manifest: dict, weights_sha: str)
     from ssg_eval.sampling.shards import read_shard, shard_path
     from ssg_eval.utils.dist import resolve_device
 
-    batch = int(cfg.metrics.feature_batch_size)
     device, model = resolve_device(cfg.metrics.feature_device), None
-    parts: list[dict[str, np.ndarray]] = []
+    batch, impl = feature_batch(cfg, device), str(cfg.metrics.inception_impl)
+    out: dict[str, np.ndarray] = {}  # filled in place: peak memory = the features + one shard
+    filled = 0
     plan = plan_from_config(cfg)
     for chunk in range(plan.num_chunks):
         path = shard_path(directory, chunk)
         sha = manifest["shards"][path.name]
-        cache = _cache_path(directory, path.name, sha, weights_sha, batch)
+        cache = _cache_path(directory, path.name, sha, weights_sha, batch, impl)
         try:
-            parts.append(load_npz(cache))
-            continue
+            feats = load_npz(cache)
         except (FileNotFoundError, NpzError):
-            pass
-        images, labels, _ = read_shard(path, sha)
-        if model is None:
-            model = build_inception(cfg.metrics.inception_weights, device)
-        feats = extract_features([images], model, batch_size=batch, device=device)
-        feats["labels"] = labels.astype(np.int64)
-        atomic_write_npz(cache, **feats)
-        parts.append(feats)
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+            images, labels, _ = read_shard(path, sha)
+            if model is None:
+                model = build_inception(cfg.metrics.inception_weights, device, impl)
+            feats = extract_features([images], model, batch_size=batch, device=device,
+                                     num_images=len(images))  # fmt: skip
+            feats["labels"] = labels.astype(np.int64)
+            atomic_write_npz(cache, **feats)
+        if not out:
+            total = int(manifest["samples"]["num_samples"])
+            out = {k: np.empty((total, *v.shape[1:]), v.dtype) for k, v in feats.items()}
+        rows = len(feats["labels"])
+        if filled + rows > len(out["labels"]):
+            raise RuntimeError(f"{directory / 'shards'} holds more rows than the manifest's N")
+        for key, value in feats.items():
+            out[key][filled : filled + rows] = value
+        filled += rows
+    return {key: value[:filled] for key, value in out.items()}
 
 
 def run_features(cfg: Any) -> Path | None:
@@ -124,7 +148,10 @@ def run_features(cfg: Any) -> Path | None:
         clean_stale_temps(directory)  # we hold the run's lock: no other writer exists
         write_run_features(cfg, directory, manifest)  # features_dinov2.npz if fd_dinov2 requested
         weights_sha = inception_weights_sha256(cfg.metrics.inception_weights)
-        meta = _features_meta(manifest, weights_sha, int(cfg.metrics.feature_batch_size))
+        from ssg_eval.utils.dist import resolve_device
+
+        batch = feature_batch(cfg, resolve_device(cfg.metrics.feature_device))
+        meta = _features_meta(manifest, weights_sha, batch, str(cfg.metrics.inception_impl))
         out_path, meta_path = directory / FEATURES_NPZ, directory / FEATURES_JSON
         if not cfg.overwrite and out_path.is_file() and meta_path.is_file():
             try:

@@ -26,7 +26,7 @@ from ssg_eval.utils.provenance import collect_provenance
 log = get_logger(__name__)
 
 PROTOCOL_KEYS = (
-    "extractor", "feature_batch_size", "is_split_size", "pr_k", "pr_block_size",
+    "extractor", "feature_batch_size", "inception_impl", "is_split_size", "pr_k", "pr_block_size",
     "pr_distance_dtype", "fid_method", "reference_name", "bootstrap_resamples",
 )  # fmt: skip
 
@@ -161,7 +161,7 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
     for warning in check_class_order(labels, cfg.metrics.is_split_size):
         log.warning("%s", warning)
     device = resolve_device(cfg.metrics.feature_device)
-    model = build_inception(cfg.metrics.inception_weights, device)
+    model = build_inception(cfg.metrics.inception_weights, device, str(cfg.metrics.inception_impl))
     ref_feats = reference_features(
         reference,
         model,

@@ -1,15 +1,15 @@
 """One results-table cell end to end: sample -> features -> metrics, each stage skipped when done.
 
 `python -m ssg_eval.stages.pipeline experiment=... [-m sweep overrides]` runs one cell per Hydra job
-(basic or submitit launcher); with `launch.nproc_per_node > 1` the sample stage runs under
-torchrun. This module sequences stages; it holds no stage logic.
+(basic or submitit launcher); with `launch.nproc_per_node > 1` or `launch.nnodes > 1` the sample
+stage runs under torchrun (`utils.dist.torchrun_command`). This module sequences stages; it holds
+no stage logic.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +38,18 @@ def sampling_done(cfg: Any) -> bool:
 
 
 def sample_stage(cfg: Any, overrides: list[str]) -> None:
-    """Run the sample stage in-process, or under torchrun when `launch.nproc_per_node > 1`."""
+    """Run the sample stage in-process, or under torchrun (`launch.nproc_per_node`/`nnodes` > 1)."""
     if sampling_done(cfg):
         log.info("samples of %s are complete; skipping sampling", cfg.run_name)
         return
-    nproc = int(cfg.launch.nproc_per_node)
-    if nproc == 1:
+    if int(cfg.launch.nproc_per_node) == 1 and int(cfg.launch.nnodes) == 1:
         from ssg_eval.sampling.run import sample_run
 
         sample_run(cfg)
         return
-    torchrun = Path(sys.executable).with_name("torchrun")
-    command = [str(torchrun), "--standalone", f"--nproc_per_node={nproc}", "-m",
-               "ssg_eval.stages.sample", *overrides]  # fmt: skip
+    from ssg_eval.utils.dist import torchrun_command
+
+    command = torchrun_command(cfg.launch, overrides, str(cfg.run_name))
     log.info("starting %s", " ".join(command))
     subprocess.run(command, check=True, env=dict(os.environ))
 
@@ -67,16 +66,19 @@ def run_cell(cfg: Any, overrides: list[str]) -> Path | None:
     """
     from ssg_eval.stages.features import run_features
     from ssg_eval.stages.metrics import run_metrics
+    from ssg_eval.utils.dist import is_primary_node
 
     if cfg.dry_run:
         from ssg_eval.stages.sample import print_sample_plan
 
-        print_sample_plan(cfg, int(cfg.launch.nproc_per_node))
+        print_sample_plan(cfg, int(cfg.launch.nproc_per_node) * int(cfg.launch.nnodes))
         run_features(cfg)
         run_metrics(cfg)
         return None
     check_inputs([cfg])
     sample_stage(cfg, overrides)
+    if not is_primary_node(cfg.launch):  # multi-node: node 0 runs features and metrics
+        return run_dir(cfg)
     run_features(cfg)
     run_metrics(cfg)
     return run_dir(cfg)

@@ -7,6 +7,7 @@ lives in `ssg_eval.sampling.run`. Never pass Hydra's `-m` inside torchrun (one t
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -60,23 +61,37 @@ def sample_stage(cfg: Any) -> Path | None:
     rank, world_size, _ = dist.dist_env()
     if cfg.dry_run:
         if rank == 0:
-            print_sample_plan(cfg, world_size if world_size > 1 else int(cfg.launch.nproc_per_node))
+            launched = int(cfg.launch.nproc_per_node) * int(cfg.launch.nnodes)
+            print_sample_plan(cfg, world_size if world_size > 1 else launched)
         return None
+    from ssg_eval.runs.claim import stage_lock
     from ssg_eval.runs.layout import run_dir
+    from ssg_eval.runs.lock import RunLockedError
     from ssg_eval.sampling.plan import plan_from_config
     from ssg_eval.sampling.run import finalize_run, run_rank
 
     device = dist.resolve_device(str(cfg.runtime.device))
     dist.init_process_group_if_needed(str(cfg.runtime.dist_backend), device)
     try:
-        stats = run_rank(cfg, rank, world_size, barrier=dist.barrier)
-        dist.barrier()
-        all_stats = dist.gather_objects(stats)
-        if rank != 0:
-            return None
-        directory = run_dir(cfg)
-        finalize_run(cfg, directory, plan_from_config(cfg), all_stats)
-        return directory
+        # Rank 0 holds the run's lock for the whole stage; the other ranks learn whether it got
+        # it before they touch the run dir, and stop with rank 0's message otherwise.
+        with contextlib.ExitStack() as stack:
+            refusal = None
+            try:
+                stack.enter_context(stage_lock(cfg, "sample", rank))
+            except RunLockedError as err:
+                refusal = str(err)
+            refusal = dist.gather_objects(refusal)[0]
+            if refusal is not None:
+                raise RunLockedError(refusal)
+            stats = run_rank(cfg, rank, world_size, barrier=dist.barrier)
+            dist.barrier()
+            all_stats = dist.gather_objects(stats)
+            if rank != 0:
+                return None
+            directory = run_dir(cfg)
+            finalize_run(cfg, directory, plan_from_config(cfg), all_stats)
+            return directory
     finally:
         dist.destroy()
 

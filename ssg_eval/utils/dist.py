@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,8 +28,10 @@ __all__ = [
     "gather_objects",
     "init_process_group_if_needed",
     "is_distributed",
+    "is_primary_node",
     "resolve_device",
     "setup_runtime",
+    "torchrun_command",
 ]
 
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -167,3 +173,88 @@ def destroy() -> None:
     """Destroy the default process group if one exists."""
     if is_distributed():
         torch_dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------------------------
+# torchrun command (single node: --standalone; several nodes: c10d rendezvous, e.g. under Slurm)
+# ----------------------------------------------------------------------------------------------
+def first_slurm_host(nodelist: str) -> str:
+    """First host name of a Slurm node list (`gpu[012-015,020],cpu3` -> `gpu012`).
+
+    Raises:
+        ValueError: the list is empty or not in Slurm's `prefix[ranges]` syntax.
+    """
+    match = re.match(r"\s*([^,\[\s]+)(?:\[([^\]]+)\])?", nodelist or "")
+    if not match:
+        raise ValueError(f"SLURM_JOB_NODELIST={nodelist!r} is not a Slurm node list")
+    prefix, ranges = match.groups()
+    if ranges is None:
+        return prefix
+    return prefix + ranges.split(",")[0].split("-")[0]
+
+
+def _slurm_int(env: Mapping[str, str], key: str) -> int | None:
+    return int(env[key]) if env.get(key, "").strip().isdigit() else None
+
+
+def torchrun_command(
+    launch_cfg: Any, overrides: list[str], run_name: str, env: Mapping[str, str] | None = None
+) -> list[str]:
+    """The torchrun command that runs the sample stage of one run on this node.
+
+    One node: `torchrun --standalone --nproc_per_node=P`. Several nodes (`launch.nnodes > 1`):
+    one torchrun per node joining a c10d rendezvous at `launch.rdzv_endpoint` (default: the
+    first host of the Slurm allocation, port `launch.rdzv_port`) under `launch.rdzv_id`
+    (default: `<$SLURM_JOB_ID>_<run name>`, else the run name: a suite's successive runs in one
+    allocation never share a rendezvous). Global ranks come from the rendezvous; the
+    shards do not depend on them (each chunk has its own seed), so any node count gives the
+    same bytes.
+
+    Args:
+        launch_cfg: the `launch` config node.
+        overrides: Hydra overrides of the run, passed on to `python -m ssg_eval.stages.sample`.
+        run_name: the run's name (fallback rendezvous id).
+        env: environment to read Slurm variables from (default `os.environ`).
+
+    Returns:
+        The argv list.
+
+    Raises:
+        ConfigError: several nodes but no rendezvous endpoint and no Slurm allocation.
+    """
+    env = os.environ if env is None else env
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    nproc, nnodes = int(launch_cfg.nproc_per_node), int(launch_cfg.nnodes)
+    stage = ["-m", "ssg_eval.stages.sample", *overrides]
+    if nnodes == 1:
+        return [torchrun, "--standalone", f"--nproc_per_node={nproc}", *stage]
+    endpoint = launch_cfg.rdzv_endpoint
+    if endpoint is None:
+        if not env.get("SLURM_JOB_NODELIST"):
+            raise ConfigError(
+                f"launch.nnodes={nnodes} needs a rendezvous: set launch.rdzv_endpoint=HOST:PORT "
+                "(the first node, reachable from all) or run inside a Slurm allocation "
+                "(hydra/launcher=slurm)"
+            )
+        endpoint = f"{first_slurm_host(env['SLURM_JOB_NODELIST'])}:{int(launch_cfg.rdzv_port)}"
+    job = env.get("SLURM_JOB_ID")
+    rdzv_id = launch_cfg.rdzv_id or (f"{job}_{run_name}" if job else run_name)  # one per run
+    command = [torchrun, f"--nnodes={nnodes}", f"--nproc_per_node={nproc}", "--rdzv_backend=c10d",
+               f"--rdzv_endpoint={endpoint}", f"--rdzv_id={rdzv_id}"]  # fmt: skip
+    node_rank = launch_cfg.node_rank
+    if node_rank is None:
+        node_rank = _slurm_int(env, "SLURM_NODEID")
+    if node_rank is not None:
+        command.append(f"--node_rank={int(node_rank)}")
+    return [*command, *stage]
+
+
+def is_primary_node(launch_cfg: Any, env: Mapping[str, str] | None = None) -> bool:
+    """True on the node that runs the stages after sampling (node rank 0, or a single node)."""
+    env = os.environ if env is None else env
+    if int(launch_cfg.nnodes) == 1:
+        return True
+    node_rank = launch_cfg.node_rank
+    if node_rank is None:
+        node_rank = _slurm_int(env, "SLURM_NODEID")
+    return not node_rank  # None (unknown) counts as primary

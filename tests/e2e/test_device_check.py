@@ -29,6 +29,9 @@ FINITE_ROWS = (
     "peak memory GiB",
     "projected min, one 50k row, CFG",
     "projected min, one 50k row, CFG+SSG",
+    "decode + host transfer % of batch",
+    "sampling img/s, host transfer overlapped",
+    "sampling img/s, decode+host overlapped",
 )
 SKIPPED_ROWS = {
     "Inception img/s, batch 64 (production)": "skipped (--quick)",
@@ -90,6 +93,9 @@ def test_quick_appends_one_json_line_with_provenance(quick):
     assert record["commit"]
     assert record["sizes"]["pr_samples"] == 2000 and record["sizes"]["pr_reference"] == 500
     assert 0 <= record["results"]["pr"]["precision"] <= 1
+    split = record["results"]["decode_host"]
+    assert min(split["steps_s"], split["decode_s"], split["host_s"]) > 0
+    assert split["images_per_s_serial"] < split["images_per_s_host_hidden"]
     assert math.isfinite(record["projected_min_cfg_ssg"])
     statuses = {k: v for k, v in record["status"].items() if v != "ok"}
     assert set(statuses) == {"inception_production", "sampling_float32"}
@@ -101,7 +107,8 @@ def test_time_guard_skips_the_rest_and_still_prints_the_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = table(proc.stdout)
     assert math.isfinite(float(rows["SSG overhead %"]))
-    for figure in ("Inception img/s, batch 1", "P/R s", "FID s", "sFID s", "IS s"):
+    for figure in ("Inception img/s, batch 1", "P/R s", "FID s", "sFID s", "IS s",
+                   "decode + host transfer % of batch"):  # fmt: skip
         assert rows[figure] == "skipped (time guard)", figure
     assert rows["projected min, one 50k row, CFG+SSG"] == "n/a"
     (record,) = records(tmp_path)

@@ -20,6 +20,7 @@ import ssg_eval.sampling.run as run
 from ssg_eval.runs.layout import run_dir
 from ssg_eval.runs.lock import RunLockedError
 from ssg_eval.sampling.run import sample_run
+from ssg_eval.stages.sample import sample_stage
 from tests.faults.conftest import contents, in_child, tiny
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,9 +35,9 @@ def test_second_process_is_refused_and_first_result_is_intact(tmp_path, referenc
         time.sleep(1.0)
         return real(*args)
 
-    def first():
+    def first():  # the stage function behind `ssg-sample` / `python -m ssg_eval.stages.sample`
         monkeypatch.setattr(run, "generate_chunk", slow)
-        sample_run(cfg)
+        sample_stage(cfg)
 
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child

@@ -1,7 +1,7 @@
 """Two real gloo processes under torchrun give the same samples as one process; the CLI contract.
 
-The subprocesses run `python -m ssg_eval.stages.sample` exactly as `make sample NPROC=2` does, on CPU
-with one thread per process, and write into a tmp results dir.
+The subprocesses run `python -m ssg_eval.stages.sample` exactly as `make sample NPROC=2` does, on
+CPU with one thread per process, and write into a tmp results dir.
 """
 
 from __future__ import annotations

@@ -121,9 +121,9 @@ def test_regenerated_samples_match_the_stored_images(runs):
     from omegaconf import OmegaConf
 
     from ssg_eval.analysis.latent import sample_indices
+    from ssg_eval.runs.io import read_json
     from ssg_eval.sampling.generate import build_sampling_model
     from ssg_eval.sampling.shards import iter_run_images
-    from ssg_eval.runs.io import read_json
 
     cfg = OmegaConf.create(read_json(runs["ssg"] / "manifest.json")["config"])
     model = build_sampling_model(cfg, torch.device("cpu"))

@@ -13,6 +13,7 @@ from ssg_eval.metrics.reference import (
     build_reference_npz,
     center_crop_arr,
     load_reference,
+    reference_cache_key,
     reference_features,
 )
 from ssg_eval.metrics.stats import feature_statistics
@@ -147,7 +148,8 @@ def test_build_reference_and_cached_features(tmp_path, monkeypatch):
     assert np.array_equal(ref.load_images(), images)
     feats = reference_features(ref, model, tmp_path / "cache", batch_size=2, device="cpu",
                                progress=False)  # fmt: skip
-    assert (tmp_path / "cache" / f"{ref.sha256[:16]}_features.npz").is_file()
+    key = reference_cache_key(ref.sha256, model.weights_sha256, 2, model.impl)
+    assert (tmp_path / "cache" / f"{key[:32]}_features.npz").is_file()
     mu, sigma = feature_statistics(feats["pool"])
     np.testing.assert_allclose(mu, ref.mu, rtol=1e-12)
     np.testing.assert_allclose(sigma, ref.sigma, rtol=1e-9, atol=1e-12)
@@ -161,3 +163,13 @@ def test_build_reference_and_cached_features(tmp_path, monkeypatch):
         assert np.array_equal(cached[key], feats[key])
     with pytest.raises(AssertionError, match="cache must be used"):  # other batch size: recompute
         reference_features(ref, model, tmp_path / "cache", batch_size=3, device="cpu")
+
+
+def test_cache_key_covers_reference_weights_batch_and_path():
+    base = ("a" * 64, "b" * 64, 64, "fast")
+    keys = {reference_cache_key(*base)}
+    for index, other in enumerate(("c" * 64, "d" * 64, 32, "torch_fidelity")):
+        changed = list(base)
+        changed[index] = other
+        keys.add(reference_cache_key(*changed))
+    assert len(keys) == 5 and reference_cache_key(*base) == reference_cache_key(*base)

@@ -167,3 +167,17 @@ def test_combined_guidance_keeps_every_part(combined, parts):
         alone = compose_config([f"guidance={part}", "model=var_d30", "sampler=var_eval"])
         for name in alone.guidance.order:
             assert both.guidance[name] == alone.guidance[name], (combined, part, name)
+
+
+FINETUNED = sorted(p.stem for p in (CONF_DIR / "model").glob("var_d*_*.yaml"))
+
+
+@pytest.mark.parametrize("name", FINETUNED)
+def test_finetuned_models_are_their_base_architecture(name):
+    """CCA/DDO rows load into the unchanged VAR (same keys and shapes): only the file differs."""
+    base = name.rsplit("_", 1)[0]
+    tuned = compose_config([f"model={name}", "paths.ckpt_dir=/ckpt"]).model
+    plain = compose_config([f"model={base}", "paths.ckpt_dir=/ckpt"]).model
+    differing = {k for k in plain if tuned[k] != plain[k]}
+    assert differing == {"name", "label", "var_ckpt"}
+    assert tuned.var_ckpt.startswith("/ckpt/") and tuned.var_ckpt != plain.var_ckpt
