@@ -148,7 +148,8 @@ class PipelineEvaluator:
             chunk = int(cfg.sampler.chunk_size)
             start = time.perf_counter()
             sample_stage(cfg, self.overrides(cand, n))
-            device_s += (time.perf_counter() - start) * int(cfg.launch.nproc_per_node)
+            processes = int(cfg.launch.nproc_per_node) * int(cfg.launch.get("nnodes", 1))
+            device_s += (time.perf_counter() - start) * processes
             new_samples = n - (have // chunk) * chunk  # a partial last chunk is regenerated
         else:
             cfg = self.compose(cand, have)  # the run's own N: its features, first n rows used
