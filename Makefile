@@ -15,9 +15,10 @@ NPROC ?= 1
 NNODES ?= 1
 RDZV ?=
 ARGS ?=
+TUNE ?= $(if $(filter tiny%,$(MODEL)),tiny,default)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help install lint format test test-all test-gpu smoke table1 sample features metrics report sweep bench device-check clean
+.PHONY: help install lint format test test-all test-gpu smoke table1 tune sample features metrics report sweep bench device-check clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,8 +52,11 @@ test-gpu: $(STAMP) ## tests that need CUDA (and the real checkpoints/fixtures wh
 smoke: $(STAMP) ## tiny offline pipeline (SMOKE=smoke|smoke_512|smoke_guidance): tiny assets -> sample -> features -> metrics -> table
 	$(PY) -m ssg_eval.smoke --suite $(SMOKE) $(ARGS)
 
-table1: $(STAMP) ## a suite (SUITE=table1|guidance|finetuned|table512); skips finished stages; results/<suite>.{csv,md}
-	$(PY) -m ssg_eval.stages.suite $(SUITE) launch.nproc_per_node=$(NPROC) launch.nnodes=$(NNODES) $(if $(RDZV),launch.rdzv_endpoint=$(RDZV)) $(ARGS)
+table1: $(STAMP) ## a suite (SUITE=table1|guidance|finetuned|table512); skips finished stages; GUIDANCE=tuned: make tune's SSG
+	$(PY) -m ssg_eval.stages.suite $(SUITE) $(if $(filter tuned,$(GUIDANCE)),--guidance tuned) launch.nproc_per_node=$(NPROC) launch.nnodes=$(NNODES) $(if $(RDZV),launch.rdzv_endpoint=$(RDZV)) $(ARGS)
+
+tune: $(STAMP) ## find beta by paired successive halving: make tune MODEL=var_d16 [TUNE=readings] -> results/tune/<model>
+	$(PY) -m ssg_eval.tune target=$(MODEL) tune=$(TUNE) $(if $(filter-out 1,$(NPROC)),"overrides=['launch.nproc_per_node=$(NPROC)']") $(ARGS)
 
 sample: $(STAMP) ## sample one cell: make sample EXP=table1 MODEL=var_d16 GUIDANCE=cfg_ssg NPROC=8 [NNODES=2 RDZV=host:port, on every node]
 	if [ "$(NNODES)" != "1" ]; then \

@@ -1,13 +1,15 @@
 """The offline smoke job: build tiny assets in the official formats, then run the smoke suite.
 
 Assets (tiny VAR/VQVAE checkpoints in the official key layout, a random-weight Inception state
-dict in torch-fidelity's layout, a synthetic ADM-format reference batch) are written once under
+dict in torch-fidelity's layout whose classifier is calibrated to give informative logits, and an
+ADM-format reference batch of held-out samples of the tiny baseline) are written once under
 `<paths.results>/assets`; everything downstream is the production code path.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,14 +17,17 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from ssg_eval.runs.io import atomic_open
+from ssg_eval.runs.io import atomic_open, atomic_write_bytes, atomic_write_npz
 from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
 from ssg_eval.stages.suite import load_suite, run_suite
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
 DEFAULT_RESULTS = "results/smoke"
-REFERENCE_IMAGES = 20
+# Held-out baseline samples in the smoke reference; their sampling seed is never an evaluated one.
+REFERENCE_IMAGES = 40
+REFERENCE_SEED = 1_000_003
+LOGIT_STD = 4.0  # spread of the calibrated random classifier's logits (IS > 1, finite)
 
 
 def synthetic_images(
@@ -51,6 +56,82 @@ def synthetic_images(
 def _save_state_dict(module: torch.nn.Module, path: Path) -> None:
     with atomic_open(path) as handle:
         torch.save(module.state_dict(), handle)
+
+
+def held_out_baseline_images(cfg, num: int = REFERENCE_IMAGES, seed: int = REFERENCE_SEED):
+    """Samples of the baseline cell `cfg` at another sampling seed (uint8 NHWC, index order).
+
+    The seed differs from every evaluated seed, so these per-sample seeds never occur in a smoke
+    run: the reference is a held-out draw from the baseline's own distribution.
+    """
+    from omegaconf import open_dict
+
+    from ssg_eval.sampling.generate import build_sampling_model, generate_chunk
+    from ssg_eval.sampling.plan import SamplePlan
+    from ssg_eval.utils.dist import resolve_device
+
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.sampler.seed = seed
+    device = resolve_device(str(cfg.runtime.device))
+    model = build_sampling_model(cfg, device)
+    plan = SamplePlan(num, int(cfg.model.num_classes), num, seed)
+    return generate_chunk(model, cfg, plan, 0, device)
+
+
+def calibrate_classifier(state: dict, pool: np.ndarray, logit_std: float = LOGIT_STD) -> dict:
+    """Make the random Inception's class logits informative on the images it will see.
+
+    torch-fidelity's `logits_unbiased` are `pool @ fc.weightᵀ` (no bias). Random pool features
+    share a large common direction, which makes every image's logits nearly equal (IS = 1.00).
+    Removing that direction (the mean of `pool`) from every fc row and rescaling the rows so the
+    logits spread with std `logit_std` across `pool` gives sample-dependent, peaked class
+    probabilities (IS > 1) while pool and spatial features (FID, sFID, P/R) are unchanged.
+
+    Args:
+        state: Inception state dict (torch-fidelity layout); not modified.
+        pool: (n, 2048) pool features of representative images.
+        logit_std: target std of the logits over `pool`.
+
+    Returns:
+        A new state dict with `fc.weight` replaced.
+    """
+    weight = state["fc.weight"].double()
+    mean = torch.as_tensor(pool, dtype=torch.float64).mean(0)
+    unit = mean / mean.norm().clamp_min(1e-12)
+    weight = weight - (weight @ unit)[:, None] * unit[None, :]
+    logits = torch.as_tensor(pool, dtype=torch.float64) @ weight.T
+    weight = weight * (logit_std / logits.std().clamp_min(1e-12))
+    return {**state, "fc.weight": weight.to(state["fc.weight"].dtype)}
+
+
+def make_inception_and_reference(baseline_cfg, weights: Path, reference: Path) -> None:
+    """Random Inception calibrated on, and a reference batch made of, held-out baseline samples."""
+    from ssg_eval.features.extract import extract_features
+    from ssg_eval.features.inception import build_inception, make_random_inception_weights
+    from ssg_eval.metrics.stats import feature_statistics
+
+    images = held_out_baseline_images(baseline_cfg)
+    raw = weights.with_name(weights.name + ".raw")
+    make_random_inception_weights(raw, seed=0)
+    try:
+        batch = int(baseline_cfg.metrics.feature_batch_size)
+        feats = extract_features([images], build_inception(str(raw), torch.device("cpu")),
+                                 batch_size=batch, device="cpu", progress=False)  # fmt: skip
+        state = calibrate_classifier(torch.load(raw, map_location="cpu"), feats["pool"])
+    finally:
+        raw.unlink(missing_ok=True)
+    _save_tensors(state, weights)
+    # pool / spatial do not depend on fc, so the statistics hold for the calibrated network too
+    mu, sigma = feature_statistics(feats["pool"])
+    mu_s, sigma_s = feature_statistics(feats["spatial"])
+    atomic_write_npz(reference, arr_0=images, mu=mu, sigma=sigma, mu_s=mu_s, sigma_s=sigma_s)
+
+
+def _save_tensors(state: dict, path: Path) -> None:
+    buffer = io.BytesIO()  # bytes independent of the file name
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _guide_models(cfg) -> list:
@@ -99,34 +180,24 @@ def make_checkpoints(cell_cfgs: Sequence) -> list[Path]:
 def make_assets(cell_cfgs: Sequence) -> list[Path]:
     """Write every missing asset the smoke cells reference (checkpoints, Inception, reference).
 
+    The reference batch holds held-out samples of the first baseline cell (guidance `cfg`,
+    sampling seed `REFERENCE_SEED`), and the random Inception's classifier is calibrated on them
+    (`calibrate_classifier`), so FID, IS, precision and recall respond to the samples.
+
     Args:
         cell_cfgs: composed configs of the smoke cells.
 
     Returns:
         The asset files that were created in this call (existing ones are kept as they are).
     """
-    from ssg_eval.features.inception import build_inception, make_random_inception_weights
-    from ssg_eval.metrics.reference import build_reference_npz
-
     created = make_checkpoints(cell_cfgs)
     metrics = cell_cfgs[0].metrics
-    weights = Path(metrics.inception_weights)
-    if not weights.is_file():
-        make_random_inception_weights(weights, seed=0)
-        created.append(weights)
-    reference = Path(metrics.reference)
-    if not reference.is_file():
-        side = 16 * cell_cfgs[0].model.patch_nums[-1]
-        inception = build_inception(str(weights), torch.device("cpu"))
-        build_reference_npz(
-            synthetic_images(REFERENCE_IMAGES, side, seed=0),
-            reference,
-            inception,
-            batch_size=metrics.feature_batch_size,
-            center_crop=False,
-            resolution=side,
-        )
-        created.append(reference)
+    weights, reference = Path(metrics.inception_weights), Path(metrics.reference)
+    if not (weights.is_file() and reference.is_file()):
+        # the two belong together: the classifier is calibrated on the reference images
+        baseline = next((c for c in cell_cfgs if c.guidance.name == "cfg"), cell_cfgs[0])
+        make_inception_and_reference(baseline, weights, reference)
+        created += [weights, reference]
     return created
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["bootstrap_metric", "paired_delta", "seed_summary"]
+__all__ = ["bootstrap_metric", "paired_delta", "resample_indices", "seed_summary", "strata_groups"]
 
 
 def _finite(value: Any) -> float | None:
@@ -184,13 +184,26 @@ def bootstrap_metric(
     if strata is not None and len(strata) != num:
         raise ValueError(f"strata has length {len(strata)}; expected N={num}")
     rng = np.random.default_rng(seed)
-    groups = [np.arange(num)] if strata is None else _strata_groups(np.asarray(strata))
+    groups = strata_groups(num, strata)
     values = np.empty(num_resamples, dtype=np.float64)
     for r in range(num_resamples):
-        index = np.concatenate([g[rng.integers(0, len(g), size=len(g))] for g in groups])
+        index = resample_indices(rng, groups)
         values[r] = float(metric_fn(*[a[index] for a in arrays]))
     return float(values.mean()), float(values.std(ddof=1))
 
 
-def _strata_groups(strata: np.ndarray) -> list[np.ndarray]:
+def strata_groups(num: int, strata: np.ndarray | None = None) -> list[np.ndarray]:
+    """Row indices per stratum (sorted labels), or one group `arange(num)` without strata."""
+    if strata is None:
+        return [np.arange(num)]
+    strata = np.asarray(strata)
     return [np.flatnonzero(strata == label) for label in np.unique(strata)]
+
+
+def resample_indices(rng: np.random.Generator, groups: Sequence[np.ndarray]) -> np.ndarray:
+    """One bootstrap draw: each group resampled with replacement to its own size, concatenated.
+
+    The draw order is part of the contract (tests replay it): for each group `g` in order,
+    `g[rng.integers(0, len(g), size=len(g))]`.
+    """
+    return np.concatenate([g[rng.integers(0, len(g), size=len(g))] for g in groups])

@@ -114,13 +114,27 @@ def load_suite(name: str, conf_dir: str | Path = CONF_DIR) -> Suite:
     )
 
 
-def compose_cells(suite: Suite, overrides: Sequence[str], seeds: Sequence[int]):
-    """Compose and validate every (cell, seed) config; returns [(cfg, cell overrides)]."""
+def compose_cells(
+    suite: Suite, overrides: Sequence[str], seeds: Sequence[int], guidance: str | None = None
+):
+    """Compose and validate every (cell, seed) config; returns [(cfg, cell overrides)].
+
+    `guidance="tuned"` switches every SSG cell to its model's tuned guidance (`make tune`).
+    """
+    if guidance not in (None, "tuned"):
+        raise ConfigError(f"--guidance {guidance!r} is not valid; expected 'tuned'")
     cells = []
     for seed in seeds:
         for cell in suite.cells():
             cell_overrides = [*cell, *overrides, f"sampler.seed={seed}"]
             cfg = compose(config_name="pipeline", overrides=cell_overrides)
+            if guidance == "tuned":
+                from ssg_eval.tune.apply import tuned_cell_overrides
+
+                extra = tuned_cell_overrides(cfg)
+                if extra:
+                    cell_overrides += extra
+                    cfg = compose(config_name="pipeline", overrides=cell_overrides)
             validate(cfg)
             cells.append((cfg, cell_overrides))
     check_run_names([cfg for cfg, _ in cells])
@@ -148,13 +162,19 @@ def check_run_names(cfgs: Sequence[Any]) -> None:
             )
 
 
-def run_suite(name: str, overrides: Sequence[str] = (), seeds: Sequence[int] | None = None) -> dict:
+def run_suite(
+    name: str,
+    overrides: Sequence[str] = (),
+    seeds: Sequence[int] | None = None,
+    guidance: str | None = None,
+) -> dict:
     """Run every cell of suite `name` (skipping finished stages), then write its report.
 
     Args:
         name: suite file stem under `conf/suite/`.
         overrides: Hydra overrides applied to every cell and to the report.
         seeds: sampling seeds; None uses the suite's list.
+        guidance: `tuned` runs the SSG cells with the guidance `make tune` wrote; None as listed.
 
     Returns:
         The report's written paths by kind (plus `spectral_*` when the suite asks for it).
@@ -165,7 +185,7 @@ def run_suite(name: str, overrides: Sequence[str] = (), seeds: Sequence[int] | N
     suite = load_suite(name)
     seeds = list(suite.seeds if seeds is None else seeds)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cells = compose_cells(suite, overrides, seeds)
+        cells = compose_cells(suite, overrides, seeds, guidance)
         check_inputs(cfg for cfg, _ in cells)  # one message for every missing file
         for index, (cfg, cell_overrides) in enumerate(cells, start=1):
             log.info("[%d/%d] %s", index, len(cells), cfg.run_name)
@@ -208,11 +228,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="suite under conf/suite/ (table1, smoke, ...)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="sampling seeds")
+    parser.add_argument("--guidance", default=None, help="tuned: SSG cells use make tune's result")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every cell")
     args = parser.parse_args(argv)
     configure_cli_logging()
     written = exit_on_user_error(
-        "ssg-suite", lambda: run_suite(args.name, args.overrides, args.seeds)
+        "ssg-suite", lambda: run_suite(args.name, args.overrides, args.seeds, args.guidance)
     )
     print(f"ssg-suite {args.name}: wrote " + ", ".join(str(p) for p in written.values()))
 

@@ -66,3 +66,32 @@ def test_smoke_rerun_samples_nothing_and_rewrites_same_table(smoke_results):
     assert {p: p.stat().st_mtime_ns for p in shards} == before
     assert {p: p.read_bytes() for p in manifests} == manifests
     assert (results / "smoke_table1.csv").read_text() == table_before
+
+
+def test_smoke_metrics_respond_to_the_samples(smoke_results):
+    """The embedded default is informative: IS > 1, P and R inside (0, 1), FID sees noise."""
+    import numpy as np
+
+    from ssg_eval.features.extract import extract_features
+    from ssg_eval.features.inception import build_inception
+    from ssg_eval.metrics.frechet import frechet_distance_features
+    from ssg_eval.metrics.reference import load_reference
+
+    results, _ = smoke_results
+    runs = pd.read_csv(results / "smoke_table1_runs.csv")
+    assert (runs["is"] > 1.0).all()
+    baseline = runs[(runs.model == "tiny_d1") & (runs.guidance == "cfg")]
+    assert len(baseline) == 2
+    # the table's cell (mean over the two seeds): one 20-sample seed alone may reach 1.0
+    table = pd.read_csv(results / "smoke_table1.csv")
+    cell = table[(table.model == "tiny_d1") & (table.guidance == "cfg")].iloc[0]
+    for key in ("precision", "recall"):
+        assert 0 < cell[key] < 1, (key, baseline[key].tolist())
+    assets = results / "assets"
+    reference = load_reference(assets / "reference_tiny.npz", name="reference_tiny.npz",
+                               verify_sha256=False)  # fmt: skip
+    noise = np.random.default_rng(0).integers(0, 256, (20, 48, 48, 3), dtype=np.uint8)
+    inception = build_inception(str(assets / "inception_random.pth"), "cpu")
+    pool = extract_features([noise], inception, batch_size=20, device="cpu", progress=False)["pool"]
+    noise_fid = frechet_distance_features(pool, reference.mu, reference.sigma)
+    assert (baseline["fid"] < noise_fid).all() and (baseline["fid"] < 0.1 * noise_fid).all()

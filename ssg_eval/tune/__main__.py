@@ -1,0 +1,166 @@
+"""`python -m ssg_eval.tune` (`make tune MODEL=...`): find SSG's beta by paired successive halving.
+
+`mode=halving` (default) runs the grid of `ssg_eval/conf/tune/<space>.yaml` through successive
+halving; `mode=trial` measures one (beta, temperature, schedule, reading) point and returns its
+objective, which is how hydra-optuna-sweeper drives it (`-m hydra/sweeper=optuna`). Sequencing
+only.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from filelock import FileLock, Timeout
+from omegaconf import DictConfig, OmegaConf
+
+from ssg_eval.config import ConfigError
+from ssg_eval.runs.io import atomic_write_json, read_json
+from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
+from ssg_eval.tune.evaluate import PipelineEvaluator
+from ssg_eval.tune.halving import (
+    OBJECTIVES,
+    planned_samples,
+    run_halving,
+    rung_sizes,
+    space_fingerprint,
+)
+from ssg_eval.tune.space import BASELINE, Candidate, candidate_from_params, candidates_from_space
+from ssg_eval.utils.logging import configure_cli_logging, get_logger
+
+log = get_logger(__name__)
+
+
+def tune_dir_of(cfg: Any) -> Path:
+    """`<tune.results>/tune/<tune.name>`."""
+    return Path(str(cfg.results)).expanduser().resolve() / "tune" / str(cfg.name)
+
+
+def guidance_dir_of(cfg: Any) -> Path:
+    """Where the tuned guidance group file goes: `tune.guidance_dir`, else `<conf>/local`."""
+    return Path(cfg.guidance_dir) if cfg.guidance_dir else Path(CONF_DIR) / "local"
+
+
+def _lock(directory: Path) -> FileLock:
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(directory / ".tune.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as err:
+        raise RuntimeError(
+            f"another tune holds {directory / '.tune.lock'}; wait for it, or delete the lock "
+            "file if no tune is running"
+        ) from err
+    return lock
+
+
+def _require(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"tune.{key}={value!r} is not valid; expected one of {list(choices)}")
+
+
+def _setup(cfg: Any, evaluator_cls: type) -> tuple[PipelineEvaluator, list, Path]:
+    _require("objective", cfg.objective, OBJECTIVES)
+    _require("mode", cfg.mode, ("halving", "trial"))
+    directory = tune_dir_of(cfg)
+    evaluator = evaluator_cls(cfg, directory)
+    # the baseline experiment as it stands (its own temperature), before any candidate override
+    base_cfg = evaluator.compose(Candidate("probe", {}, (), ssg=False), int(cfg.halving.n_start))
+    if cfg.make_smoke_assets:
+        from ssg_eval.smoke import make_assets
+
+        make_assets([base_cfg])
+    candidates = candidates_from_space(cfg.space, float(base_cfg.sampler.temperature))
+    return evaluator, candidates, directory
+
+
+def run_tune(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> dict[str, Path]:
+    """Successive halving over `tune.space`, then the report; returns the written paths.
+
+    Args:
+        cfg: the composed tune config.
+        evaluator_cls: `PipelineEvaluator` or a subclass (tests swap the feature network).
+    """
+    from ssg_eval.tune.report import write_report
+
+    evaluator, candidates, directory = _setup(cfg, evaluator_cls)
+    h = cfg.halving
+    sizes = rung_sizes(int(h.n_start), int(h.growth), int(h.n_cap))
+    pipeline = [o for o in evaluator.common if not o.startswith("paths.results=")]
+    settings = {"sizes": sizes, "n_final": int(h.n_final), "keep_fraction": float(h.keep_fraction),
+                "objective": str(cfg.objective), "pipeline": pipeline,
+                "guidance": [str(cfg.baseline_guidance), str(cfg.ssg_guidance)]}  # fmt: skip
+    fingerprint = space_fingerprint(candidates, settings)
+    planned = planned_samples(len(candidates) - 1, sizes, int(h.n_final), float(h.keep_fraction))
+    log.info("%d candidates, rungs %s, final N=%d: at most %d new samples", len(candidates),
+             sizes, int(h.n_final), planned)  # fmt: skip
+    if cfg.budget.max_samples is not None and planned > int(cfg.budget.max_samples):
+        log.warning("tune.budget.max_samples=%d < %d planned: the search may stop before the "
+                    "final N", int(cfg.budget.max_samples), planned)  # fmt: skip
+    with _lock(directory):
+        state = run_halving(
+            candidates, evaluator.measure, state_path=directory / "state.json", sizes=sizes,
+            n_final=int(h.n_final), keep_fraction=float(h.keep_fraction),
+            objective=str(cfg.objective), fingerprint=fingerprint,
+            budget=OmegaConf.to_container(cfg.budget) if OmegaConf.is_config(cfg.budget)
+            else dict(cfg.budget),
+        )  # fmt: skip
+        return write_report(evaluator, state, candidates, cfg, directory, guidance_dir_of(cfg),
+                            fingerprint)  # fmt: skip
+
+
+def run_trial(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> float:
+    """One Optuna trial: the candidate of `tune.trial` and the baseline at N; returns the objective.
+
+    `fid`: the candidate's FID. `fid_is_constrained`: FID plus 1000 x the relative IS shortfall
+    below the baseline's IS at the same N (0 when IS >= baseline), so infeasible points lose.
+    Every trial is appended to `<tune dir>/trials.json`.
+    """
+    from ssg_eval.metrics.keys import FID, IS
+
+    evaluator, candidates, directory = _setup(cfg, evaluator_cls)
+    t = cfg.trial
+    for key, table in (("schedule", cfg.space.schedules), ("reading", cfg.space.readings)):
+        if t[key] not in table:
+            raise ConfigError(f"tune.trial.{key}={t[key]!r} is not in tune.space: {list(table)}")
+    base_temperature = next(c for c in candidates if c.key == BASELINE).params["temperature"]
+    cand = candidate_from_params(
+        float(t.beta), str(t.schedule), dict(cfg.space.schedules[t.schedule] or {}),
+        float(t.temperature), str(t.reading), dict(cfg.space.readings[t.reading] or {}),
+        base_temperature,
+    )  # fmt: skip
+    n = int(t.num_samples or cfg.halving.n_start)
+    baseline = next(c for c in candidates if c.key == BASELINE)
+    with _lock(directory):
+        base = evaluator.measure(baseline, n)
+        got = evaluator.measure(cand, n) if cand.key != BASELINE else base
+        value = got.metrics[FID]
+        if cfg.objective == "fid_is_constrained":
+            shortfall = max(0.0, base.metrics[IS] - got.metrics[IS]) / base.metrics[IS]
+            value += 1000.0 * shortfall
+        path = directory / "trials.json"
+        trials = read_json(path) if path.is_file() else []
+        trials.append({"candidate": cand.key, "params": cand.params, "n": n,
+                       "metrics": got.metrics, "baseline_metrics": base.metrics,
+                       "objective": value})  # fmt: skip
+        atomic_write_json(path, trials)
+    return float(value)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="tune")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the trial objective in `mode=trial` (for the Optuna sweeper)."""
+    configure_cli_logging()
+    if cfg.mode == "trial":
+        value = exit_on_user_error("ssg-tune", lambda: run_trial(cfg), logging.ERROR)
+        print(f"ssg-tune trial: objective {value:.6g}")
+        return value
+    written = exit_on_user_error("ssg-tune", lambda: run_tune(cfg), logging.ERROR)
+    print("ssg-tune: wrote " + ", ".join(str(p) for p in written.values()))
+    return None
+
+
+if __name__ == "__main__":
+    main()
