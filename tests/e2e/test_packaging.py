@@ -93,7 +93,7 @@ def test_installed_smoke_runs_from_another_directory(installed, tmp_path):
     _, site = installed
     results = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, "-m", "ssg_eval.smoke", "--seeds", "0", f"paths.results={results}"],
+        [sys.executable, "-m", "ssg_eval.smoke", f"paths.results={results}", "--seeds", "0"],
         cwd=tmp_path, env=_installed_env(site), capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
