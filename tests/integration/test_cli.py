@@ -41,8 +41,13 @@ def test_readme_names_make_targets_that_exist(tmp_path):
 
 def test_table1_lists_every_missing_file_before_any_work(tmp_path):
     proc = run(
-        [sys.executable, "-m", "ssg_eval.stages.suite", "table1",
-         f"paths.results={tmp_path / 'res'}"],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ssg_eval.stages.suite",
+            "table1",
+            f"paths.results={tmp_path / 'res'}",
+        ],  # fmt: skip
         tmp_path,
         SSG_EVAL_CKPT_DIR=str(tmp_path / "ckpt"),
         SSG_EVAL_REFERENCE=str(tmp_path / "VIRTUAL_imagenet256_labeled.npz"),
