@@ -6,17 +6,16 @@ chosen point, and the parent resumes with the ordinary command and compares the 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 from collections.abc import Callable
 
-import numpy as np
 import pytest
 import torch
 
 from ssg_eval.sampling.run import sample_run
 from tests.conftest import compose_config
+from tests.shard_helpers import shard_contents as contents
 
 TINY = ["model=tiny", "sampler=tiny", "runtime.device=cpu", "runtime.measure_latency=false"]
 
@@ -33,16 +32,6 @@ def one_thread():
 def tiny(results, *overrides: str, config_name: str = "sample"):
     """The tiny model on CPU with results under `results`."""
     return compose_config([*TINY, f"paths.results={results}", *overrides], config_name)
-
-
-def contents(directory) -> dict[str, str]:
-    """sha256 of every shard's arrays (not of its file bytes, which hold zip timestamps)."""
-    out = {}
-    for path in sorted((directory / "shards").glob("chunk_*.npz")):
-        with np.load(path) as data:
-            blob = b"".join(data[key].tobytes() for key in ("images", "labels", "indices"))
-        out[path.name] = hashlib.sha256(blob).hexdigest()
-    return out
 
 
 @pytest.fixture(scope="package")

@@ -6,18 +6,17 @@ CPU with one thread per process, and write into a tmp results dir.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from ssg_eval.sampling.run import sample_run
+from tests.shard_helpers import shard_contents as _contents
 
 TINY = ["model=tiny", "sampler=tiny", "runtime.device=cpu", "runtime.measure_latency=false",
         "runtime.num_threads=1"]  # fmt: skip
@@ -28,15 +27,6 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def _contents(directory: Path) -> dict[str, str]:
-    out = {}
-    for path in sorted((directory / "shards").glob("chunk_*.npz")):
-        with np.load(path) as data:
-            blob = b"".join(data[key].tobytes() for key in ("images", "labels", "indices"))
-        out[path.name] = hashlib.sha256(blob).hexdigest()
-    return out
 
 
 def test_two_gloo_processes_match_one_process_and_cli_contract(tmp_path, tiny_cfg):

@@ -8,14 +8,12 @@ single process.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -26,6 +24,7 @@ from ssg_eval.sampling.plan import plan_from_config
 from ssg_eval.sampling.run import finalize_run, run_rank, sample_run
 from ssg_eval.utils import dist
 from tests.conftest import compose_config
+from tests.shard_helpers import shard_contents as contents
 
 TINY = ["model=tiny", "sampler=tiny", "runtime.device=cpu", "runtime.measure_latency=false",
         "runtime.num_threads=1"]  # fmt: skip
@@ -90,15 +89,6 @@ def test_slurm_launcher_spans_launch_nnodes_with_one_task_per_node():
     )  # fmt: skip
     assert cfg.hydra.launcher.nodes == 3 and cfg.hydra.launcher.tasks_per_node == 1
     assert cfg.hydra.launcher.gpus_per_node == 8
-
-
-def contents(directory: Path) -> dict[str, str]:
-    out = {}
-    for path in sorted((directory / "shards").glob("chunk_*.npz")):
-        with np.load(path) as data:
-            blob = b"".join(data[key].tobytes() for key in ("images", "labels", "indices"))
-        out[path.name] = hashlib.sha256(blob).hexdigest()
-    return out
 
 
 def single_process_run(tiny_cfg, results: Path) -> Path:
