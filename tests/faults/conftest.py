@@ -46,8 +46,8 @@ def kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def in_child(work: Callable[[], None]) -> int:
-    """Run `work` in a forked child; returns the child's wait status (never returns in it)."""
+def fork_child(work: Callable[[], None]) -> int:
+    """Run `work` in a forked child that exits 0 on success, 1 otherwise; returns its pid."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
@@ -56,7 +56,12 @@ def in_child(work: Callable[[], None]) -> int:
             code = 0
         finally:
             os._exit(code)
-    return os.waitpid(pid, 0)[1]
+    return pid
+
+
+def in_child(work: Callable[[], None]) -> int:
+    """Run `work` in a forked child and wait; returns the child's wait status."""
+    return os.waitpid(fork_child(work), 0)[1]
 
 
 class PixelStatistics(torch.nn.Module):

@@ -21,7 +21,7 @@ from ssg_eval.runs.layout import run_dir
 from ssg_eval.runs.lock import RunLockedError
 from ssg_eval.sampling.run import sample_run
 from ssg_eval.stages.sample import sample_stage
-from tests.faults.conftest import contents, in_child, tiny
+from tests.faults.conftest import contents, fork_child, in_child, tiny
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,14 +39,7 @@ def test_second_process_is_refused_and_first_result_is_intact(tmp_path, referenc
         monkeypatch.setattr(run, "generate_chunk", slow)
         sample_stage(cfg)
 
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            first()
-            code = 0
-        finally:
-            os._exit(code)
+    pid = fork_child(first)
     try:
         deadline = time.monotonic() + 30
         while not holder.exists() and time.monotonic() < deadline:
