@@ -19,19 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from omegaconf import OmegaConf
 
+from ssg_eval.cli import compose_context
 from ssg_eval.guidance import build_processors
 from ssg_eval.guidance.base import StepContext
 from ssg_eval.utils.provenance import device_description, git_state
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "ssg_eval" / "conf"
-
 
 def _compose(overrides: list[str]) -> Any:
     base = ["model=var_d16", "guidance=cfg_ssg"]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with compose_context():
         return compose(config_name="sample", overrides=base + overrides)
 
 

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose
 
-import ssg_eval.config  # noqa: F401  (registers the schemas)
+from ssg_eval.cli import compose_context
 from ssg_eval.guidance import build_processors
 from ssg_eval.guidance.dse import dse_upsample
 from ssg_eval.models.load import build_model
@@ -33,8 +33,6 @@ from ssg_eval.sampling.loop import (
 )
 from ssg_eval.utils.provenance import collect_provenance
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "ssg_eval" / "conf"
-
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -42,7 +40,7 @@ def _sync(device: torch.device) -> None:
 
 
 def compose_cfg(model: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with compose_context():
         return compose(
             config_name="sample",
             overrides=[f"model={model}", "guidance=cfg_ssg", "sampler=var_eval", *overrides],

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose
 
-from ssg_eval.config import validate
+from ssg_eval.cli import compose_context
 from ssg_eval.features.extract import device_batch_size, extract_features
 from ssg_eval.features.inception import build_inception, make_random_inception_weights
 from ssg_eval.guidance import build_processors
@@ -54,9 +54,9 @@ from ssg_eval.sampling.loop import (
 from ssg_eval.sampling.shards import to_uint8
 from ssg_eval.utils.dist import autocast_dtype, setup_runtime
 from ssg_eval.utils.provenance import git_state
+from ssg_eval.validation import validate
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "ssg_eval" / "conf"
 GIB = float(2**30)
 ROW_SAMPLES, ROW_INCEPTION = 50_000, 60_000  # one Table 1 row: 50k samples + 10k reference images
 # Sizes per mode: (full, quick). Quick = the 256 schedule (V 4096, 10 scales) at depth 1 with a
@@ -113,7 +113,7 @@ def compose_cfg(args: argparse.Namespace, runtime: str, device: torch.device) ->
         "model.vae_ckpt=null",
     ]
     overrides += (QUICK_MODEL if args.quick else []) + list(args.override)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with compose_context():
         cfg = compose(config_name="sample", overrides=overrides)
     validate(cfg)
     return cfg

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "build_model": "ssg_eval.models.load",
-    "sample_run": "ssg_eval.sampling.run",
+    "sample_run": "ssg_eval.sampling.runner",
     "compute_metrics": "ssg_eval.metrics.compute",
     "render_report": "ssg_eval.report.render",
     "LogitProcessor": "ssg_eval.guidance.base",

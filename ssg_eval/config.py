@@ -8,16 +8,14 @@ sees the whole shape of a run's configuration in one place; `validate` is its on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-
-class ConfigError(ValueError):
-    """A user-facing configuration mistake: the message names the key, the value and the fix."""
+from ssg_eval.errors import ConfigError
 
 
 # ----------------------------------------------------------------------------------------------
@@ -382,170 +380,3 @@ def register_configs() -> None:
 
 
 register_configs()
-
-
-def _enum_fields(schema: type, prefix: str = "") -> list[tuple[str, type[StrEnum]]]:
-    """(dotted key, enum type) of every enum-typed field under the dataclass `schema`."""
-    import typing
-
-    found = []
-    hints = typing.get_type_hints(schema)
-    for item in fields(schema):
-        kind = hints[item.name]
-        if isinstance(kind, type) and issubclass(kind, StrEnum):
-            found.append((prefix + item.name, kind))
-        elif isinstance(kind, type) and is_dataclass(kind):
-            found.extend(_enum_fields(kind, f"{prefix}{item.name}."))
-    return found
-
-
-def _get(cfg: Any, dotted: str) -> Any:
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part] if isinstance(node, dict) else getattr(node, part)
-    return node
-
-
-def validate(cfg: Any) -> None:
-    """Check rules that span several keys; runs first in every entry point.
-
-    Args:
-        cfg: the composed config (DictConfig or `Config`).
-
-    Raises:
-        ConfigError: naming the first offending key, the value, what was expected and the fix.
-    """
-    for key, options in _enum_fields(Config):  # already checked when composed by Hydra
-        parse_choice(key, _get(cfg, key), options)
-    model, sampler = cfg.model, cfg.sampler
-    num_scales = len(model.patch_nums)
-    if num_scales < 1 or list(model.patch_nums) != sorted(set(model.patch_nums)):
-        raise ConfigError(
-            f"model.patch_nums={list(model.patch_nums)} must be strictly increasing and non-empty"
-        )
-    _validate_plan(model, sampler)
-    for key in ("chunk_size", "batch_size", "decode_batch_size"):
-        if getattr(sampler, key) <= 0:
-            raise ConfigError(f"sampler.{key}={getattr(sampler, key)} must be positive")
-    if not 0 <= sampler.top_k <= model.vocab_size:
-        raise ConfigError(
-            f"sampler.top_k={sampler.top_k} must be in [0, model.vocab_size={model.vocab_size}]"
-            " (0 disables top-k)"
-        )
-    if not (sampler.top_p == 0 or 0 < sampler.top_p <= 1):
-        raise ConfigError(f"sampler.top_p={sampler.top_p} must be 0 (off) or in (0, 1]")
-    if not sampler.temperature > 0:
-        raise ConfigError(f"sampler.temperature={sampler.temperature} must be > 0")
-    from ssg_eval.guidance import check_guidance  # the builders are the only guidance rules
-
-    check_guidance(cfg.guidance, model)
-    metrics = cfg.metrics
-    feature_batch = 1 if metrics.feature_batch_size is None else metrics.feature_batch_size
-    if metrics.pr_k < 1 or metrics.is_split_size < 1 or feature_batch < 1:
-        raise ConfigError(
-            "metrics.pr_k, metrics.is_split_size, metrics.feature_batch_size must be >= 1"
-        )
-    if cfg.launch.nproc_per_node < 1:
-        raise ConfigError(f"launch.nproc_per_node={cfg.launch.nproc_per_node} must be >= 1")
-    if cfg.launch.nnodes < 1:
-        raise ConfigError(f"launch.nnodes={cfg.launch.nnodes} must be >= 1")
-    node_rank = cfg.launch.node_rank
-    if node_rank is not None and not 0 <= node_rank < cfg.launch.nnodes:
-        raise ConfigError(
-            f"launch.node_rank={node_rank} must be in [0, launch.nnodes={cfg.launch.nnodes})"
-        )
-
-
-def _validate_plan(model: Any, sampler: Any) -> None:
-    official = sampler.rng == SamplerRng.official
-    for key in ("g_seed", "official_labels"):
-        if getattr(sampler, key) is not None and not official:
-            raise ConfigError(f"sampler.{key} is set but sampler.rng={sampler.rng}; set "
-                              f"sampler.rng=official or sampler.{key}=null")  # fmt: skip
-    if sampler.g_seed is not None and sampler.g_seed < 0:
-        raise ConfigError(f"sampler.g_seed={sampler.g_seed} must be >= 0")
-    labels = sampler.official_labels
-    if labels is not None:
-        bad = [c for c in labels if not -1 <= c < model.num_classes]
-        if not labels or bad or len(labels) != sampler.num_samples:
-            raise ConfigError(
-                f"sampler.official_labels={list(labels)} must hold sampler.num_samples="
-                f"{sampler.num_samples} labels in [0, model.num_classes={model.num_classes}) or -1 "
-                "(the null class); set sampler.num_samples to its length"
-            )
-        return
-    if sampler.num_samples <= 0 or sampler.num_samples % model.num_classes != 0:
-        raise ConfigError(
-            f"sampler.num_samples={sampler.num_samples} must be a positive multiple of "
-            f"model.num_classes={model.num_classes} for balanced labels; use "
-            f"{max(1, -(-sampler.num_samples // model.num_classes)) * model.num_classes}"
-        )
-
-
-# ----------------------------------------------------------------------------------------------
-# tune: the root of `python -m ssg_eval.tune` (conf/tune.yaml), separate from the stage configs
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class TuneSpaceConfig:
-    betas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0])
-    # name -> guidance.ssg keys of a beta schedule (beta itself comes from `betas`)
-    schedules: dict[str, Any] = field(default_factory=lambda: {"constant": {}})
-    temperatures: list[float] = field(default_factory=lambda: [1.0])
-    # name -> guidance.ssg keys of one reading of the method (placement, prior_source, ...)
-    readings: dict[str, Any] = field(default_factory=lambda: {"default": {}})
-
-
-@dataclass
-class TuneHalvingConfig:
-    n_start: int = 5000  # every candidate starts here (N0)
-    growth: int = 2  # N multiplies by this per rung
-    n_cap: int = 40_000  # largest N of a halving rung
-    n_final: int = 50_000  # the winner (and the baseline) end here
-    keep_fraction: float = 0.5  # survivors per rung: ceil(fraction * candidates), at least 1
-
-
-@dataclass
-class TuneBudgetConfig:
-    max_samples: int | None = None  # newly generated samples over the whole tune; null = no cap
-    max_gpu_hours: float | None = None  # measured device-hours (seconds x processes); null = no cap
-
-
-@dataclass
-class TuneStatsConfig:
-    bootstrap_resamples: int = 100  # paired bootstrap draws per reported row (0 = no CIs)
-    confidence: float = 0.95
-    power: float = 0.8  # power of the minimum detectable delta
-    seed: int = 0
-    target_gain: float = 0.15  # the FID gain the report asks "resolvable at N?" about
-
-
-@dataclass
-class TuneTrialConfig:
-    beta: float = 0.5
-    temperature: float = 1.0
-    schedule: str = "constant"
-    reading: str = "default"
-    num_samples: int | None = None  # null: halving.n_start
-
-
-@dataclass
-class TuneConfig:
-    target: str = MISSING  # the model to tune: a conf/model name (var_d16, tiny_d1, ...)
-    experiment: str = "table1"  # the experiment every candidate runs on (smoke for tiny models)
-    baseline_guidance: str = "cfg"  # conf/guidance of the baseline (SSG off)
-    ssg_guidance: str = "cfg_ssg"  # conf/guidance the SSG candidates start from
-    mode: str = "halving"  # halving (grid + successive halving) | trial (one Optuna trial)
-    objective: str = "fid"  # fid | fid_is_constrained (FID among candidates with IS >= baseline)
-    name: str = "${target}"  # output folder results/tune/<name>
-    results: str = "${oc.env:SSG_EVAL_RESULTS,results}"
-    overrides: list[str] = field(default_factory=list)  # extra pipeline overrides for every run
-    make_smoke_assets: bool = False  # tiny models: create the smoke assets when missing
-    guidance_dir: str | None = None  # folder of the tuned guidance/; null = conf/local
-    space: TuneSpaceConfig = field(default_factory=TuneSpaceConfig)
-    halving: TuneHalvingConfig = field(default_factory=TuneHalvingConfig)
-    budget: TuneBudgetConfig = field(default_factory=TuneBudgetConfig)
-    stats: TuneStatsConfig = field(default_factory=TuneStatsConfig)
-    trial: TuneTrialConfig = field(default_factory=TuneTrialConfig)
-
-
-ConfigStore.instance().store(name="base_tune", node=TuneConfig)

@@ -11,14 +11,14 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from ssg_eval.config import ConfigError
+from ssg_eval.errors import ConfigError
 
 # key -> "module:attribute"; resolved on first use so that importing the registry stays cheap.
 MODELS: dict[str, str] = {"var": "ssg_eval.models.load:build_model"}
 PROCESSORS: dict[str, str] = {
     "cfg_ramp": "ssg_eval.guidance.cfg:build_cfg_ramp",
-    "icg": "ssg_eval.guidance.reference:build_icg",
-    "autoguidance": "ssg_eval.guidance.reference:build_autoguidance",
+    "icg": "ssg_eval.guidance.family:build_icg",
+    "autoguidance": "ssg_eval.guidance.family:build_autoguidance",
     "ssg": "ssg_eval.guidance.ssg:build_ssg",
 }
 

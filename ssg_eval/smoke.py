@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose
 
+from ssg_eval.cli import compose_context, run_cli
 from ssg_eval.runs.io import atomic_open, atomic_write_bytes, atomic_write_npz
-from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
 from ssg_eval.stages.suite import load_suite, run_suite
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
@@ -208,7 +208,7 @@ def run_smoke(
     overrides = list(overrides)
     if not any(o.startswith("paths.results=") for o in overrides):
         overrides.insert(0, f"paths.results={DEFAULT_RESULTS}")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with compose_context():
         cells = [
             compose(config_name="pipeline", overrides=[*cell, *overrides])
             for cell in load_suite(suite).cells()
@@ -226,9 +226,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every smoke cell")
     args = parser.parse_args(argv)
     configure_cli_logging()
-    written = exit_on_user_error(
-        "ssg-smoke", lambda: run_smoke(args.overrides, args.seeds, args.suite)
-    )
+    written = run_cli("ssg-smoke", lambda: run_smoke(args.overrides, args.seeds, args.suite))
     print(
         "ssg-smoke (pipeline check, not a reproduction): wrote "
         + ", ".join(map(str, written.values()))

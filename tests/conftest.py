@@ -9,7 +9,11 @@ from hydra import compose, initialize_config_dir
 
 import ssg_eval.config  # noqa: F401  (registers the structured-config schemas)
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "ssg_eval" / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _keys(overrides: list[str]) -> set[str]:
+    return {o.lstrip("+~").partition("=")[0] for o in overrides}
 
 
 def compose_config(
@@ -17,11 +21,19 @@ def compose_config(
     config_name: str = "sample",
     return_hydra_config: bool = False,
 ):
-    """Compose `config_name` from the project's conf/ with `overrides` (no validation)."""
+    """Compose `config_name` from the project's conf/ with `overrides` (no validation).
+
+    The root config names no model; unless the overrides pick a model or an experiment, the tiny
+    model and its sampler are selected (the test suite's default cell).
+    """
+    overrides = list(overrides or [])
+    if not _keys(overrides) & {"model", "experiment"} and config_name != "report":
+        overrides = ["model=tiny", *([] if "sampler" in _keys(overrides) else ["sampler=tiny"]),
+                     *overrides]  # fmt: skip
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(
             config_name=config_name,
-            overrides=list(overrides or []),
+            overrides=overrides,
             return_hydra_config=return_hydra_config,
         )
 

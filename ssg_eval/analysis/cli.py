@@ -26,8 +26,8 @@ from ssg_eval.analysis.images import (
 )
 from ssg_eval.analysis.plots import plot_latent_panels, plot_pixel_ratio
 from ssg_eval.analysis.spectral import LatentPanel, PixelSpectrumAccumulator
+from ssg_eval.cli import run_cli
 from ssg_eval.runs.io import atomic_write_text, read_json
-from ssg_eval.stages.entry import exit_on_user_error
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     spectra.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
     configure_cli_logging()
-    written = exit_on_user_error(
+    written = run_cli(
         "ssg-analysis",
         lambda: run_spectral_analysis(
             args.baseline,

@@ -11,7 +11,7 @@ from typing import Any
 
 from ssg_eval.config import Arithmetic
 from ssg_eval.guidance.base import NULL_CLASS
-from ssg_eval.guidance.reference import BranchReference, ReferenceGuidance, ramp_weights
+from ssg_eval.guidance.family import BranchReference, ReferenceGuidance, ramp_weights
 
 
 class CfgRamp(ReferenceGuidance):

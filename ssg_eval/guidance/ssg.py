@@ -18,7 +18,6 @@ from ssg_eval.config import (
     BandFusion,
     BetaSchedule,
     CoarseBlockScale,
-    ConfigError,
     DctNorm,
     Interpolation,
     LogitSpace,
@@ -27,9 +26,10 @@ from ssg_eval.config import (
     PriorSource,
     parse_choice,
 )
+from ssg_eval.errors import ConfigError
 from ssg_eval.guidance.base import StepContext
 from ssg_eval.guidance.dse import dse_upsample, interpolate_prior
-from ssg_eval.guidance.reference import ReferenceGuidance, check_weight, window
+from ssg_eval.guidance.family import ReferenceGuidance, check_weight, window
 
 _KEY = "guidance.ssg"
 

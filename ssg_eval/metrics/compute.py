@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ssg_eval.config import ConfigError
+from ssg_eval.errors import ConfigError
 from ssg_eval.metrics.frechet import frechet_distance, frechet_distance_features
 from ssg_eval.metrics.inception_score import check_prediction_order, inception_score
 from ssg_eval.metrics.keys import ALL_METRICS, FID, IS, IS_STD, PRECISION, RECALL, SFID

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ssg_eval.errors import CheckpointError
+
 RELEASED_DEPTHS = (16, 20, 24, 30, 36)
 _HF_URL = "https://huggingface.co/FoundationVision/var/resolve/main/"
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
@@ -33,10 +35,6 @@ _SHAPE_KEYS = (
     ("decoder.", "model.vae_ch/model.vae_ch_mult/model.cvae"),
     ("", "model.depth"),
 )
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be loaded strictly; the message names the file, key and fix."""
 
 
 def check_checkpoint_path(path: Any, key: str) -> Path:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ssg_eval.config import ConfigError
+from ssg_eval.errors import IdentityMismatch
 from ssg_eval.runs.identity import identity_diff, identity_hash
 from ssg_eval.runs.io import atomic_write_json, read_json
 from ssg_eval.runs.layout import IDENTITY_JSON, results_dir
@@ -20,10 +20,6 @@ from ssg_eval.runs.lock import RunLock
 
 __all__ = ["IdentityMismatch", "check_identity", "stage_lock", "stored_identity",
            "write_identity"]  # fmt: skip
-
-
-class IdentityMismatch(ConfigError):
-    """The run directory holds another run's content; the message names the differing keys."""
 
 
 def stored_identity(directory: str | Path) -> dict[str, Any] | None:

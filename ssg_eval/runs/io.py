@@ -20,14 +20,17 @@ from typing import IO, Any
 
 import numpy as np
 
+from ssg_eval.errors import UnreadableFileError, UnwritablePathError
+
 __all__ = [
-    "UnreadableFileError",
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_npz",
     "atomic_write_text",
     "clean_stale_temps",
+    "disk_error",
+    "ensure_dir",
     "read_json",
     "sha256_file",
 ]
@@ -37,25 +40,51 @@ _TEMP_RE = re.compile(r"^(?P<name>.+?)(?:\.(?P<pid>\d+)\.[0-9a-f]{8})?\.tmp$")
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
-class UnreadableFileError(ValueError):
-    """A file exists but cannot be parsed; the message names the file and the fix."""
+# errno -> what the user can do about it (anything else is not a user's condition: kept as is)
+_DISK_FIXES = {
+    errno.ENOSPC: "no space left on the device; free space or point paths.results elsewhere",
+    errno.EDQUOT: "disk quota exceeded; free space or point paths.results elsewhere",
+    errno.EFBIG: "file too large for this filesystem or the process's file-size limit (ulimit "
+    "-f); raise the limit or point paths.results elsewhere",
+    errno.EACCES: "permission denied; make the directory writable or point paths.results elsewhere",
+    errno.EPERM: "operation not permitted; make the directory writable or point paths.results "
+    "elsewhere",
+    errno.EROFS: "read-only filesystem; point paths.results to a writable place",
+    errno.ENOTDIR: "a path component is a file, not a directory; move that file or point "
+    "paths.results elsewhere",
+    errno.EEXIST: "a file is in the way of a directory; move it or point paths.results elsewhere",
+}
 
 
-def _disk_error(path: Path, err: OSError) -> OSError:
-    # One line naming the file and the fix for the errors a user can act on.
-    if err.errno == errno.ENOSPC:
-        return OSError(
-            err.errno,
-            f"no space left on the device while writing {path}; free space (or point "
-            "paths.results elsewhere) and rerun the same command",
-        )
-    if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-        return OSError(
-            err.errno,
-            f"cannot write {path} ({err.strerror}); make the directory writable or point "
-            "paths.results elsewhere",
-        )
-    return err
+def disk_error(path: str | Path, err: OSError) -> OSError:
+    """`err` as an `UnwritablePathError` naming `path` and the fix, when the user can act on it.
+
+    Args:
+        path: the file or directory that was being written.
+        err: the error the write raised.
+
+    Returns:
+        An `UnwritablePathError` for a full disk, a size limit, permissions, a read-only
+        filesystem or a file in the way; `err` itself otherwise (a bug keeps its traceback).
+    """
+    fix = _DISK_FIXES.get(err.errno or -1)
+    if fix is None or isinstance(err, UnwritablePathError):
+        return err
+    return UnwritablePathError(err.errno, f"cannot write {path}: {fix} ({err.strerror})")
+
+
+def ensure_dir(path: str | Path) -> Path:
+    """`mkdir -p path`, with a full disk, permissions or a file in the way as one user line.
+
+    Raises:
+        UnwritablePathError: the directory cannot be created (names it and the fix).
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise disk_error(path, err) from None
+    return path
 
 
 def temp_path(path: Path) -> Path:
@@ -71,19 +100,20 @@ def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
     the temp file is removed and `path` is left as it was.
 
     Raises:
-        OSError: the directory is not writable or the disk is full (the message names the file).
+        UnwritablePathError: the directory is not writable, the disk is full or a size limit is
+            reached (the message names the file and the fix).
     """
     path = Path(path)
     tmp = temp_path(path)
+    ensure_dir(path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as err:
-        raise _disk_error(path, err) from err
+        raise disk_error(path, err) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

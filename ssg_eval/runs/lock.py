@@ -17,13 +17,10 @@ from typing import Any
 
 import filelock
 
-from ssg_eval.runs.io import atomic_write_json, read_json
+from ssg_eval.errors import RunLockedError
+from ssg_eval.runs.io import atomic_write_json, ensure_dir, read_json
 
 __all__ = ["RunLock", "RunLockedError"]
-
-
-class RunLockedError(RuntimeError):
-    """Another process holds the run's lock; the message names it and how to clear a stale lock."""
 
 
 class RunLock:
@@ -56,7 +53,7 @@ class RunLock:
             RunLockedError: another process holds it (one line: holder, and how to clear it).
             OSError: the locks directory cannot be created (unwritable results path).
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.path.parent)
         lock = filelock.FileLock(str(self.path), timeout=0)
         try:
             lock.acquire()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ssg_eval.runs.io import UnreadableFileError
+from ssg_eval.errors import NpzError
 
 __all__ = [
     "NpzError",
@@ -28,10 +28,6 @@ __all__ = [
 _ZIP_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes; last two: name and extra lengths
 DEFAULT_FIX = "delete it and rerun the stage that writes it"
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile)
-
-
-class NpzError(UnreadableFileError):
-    """An npz that cannot be read or lacks a key; the message names the file and the fix."""
 
 
 def _exists(path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssg_eval.config import ConfigError
+from ssg_eval.errors import ConfigError
 from ssg_eval.registry import MODELS, lookup
 from ssg_eval.sampling.plan import SamplePlan
 from ssg_eval.sampling.shards import to_uint8

@@ -29,7 +29,7 @@ from ssg_eval.sampling.draw import (
 )
 
 __all__ = [
-    "ScaleSample",
+    "SampledScales",
     "decode_images",
     "generate_batch",
     "gumbel_soft_weights",
@@ -42,7 +42,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class ScaleSample:
+class SampledScales:
     """What the loop returns for one batch.
 
     Attributes:
@@ -130,7 +130,7 @@ def sample_scales(
     random_labels_B: Tensor | None = None,
     guide: Any | None = None,
     diagnostics: bool = False,
-) -> ScaleSample:
+) -> SampledScales:
     """Sample the tokens of one batch scale by scale (VAR's `autoregressive_infer_cfg`, extended).
 
     Per scale si: transformer logits of every row ([cond; null; random] as one batch, only the
@@ -159,7 +159,7 @@ def sample_scales(
         diagnostics: also return per-scale copies of the logits, tokens and f̂.
 
     Returns:
-        A `ScaleSample` with the tokens of every scale.
+        A `SampledScales` with the tokens of every scale.
 
     Raises:
         ValueError: a generator list whose length is not B, or a missing branch input.
@@ -248,7 +248,7 @@ def sample_scales(
         finally:
             for model in models:
                 model.set_kv_cache(False)
-    return ScaleSample(tokens, embeddings, records, times)
+    return SampledScales(tokens, embeddings, records, times)
 
 
 def generate_batch(

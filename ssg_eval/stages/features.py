@@ -15,12 +15,12 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 from ssg_eval.runs.claim import check_identity, stage_lock
 from ssg_eval.runs.identity import identity_hash, identity_of
 from ssg_eval.runs.io import atomic_write_json, atomic_write_npz, clean_stale_temps, read_json
 from ssg_eval.runs.layout import FEATURES_CACHE, FEATURES_JSON, FEATURES_NPZ, MANIFEST_JSON, run_dir
 from ssg_eval.runs.npz import NpzError, load_npz
-from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -184,7 +184,7 @@ def _print_plan(cfg: Any, directory: Path) -> None:
     return None
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="features")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="features")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-features` / `python -m ssg_eval.stages.features` with Hydra overrides."""
     cli_main("features", run_features, cfg)
@@ -192,7 +192,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-features`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("features", _hydra_main)
+    hydra_entry("features", "features", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 from ssg_eval.metrics.keys import FID
 from ssg_eval.runs.claim import stage_lock
 from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json, sha256_file
 from ssg_eval.runs.layout import FEATURES_JSON, FEATURES_NPZ, METRICS_JSON, results_dir, run_dir
 from ssg_eval.runs.npz import load_npz
-from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
 from ssg_eval.stages.features import load_manifest
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.utils.provenance import collect_provenance
@@ -199,7 +199,7 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
     return atomic_write_json(directory / METRICS_JSON, payload)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="metrics")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="metrics")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-metrics` / `python -m ssg_eval.stages.metrics` with Hydra overrides."""
     cli_main("metrics", run_metrics, cfg)
@@ -207,7 +207,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-metrics`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("metrics", _hydra_main)
+    hydra_entry("metrics", "metrics", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 from ssg_eval.runs.identity import identity_diff, identity_of
 from ssg_eval.runs.io import read_json
 from ssg_eval.runs.layout import MANIFEST_JSON, run_dir
-from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
 from ssg_eval.stages.preflight import check_inputs
 from ssg_eval.utils.logging import get_logger
 
@@ -37,13 +37,13 @@ def sampling_done(cfg: Any) -> bool:
     return same_n and not identity_diff(manifest.get("identity") or {}, wanted)
 
 
-def sample_stage(cfg: Any, overrides: list[str]) -> None:
+def ensure_samples(cfg: Any, overrides: list[str]) -> None:
     """Run the sample stage in-process, or under torchrun (`launch.nproc_per_node`/`nnodes` > 1)."""
     if sampling_done(cfg):
         log.info("samples of %s are complete; skipping sampling", cfg.run_name)
         return
     if int(cfg.launch.nproc_per_node) == 1 and int(cfg.launch.nnodes) == 1:
-        from ssg_eval.sampling.run import sample_run
+        from ssg_eval.sampling.runner import sample_run
 
         sample_run(cfg)
         return
@@ -76,7 +76,7 @@ def run_cell(cfg: Any, overrides: list[str]) -> Path | None:
         run_metrics(cfg)
         return None
     check_inputs([cfg])
-    sample_stage(cfg, overrides)
+    ensure_samples(cfg, overrides)
     if not is_primary_node(cfg.launch):  # multi-node: node 0 runs features and metrics
         return run_dir(cfg)
     run_features(cfg)
@@ -84,7 +84,7 @@ def run_cell(cfg: Any, overrides: list[str]) -> Path | None:
     return run_dir(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pipeline")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="pipeline")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-pipeline` / `python -m ssg_eval.stages.pipeline` (supports `-m` sweeps)."""
     from hydra.core.hydra_config import HydraConfig
@@ -95,7 +95,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-pipeline`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("pipeline", _hydra_main)
+    hydra_entry("pipeline", "pipeline", _hydra_main)
 
 
 if __name__ == "__main__":

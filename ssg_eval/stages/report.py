@@ -11,7 +11,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry, results_dir
+from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
+from ssg_eval.runs.layout import results_dir
 
 
 def _plain(node: Any) -> Any:
@@ -44,16 +45,15 @@ def run_report(cfg: Any) -> dict[str, Path]:
     )
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="report")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="report")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-report` / `python -m ssg_eval.stages.report` with Hydra overrides."""
-    out = cli_main("report", run_report, cfg)
-    del out
+    cli_main("report", run_report, cfg, check=False)
 
 
 def main() -> None:
     """`ssg-report`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("report", _hydra_main)
+    hydra_entry("report", "report", _hydra_main)
 
 
 if __name__ == "__main__":

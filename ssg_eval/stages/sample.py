@@ -2,7 +2,7 @@
 
 It validates the config, initialises torch.distributed from the torchrun environment when
 WORLD_SIZE > 1, runs this rank's chunks, and lets rank 0 finalize the run; the sampling itself
-lives in `ssg_eval.sampling.run`. Never pass Hydra's `-m` inside torchrun (one torchrun per run).
+lives in `ssg_eval.sampling.runner`. Never pass Hydra's `-m` inside torchrun (one torchrun per run).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
+from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 
 # Absolute, so that the console script finds the configs too (a relative `../conf` is resolved
 # as the Python package `conf` when Hydra is entered through `ssg_eval.stages.sample:main`).
@@ -22,7 +22,7 @@ from ssg_eval.stages.entry import CONF_DIR, cli_main, hydra_entry
 
 def print_sample_plan(cfg: Any, world_size: int) -> None:
     """Print what the sample stage would do (chunks per rank, shards done); loads no weights."""
-    from ssg_eval.sampling.run import plan_status
+    from ssg_eval.sampling.runner import plan_status
 
     status = plan_status(cfg, world_size)
     plan = status["plan"]
@@ -68,7 +68,7 @@ def sample_stage(cfg: Any) -> Path | None:
     from ssg_eval.runs.layout import run_dir
     from ssg_eval.runs.lock import RunLockedError
     from ssg_eval.sampling.plan import plan_from_config
-    from ssg_eval.sampling.run import finalize_run, run_rank
+    from ssg_eval.sampling.runner import finalize_run, run_rank
 
     device = dist.resolve_device(str(cfg.runtime.device))
     dist.init_process_group_if_needed(str(cfg.runtime.dist_backend), device)
@@ -96,7 +96,7 @@ def sample_stage(cfg: Any) -> Path | None:
         dist.destroy()
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="sample")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-sample` / `python -m ssg_eval.stages.sample` with Hydra overrides (or torchrun)."""
     cli_main("sample", sample_stage, cfg)
@@ -104,7 +104,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-sample`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("sample", _hydra_main)
+    hydra_entry("sample", "sample", _hydra_main)
 
 
 if __name__ == "__main__":

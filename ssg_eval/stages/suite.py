@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from omegaconf import OmegaConf, open_dict
 
-from ssg_eval.config import ConfigError, validate
-from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
+from ssg_eval.cli import compose_context, conf_dir, run_cli
+from ssg_eval.errors import ConfigError
 from ssg_eval.stages.preflight import check_inputs
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
+from ssg_eval.validation import validate
 
 log = get_logger(__name__)
 
@@ -65,9 +66,9 @@ class Suite:
         ]  # fmt: skip
 
 
-def _names_in(conf_dir: Path, group: str) -> list[str]:
-    return sorted(str(p.relative_to(conf_dir / group).with_suffix(""))
-                  for p in (conf_dir / group).rglob("*.yaml"))  # fmt: skip
+def _names_in(root: Path, group: str) -> list[str]:
+    return sorted(str(p.relative_to(root / group).with_suffix(""))
+                  for p in (root / group).rglob("*.yaml"))  # fmt: skip
 
 
 def _check_names(path: Path, key: str, group: str, names: Sequence[str]) -> None:
@@ -77,15 +78,20 @@ def _check_names(path: Path, key: str, group: str, names: Sequence[str]) -> None
         raise ConfigError(f"{path}: {key} names {unknown} not in conf/{group}/; valid: {valid}")
 
 
-def load_suite(name: str, conf_dir: str | Path = CONF_DIR) -> Suite:
-    """Read and check `<conf_dir>/suite/<name>.yaml` (keys, names of every config it refers to).
+def load_suite(name: str, conf_root: str | Path | None = None) -> Suite:
+    """Read and check `<conf>/suite/<name>.yaml` (keys, names of every config it refers to).
+
+    Args:
+        name: suite file stem.
+        conf_root: the conf folder to read (default: the installed `ssg_eval.conf`).
 
     Raises:
         ConfigError: unknown suite, missing or unknown key, or a name without a config file.
     """
-    path = Path(conf_dir) / "suite" / f"{name}.yaml"
+    root = conf_dir() if conf_root is None else Path(conf_root)
+    path = root / "suite" / f"{name}.yaml"
     if not path.is_file():
-        valid = _names_in(Path(conf_dir), "suite")
+        valid = _names_in(root, "suite")
         raise ConfigError(f"suite {name!r} not found at {path}; valid suites: {valid}")
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # overrides keep ${...}
     missing = [key for key in REQUIRED_KEYS if key not in raw]
@@ -184,7 +190,7 @@ def run_suite(
 
     suite = load_suite(name)
     seeds = list(suite.seeds if seeds is None else seeds)
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with compose_context():
         cells = compose_cells(suite, overrides, seeds, guidance)
         check_inputs(cfg for cfg, _ in cells)  # one message for every missing file
         for index, (cfg, cell_overrides) in enumerate(cells, start=1):
@@ -204,7 +210,7 @@ def run_suite(
 def _spectral(cells, report_cfg) -> dict[str, Path]:
     """Spectral plots for the first model's baseline vs SSG pair of the first seed."""
     from ssg_eval.analysis.cli import run_spectral_analysis
-    from ssg_eval.stages.entry import results_dir, run_dir
+    from ssg_eval.runs.layout import results_dir, run_dir
 
     first_seed = cells[0][0].sampler.seed
     by_key = {(c.model.name, c.guidance.name): c for c, _ in cells if c.sampler.seed == first_seed}
@@ -232,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every cell")
     args = parser.parse_args(argv)
     configure_cli_logging()
-    written = exit_on_user_error(
+    written = run_cli(
         "ssg-suite", lambda: run_suite(args.name, args.overrides, args.seeds, args.guidance)
     )
     print(f"ssg-suite {args.name}: wrote " + ", ".join(str(p) for p in written.values()))

@@ -8,7 +8,6 @@ only.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +15,17 @@ import hydra
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
-from ssg_eval.config import ConfigError
-from ssg_eval.runs.io import atomic_write_json, read_json
-from ssg_eval.stages.entry import CONF_DIR, exit_on_user_error
+from ssg_eval.cli import CONF_PATH, run_cli
+from ssg_eval.errors import ConfigError, RunLockedError
+from ssg_eval.runs.io import atomic_write_json, ensure_dir, read_json
 from ssg_eval.tune.evaluate import PipelineEvaluator
 from ssg_eval.tune.halving import (
-    OBJECTIVES,
     planned_samples,
     run_halving,
     rung_sizes,
     space_fingerprint,
 )
+from ssg_eval.tune.schema import TuneMode
 from ssg_eval.tune.space import BASELINE, Candidate, candidate_from_params, candidates_from_space
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
@@ -39,31 +38,28 @@ def tune_dir_of(cfg: Any) -> Path:
 
 
 def guidance_dir_of(cfg: Any) -> Path:
-    """Where the tuned guidance group file goes: `tune.guidance_dir`, else `<conf>/local`."""
-    return Path(cfg.guidance_dir) if cfg.guidance_dir else Path(CONF_DIR) / "local"
+    """Where the tuned guidance group file goes: `tune.guidance_dir`, else the tune's folder.
+
+    The default, `<results>/tune/<name>`, is the search-path root that `make table1
+    GUIDANCE=tuned` reads (`ssg_eval.tune.apply`); nothing is ever written into the package.
+    """
+    return Path(cfg.guidance_dir) if cfg.guidance_dir else tune_dir_of(cfg)
 
 
 def _lock(directory: Path) -> FileLock:
-    directory.mkdir(parents=True, exist_ok=True)
+    ensure_dir(directory)
     lock = FileLock(str(directory / ".tune.lock"))
     try:
         lock.acquire(timeout=0)
     except Timeout as err:
-        raise RuntimeError(
-            f"another tune holds {directory / '.tune.lock'}; wait for it, or delete the lock "
-            "file if no tune is running"
+        raise RunLockedError(
+            f"another tune of {directory.name} is running (it holds {directory / '.tune.lock'}); "
+            "wait for it to finish or stop it: the lock is released when that process exits"
         ) from err
     return lock
 
 
-def _require(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"tune.{key}={value!r} is not valid; expected one of {list(choices)}")
-
-
 def _setup(cfg: Any, evaluator_cls: type) -> tuple[PipelineEvaluator, list, Path]:
-    _require("objective", cfg.objective, OBJECTIVES)
-    _require("mode", cfg.mode, ("halving", "trial"))
     directory = tune_dir_of(cfg)
     evaluator = evaluator_cls(cfg, directory)
     # the baseline experiment as it stands (its own temperature), before any candidate override
@@ -83,7 +79,7 @@ def run_tune(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> dict[str, Pat
         cfg: the composed tune config.
         evaluator_cls: `PipelineEvaluator` or a subclass (tests swap the feature network).
     """
-    from ssg_eval.tune.report import write_report
+    from ssg_eval.tune.summary import write_report
 
     evaluator, candidates, directory = _setup(cfg, evaluator_cls)
     h = cfg.halving
@@ -149,15 +145,15 @@ def run_trial(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> float:
     return float(value)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="tune")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="tune")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the trial objective in `mode=trial` (for the Optuna sweeper)."""
     configure_cli_logging()
-    if cfg.mode == "trial":
-        value = exit_on_user_error("ssg-tune", lambda: run_trial(cfg), logging.ERROR)
+    if cfg.mode == TuneMode.trial:
+        value = run_cli("ssg-tune", lambda: run_trial(cfg))
         print(f"ssg-tune trial: objective {value:.6g}")
         return value
-    written = exit_on_user_error("ssg-tune", lambda: run_tune(cfg), logging.ERROR)
+    written = run_cli("ssg-tune", lambda: run_tune(cfg))
     print("ssg-tune: wrote " + ", ".join(str(p) for p in written.values()))
     return None
 

@@ -8,37 +8,26 @@ their per-shard features). It holds no search logic.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from hydra import compose
 
-from ssg_eval.config import ConfigError, validate
+from ssg_eval.cli import compose_context, config_names
+from ssg_eval.errors import ConfigError
 from ssg_eval.runs.io import read_json
 from ssg_eval.runs.layout import FEATURES_NPZ, MANIFEST_JSON, run_dir
-from ssg_eval.stages.entry import CONF_DIR
 from ssg_eval.tune.halving import Measurement
 from ssg_eval.tune.space import Candidate
 from ssg_eval.utils.logging import get_logger
+from ssg_eval.validation import validate
 
-__all__ = ["PipelineEvaluator", "RunFeatures", "hydra_context"]
+__all__ = ["PipelineEvaluator", "RunFeatures"]
 
 log = get_logger(__name__)
 FEATURE_KEYS = ("pool", "spatial", "logits")
-
-
-@contextmanager
-def hydra_context():
-    """Compose from the packaged conf/ (reuses a running Hydra app's initialisation)."""
-    if GlobalHydra.instance().is_initialized():
-        yield
-        return
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        yield
 
 
 def _num_samples(directory: Path) -> int:
@@ -79,7 +68,7 @@ class PipelineEvaluator:
 
     def __init__(self, tune_cfg: Any, tune_dir: Path):
         self.tune_cfg, self.tune_dir = tune_cfg, Path(tune_dir)
-        models = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
+        models = config_names("model")
         if str(tune_cfg.target) not in models:
             raise ConfigError(f"tune.target={tune_cfg.target!r} is not a conf/model name; "
                               f"valid: {models} (make tune MODEL=var_d16)")  # fmt: skip
@@ -108,7 +97,7 @@ class PipelineEvaluator:
         exactly what the override would give.
         """
         if cand.key not in self._composed:
-            with hydra_context():
+            with compose_context():
                 self._composed[cand.key] = compose(config_name="pipeline",
                                                    overrides=self.overrides(cand, n))  # fmt: skip
         cfg = self._composed[cand.key].copy()
@@ -136,7 +125,7 @@ class PipelineEvaluator:
 
     def ensure(self, cand: Candidate, n: int) -> RunFeatures:
         """Sample `cand` up to `n` (reusing what exists) and return its first `n` features."""
-        from ssg_eval.stages.pipeline import sample_stage
+        from ssg_eval.stages.pipeline import ensure_samples
         from ssg_eval.stages.preflight import check_inputs
 
         cfg = self.compose(cand, n)
@@ -147,7 +136,7 @@ class PipelineEvaluator:
             check_inputs([cfg])
             chunk = int(cfg.sampler.chunk_size)
             start = time.perf_counter()
-            sample_stage(cfg, self.overrides(cand, n))
+            ensure_samples(cfg, self.overrides(cand, n))
             processes = int(cfg.launch.nproc_per_node) * int(cfg.launch.get("nnodes", 1))
             device_s += (time.perf_counter() - start) * processes
             new_samples = n - (have // chunk) * chunk  # a partial last chunk is regenerated

@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ssg_eval.config import ConfigError
+from ssg_eval.errors import ConfigError
 from ssg_eval.metrics.keys import FID, IS
 from ssg_eval.runs.io import atomic_write_json, read_json
+from ssg_eval.tune.schema import TuneObjective
 from ssg_eval.tune.space import BASELINE, Candidate
 from ssg_eval.utils.logging import get_logger
 
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-OBJECTIVES = ("fid", "fid_is_constrained")
+OBJECTIVES = tuple(o.value for o in TuneObjective)
 STATE_VERSION = 1
 
 

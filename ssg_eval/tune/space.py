@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ssg_eval.config import ConfigError
+from ssg_eval.errors import ConfigError
 
 __all__ = ["BASELINE", "Candidate", "candidate_from_params", "candidates_from_space"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as torch_dist
 
-from ssg_eval.config import ConfigError
+from ssg_eval.errors import ConfigError
 
 __all__ = [
     "autocast_dtype",

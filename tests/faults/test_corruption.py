@@ -13,11 +13,11 @@ import logging
 import numpy as np
 import pytest
 
+from ssg_eval.cli import run_cli
 from ssg_eval.runs.io import UnreadableFileError
 from ssg_eval.sampling.plan import plan_from_config
-from ssg_eval.sampling.run import sample_run
+from ssg_eval.sampling.runner import sample_run
 from ssg_eval.sampling.shards import export_samples_npz, shard_path
-from ssg_eval.stages.entry import exit_on_user_error
 from ssg_eval.stages.features import run_features
 from ssg_eval.stages.metrics import run_metrics
 from tests.faults.conftest import contents, tiny
@@ -87,7 +87,7 @@ def test_unwritable_results_path_and_ctrl_c_are_one_line(tmp_path, capsys):
     blocker.write_text("not a directory")
     cfg = tiny(blocker / "results")
     with pytest.raises(SystemExit) as exit_info:
-        exit_on_user_error("ssg-sample", lambda: sample_run(cfg))
+        run_cli("ssg-sample", lambda: sample_run(cfg))
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and str(blocker) in err[0], err
 
@@ -95,7 +95,7 @@ def test_unwritable_results_path_and_ctrl_c_are_one_line(tmp_path, capsys):
         raise KeyboardInterrupt
 
     with pytest.raises(SystemExit) as exit_info:
-        exit_on_user_error("ssg-sample", interrupted)
+        run_cli("ssg-sample", interrupted)
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 130 and len(err) == 1
     assert "rerun the same command to resume" in err[0]

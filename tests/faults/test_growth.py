@@ -13,7 +13,7 @@ import numpy as np
 
 import ssg_eval.sampling.shards as shards
 from ssg_eval.runs.layout import FEATURES_CACHE
-from ssg_eval.sampling.run import sample_run
+from ssg_eval.sampling.runner import sample_run
 from ssg_eval.stages.features import run_features
 from tests.conftest import compose_config
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import ssg_eval.sampling.finalize as finalize
-import ssg_eval.sampling.run as run
+import ssg_eval.sampling.runner as run
 import ssg_eval.sampling.shards as shards
 from ssg_eval.runs.io import temp_path
 from ssg_eval.runs.layout import run_dir
-from ssg_eval.sampling.run import sample_run
+from ssg_eval.sampling.runner import sample_run
 from tests.faults.conftest import contents, in_child, kill_self, tiny
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssg_eval.sampling.run import sample_run
+from ssg_eval.sampling.runner import sample_run
 from tests.shard_helpers import shard_contents as _contents
 
 TINY = ["model=tiny", "sampler=tiny", "runtime.device=cpu", "runtime.measure_latency=false",
@@ -68,7 +68,7 @@ def test_two_gloo_processes_match_one_process_and_cli_contract(tmp_path, tiny_cf
 
 
 def test_runtime_helpers_without_torchrun(monkeypatch):
-    from ssg_eval.config import ConfigError
+    from ssg_eval.errors import ConfigError
     from ssg_eval.utils import dist
     from tests.conftest import compose_config
 

@@ -15,14 +15,14 @@ import torch
 from ssg_eval.config import AutoguidanceConfig, GuideModelConfig, IcgConfig, SsgConfig
 from ssg_eval.guidance.base import GUIDE_MODEL, RANDOM_CLASS, StepContext
 from ssg_eval.guidance.cfg import CfgRamp
-from ssg_eval.guidance.reference import build_autoguidance, build_icg
+from ssg_eval.guidance.family import build_autoguidance, build_icg
 from ssg_eval.guidance.ssg import build_ssg
 from ssg_eval.models.load import build_guide, build_model
 from ssg_eval.sampling import generate as generate_module
 from ssg_eval.sampling.generate import build_sampling_model, generate_chunk
 from ssg_eval.sampling.loop import make_generators, sample_scales
 from ssg_eval.sampling.plan import SamplePlan, plan_from_config
-from ssg_eval.sampling.run import run_rank
+from ssg_eval.sampling.runner import run_rank
 from tests.integration.test_distributed import _contents
 from tests.unit.test_models import load_model_config
 

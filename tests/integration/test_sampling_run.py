@@ -15,10 +15,11 @@ import pytest
 import torch
 
 import ssg_eval.models.load as model_load
-from ssg_eval.config import ConfigError
+from ssg_eval.errors import ConfigError
 from ssg_eval.runs.identity import identity_hash, identity_of
+from ssg_eval.runs.layout import run_dir
 from ssg_eval.sampling.plan import plan_from_config
-from ssg_eval.sampling.run import (
+from ssg_eval.sampling.runner import (
     SimulatedCrash,
     finalize_run,
     resolved_config,
@@ -26,7 +27,6 @@ from ssg_eval.sampling.run import (
     sample_run,
 )
 from ssg_eval.sampling.shards import shard_path
-from ssg_eval.stages.entry import run_dir
 from ssg_eval.stages.sample import sample_stage
 
 _REAL_BUILD = model_load.build_model

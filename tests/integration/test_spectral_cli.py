@@ -11,15 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip(
-    "ssg_eval.sampling.run", reason="needs ssg_eval.sampling.run.sample_run (sampler not landed)"
-)
-
 from ssg_eval.analysis.cli import OUTPUT_NAMES, main, run_spectral_analysis  # noqa: E402
 from ssg_eval.analysis.images import npz_array_header  # noqa: E402
-from ssg_eval.config import validate  # noqa: E402
+from ssg_eval.runs.layout import run_dir  # noqa: E402
 from ssg_eval.smoke import synthetic_images  # noqa: E402
-from ssg_eval.stages.entry import run_dir  # noqa: E402
+from ssg_eval.validation import validate  # noqa: E402
 from tests.conftest import compose_config  # noqa: E402
 
 NUM_LATENT = 4
@@ -28,7 +24,7 @@ NUM_LATENT = 4
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Baseline (CFG), CFG + SSG and CFG + SSG with β = 0 on the tiny model, plus a reference."""
-    from ssg_eval.sampling.run import sample_run
+    from ssg_eval.sampling.runner import sample_run
 
     results = tmp_path_factory.mktemp("results")
 

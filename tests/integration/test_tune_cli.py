@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from ssg_eval.stages.entry import CONF_DIR
 from ssg_eval.tune.apply import tuned_cell_overrides
+from tests.conftest import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_tune_cli_halving_then_optuna_then_table1_cell(tmp_path):
     trials = json.loads((tmp_path / "tune" / "tiny_d1" / "trials.json").read_text())
     assert len(trials) == 2 and all(0 <= t["params"]["beta"] <= 2 for t in trials)
     # the winner feeds Table 1 through Hydra's search path
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cell = ["experiment=smoke", "model=tiny_d1", "guidance=cfg_ssg"]
         ssg = compose(config_name="pipeline", overrides=cell)
         extra = tuned_cell_overrides(ssg, tmp_path / "local")

@@ -16,9 +16,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from ssg_eval.runs.io import atomic_write_npz
-from ssg_eval.stages.entry import CONF_DIR
 from ssg_eval.tune.__main__ import run_trial, run_tune
 from ssg_eval.tune.evaluate import PipelineEvaluator
+from tests.conftest import CONF_DIR
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -79,7 +79,7 @@ def assets(tmp_path_factory):
     from ssg_eval.metrics.stats import feature_statistics
 
     root = tmp_path_factory.mktemp("tune_assets")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             config_name="pipeline",
             overrides=[
@@ -108,7 +108,7 @@ def tune_cfg(assets, results, *extra, n_cap=40, n_final=80):
     results.mkdir(parents=True, exist_ok=True)
     if not (results / "assets").exists():
         os.symlink(assets / "assets", results / "assets")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="tune", overrides=[
             "target=tiny_d1", "tune=tiny", f"results={results}", "make_smoke_assets=false",
             f"guidance_dir={results / 'conf_local'}", "stats.bootstrap_resamples=20",
@@ -199,7 +199,7 @@ def test_beta_zero_reproduces_the_baseline_bit_identically(assets):
 
     common = ["experiment=smoke", "model=tiny_d1", f"paths.results={assets}", "runtime.device=cpu",
               "sampler.num_samples=20", "sampler.chunk_size=20"]  # fmt: skip
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         base = compose(config_name="pipeline", overrides=common)
         zero = compose(config_name="pipeline",
                        overrides=[*common, "guidance=cfg_ssg", "guidance.ssg.beta=0"])  # fmt: skip
@@ -220,7 +220,7 @@ def test_optuna_trial_mode_measures_one_paired_point(assets, tmp_path):
 
 
 def test_optuna_sweeper_composes():
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="tune", return_hydra_config=True, overrides=[
             "target=var_d16", "mode=trial", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3",
             "hydra.sweeper.storage=null"])  # fmt: skip

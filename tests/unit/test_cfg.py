@@ -11,7 +11,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ssg_eval.config import CfgRampConfig, ConfigError
+from ssg_eval.config import CfgRampConfig
+from ssg_eval.errors import ConfigError
 from ssg_eval.guidance.base import StepContext
 from ssg_eval.guidance.cfg import CfgRamp, build_cfg_ramp
 

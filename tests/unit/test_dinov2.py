@@ -157,7 +157,7 @@ def test_stages_write_fd_dinov2_beside_fid(tiny_cfg, tmp_path, monkeypatch):
     from ssg_eval.features.inception import build_inception, make_random_inception_weights
     from ssg_eval.metrics.reference import build_reference_npz
     from ssg_eval.runs.io import read_json
-    from ssg_eval.sampling.run import sample_run
+    from ssg_eval.sampling.runner import sample_run
     from ssg_eval.stages.features import run_features
     from ssg_eval.stages.metrics import run_metrics
 

@@ -106,8 +106,8 @@ def test_unknown_impl_names_the_config_key():
 def test_config_switches_validate(tiny_cfg):
     from hydra.errors import ConfigCompositionException
 
-    from ssg_eval.config import validate
     from ssg_eval.features.extract import device_batch_size
+    from ssg_eval.validation import validate
 
     validate(tiny_cfg("metrics.feature_batch_size=null", "metrics.inception_impl=torch_fidelity"))
     with pytest.raises(ConfigCompositionException) as info:  # a StrEnum: rejected when composed

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssg_eval.config import ConfigError
+from ssg_eval.errors import ConfigError
 from ssg_eval.metrics.compute import compute_metrics
 from ssg_eval.metrics.frechet import frechet_distance
 from ssg_eval.metrics.keys import FID, IS, IS_STD, PRECISION, RECALL, SFID

@@ -28,7 +28,7 @@ PATCH_512 = [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
 KEY_LISTING = Path(__file__).resolve().parents[1] / "fixtures" / "var_state_dict_keys.txt"
 
 
-CONF_MODEL = Path(__file__).resolve().parents[2] / "ssg_eval" / "conf" / "model"
+CONF_MODEL = Path(__file__).resolve().parents[2] / "conf" / "model"
 
 
 def load_model_config(name: str):

@@ -19,11 +19,11 @@ import torch
 from ssg_eval.config import (
     AutoguidanceConfig,
     CfgRampConfig,
-    ConfigError,
     GuidanceConfig,
     IcgConfig,
     SsgConfig,
 )
+from ssg_eval.errors import ConfigError
 from ssg_eval.guidance import build_processors
 from ssg_eval.guidance.base import BRANCHES, NULL_CLASS, LogitProcessor, StepContext
 from ssg_eval.registry import PROCESSORS, lookup

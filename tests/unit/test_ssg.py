@@ -15,7 +15,8 @@ import scipy.fft
 import torch
 from omegaconf import OmegaConf
 
-from ssg_eval.config import ConfigError, SsgConfig
+from ssg_eval.config import SsgConfig
+from ssg_eval.errors import ConfigError
 from ssg_eval.guidance.base import StepContext
 from ssg_eval.guidance.ssg import Ssg, beta_per_scale, build_ssg
 

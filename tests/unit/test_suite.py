@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ssg_eval.config import ConfigError, validate
+from ssg_eval.errors import ConfigError
 from ssg_eval.stages.suite import load_suite
+from ssg_eval.validation import validate
 from tests.conftest import CONF_DIR, compose_config
 
 SUITES = sorted(p.stem for p in (CONF_DIR / "suite").glob("*.yaml"))

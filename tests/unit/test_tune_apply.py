@@ -6,15 +6,15 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ssg_eval.stages.entry import CONF_DIR
 from ssg_eval.tune.apply import tuned_cell_overrides
+from tests.conftest import CONF_DIR
 
 SSG = ["experiment=table1", "model=var_d16", "guidance=cfg_ssg"]
 
 
 def test_ssg_cells_use_the_tuned_file_and_baselines_stay(tmp_path):
     (tmp_path / "guidance").mkdir()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         # a tuned file as make tune writes it: the winner's resolved guidance node
         winner = compose(config_name="pipeline", overrides=[
             "experiment=table1", "model=var_d16", "guidance=cfg_ssg", "guidance.ssg.beta=1.25",

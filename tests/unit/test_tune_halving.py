@@ -8,7 +8,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from ssg_eval.config import ConfigError
+from ssg_eval.errors import ConfigError
 from ssg_eval.metrics.keys import FID, IS
 from ssg_eval.tune.halving import Measurement, rank, run_halving, rung_sizes, space_fingerprint
 from ssg_eval.tune.space import BASELINE, candidates_from_space

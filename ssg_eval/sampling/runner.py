@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ssg_eval.config import ConfigError, validate
+from ssg_eval.errors import ConfigError
 from ssg_eval.runs.claim import check_identity, stage_lock, stored_identity, write_identity
 from ssg_eval.runs.identity import identity_diff, identity_hash, identity_of
 from ssg_eval.runs.io import clean_stale_temps, read_json
@@ -42,6 +42,7 @@ from ssg_eval.sampling.plan import SamplePlan, plan_from_config
 from ssg_eval.sampling.shards import SAMPLES_NPZ, shard_path, shard_problem, write_shard
 from ssg_eval.utils.dist import resolve_device, setup_runtime
 from ssg_eval.utils.logging import get_logger
+from ssg_eval.validation import validate
 
 __all__ = ["SimulatedCrash", "finalize_run", "plan_status", "prepare_run_dir", "resolved_config",
            "run_rank", "sample_run"]  # fmt: skip

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from ssg_eval.config import Arithmetic, ConfigError, LogitSpace, RampSchedule, parse_choice
+from ssg_eval.config import Arithmetic, LogitSpace, RampSchedule, parse_choice
+from ssg_eval.errors import ConfigError
 from ssg_eval.guidance.base import GUIDE_MODEL, NULL_CLASS, RANDOM_CLASS, StepContext
 
 __all__ = [
