@@ -32,9 +32,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install ssg_eval (editable, dev extras)
 
-lint: $(STAMP) ## ruff check + format check
+lint: $(STAMP) ## ruff check + format check + the layer contract (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check ssg_eval tests benchmarks
 	$(VENV)/bin/ruff format --check ssg_eval tests benchmarks
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP) ## ruff format + autofix
 	$(VENV)/bin/ruff format ssg_eval tests benchmarks

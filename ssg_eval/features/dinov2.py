@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ssg_eval.runs.io import sha256_file
+from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -75,18 +75,6 @@ def resample_pos_embed(pos_embed_1LC: torch.Tensor, grid: int) -> torch.Tensor:
     assert patch_1CGG.shape[-2:] == (grid, grid), patch_1CGG.shape
     patch_1PC = patch_1CGG.permute(0, 2, 3, 1).reshape(1, grid * grid, channels)
     return torch.cat([cls_1C.float(), patch_1PC], dim=1).to(pos_embed_1LC.dtype)
-
-
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def weights_sha256(path: Path) -> str:
-    """sha256 of the weights file, memoised on (path, size, mtime): ViT-L is 1.2 GB."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_MEMO:
-        _SHA_MEMO[key] = sha256_file(path)
-    return _SHA_MEMO[key]
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -156,7 +144,7 @@ def build_dinov2(
         )
     model.load_state_dict(state, strict=True)
     model.eval().requires_grad_(False).to(device)
-    model.weights_sha256 = weights_sha256(path)
+    model.weights_sha256 = sha256_file(path)
     model.weights_path = path
     return model
 
@@ -192,104 +180,3 @@ def dinov2_features(
     if not out:
         raise ValueError("no images to extract DINOv2 features from")
     return np.concatenate(out).astype(np.float32)
-
-
-# ----------------------------------------------------------------------------------------------
-# I/O edge: a run's DINOv2 features (features_dinov2.npz) and the cached reference features
-# ----------------------------------------------------------------------------------------------
-FEATURES_FILE = "features_dinov2.npz"
-
-
-def _meta(cfg: Any, weights_sha: str, extra: dict[str, Any]) -> dict:
-    return {
-        "dinov2_arch": str(cfg.metrics.dinov2_arch),
-        "dinov2_sha256": weights_sha,
-        "feature_batch_size": int(cfg.metrics.feature_batch_size),
-        "input_size": INPUT_SIZE,
-        **extra,
-    }
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    import json
-
-    with np.load(path, allow_pickle=False) as data:
-        return json.loads(str(data["meta"]))
-
-
-def _write(path: Path, features: np.ndarray, meta: dict[str, Any]) -> Path:
-    import json
-
-    from ssg_eval.runs.io import atomic_write_npz
-
-    meta_text = np.array(json.dumps(meta, sort_keys=True))
-    return atomic_write_npz(path, features=features, meta=meta_text)
-
-
-def write_run_features(cfg: Any, run_dir: Path, manifest: dict[str, Any]) -> Path | None:
-    """`<run_dir>/features_dinov2.npz` when `fd_dinov2` is in `metrics.metrics` (else None).
-
-    Skipped when the file exists for the same samples, weights and protocol; a file from other
-    inputs is an error unless `overwrite=true`.
-
-    Raises:
-        FileNotFoundError: DINOv2 weights missing (see `build_dinov2`).
-        FileExistsError: features from other inputs exist and `overwrite` is false.
-    """
-    from ssg_eval.metrics.keys import FD_DINOV2
-    from ssg_eval.sampling.shards import iter_run_images
-    from ssg_eval.utils.dist import resolve_device
-
-    if FD_DINOV2 not in cfg.metrics.metrics:
-        return None
-    weights = cfg.metrics.dinov2_weights
-    sha = weights_sha256(Path(weights)) if weights and Path(weights).is_file() else "missing"
-    meta = _meta(cfg, sha, {"sample_config_hash": manifest["config_hash"]})
-    path = run_dir / FEATURES_FILE
-    if path.is_file():
-        if _read_meta(path) == meta:
-            log.info("DINOv2 features of %s are up to date; skipping", run_dir.name)
-            return path
-        if not cfg.overwrite:
-            raise FileExistsError(
-                f"{path} was computed from other inputs; pass overwrite=true to recompute"
-            )
-    device = resolve_device(cfg.metrics.feature_device)
-    model = build_dinov2(weights, device, arch=cfg.metrics.dinov2_arch)
-    batch = int(cfg.metrics.feature_batch_size)
-    images = (images for images, _, _ in iter_run_images(run_dir, batch))
-    return _write(path, dinov2_features(images, model, batch, device), meta)
-
-
-def reference_run_features(cfg: Any, reference: Any, cache_dir: Path) -> np.ndarray:
-    """DINOv2 features of the reference batch's images, cached per (file, weights, protocol)."""
-    from ssg_eval.utils.dist import resolve_device
-
-    weights = cfg.metrics.dinov2_weights
-    sha = weights_sha256(Path(weights)) if weights and Path(weights).is_file() else "missing"
-    meta = _meta(cfg, sha, {"reference_sha256": reference.sha256})
-    path = Path(cache_dir) / f"{reference.sha256[:16]}_dinov2_{sha[:16]}.npz"
-    if path.is_file() and _read_meta(path) == meta:
-        with np.load(path, allow_pickle=False) as data:
-            return data["features"]
-    device = resolve_device(cfg.metrics.feature_device)
-    model = build_dinov2(weights, device, arch=cfg.metrics.dinov2_arch)
-    batch = int(cfg.metrics.feature_batch_size)
-    features = dinov2_features(reference.iter_images(batch), model, batch, device)
-    _write(path, features, meta)
-    return features
-
-
-def read_run_features(run_dir: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """Features and meta of `<run_dir>/features_dinov2.npz`.
-
-    Raises:
-        FileNotFoundError: the features stage has not written them (with the fix).
-    """
-    path = run_dir / FEATURES_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: run the features stage with fd_dinov2 in metrics.metrics first"
-        )
-    with np.load(path, allow_pickle=False) as data:
-        return data["features"], _read_meta(path)

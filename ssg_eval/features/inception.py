@@ -23,7 +23,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d, FeatureExt
 
 from ssg_eval.features.preprocess import INCEPTION_SIZE, uint8_to_inception_input
 from ssg_eval.features.spatial import SpatialTap
-from ssg_eval.runs.io import atomic_write_bytes, sha256_file
+from ssg_eval.runs.io import atomic_write_bytes
+from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)

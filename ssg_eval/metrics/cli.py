@@ -1,7 +1,7 @@
 """`python -m ssg_eval.metrics.cli SAMPLES.npz REFERENCE.npz --out metrics.json`: ADM evaluator.
 
-Parses arguments and reports; all work happens in `compute.evaluate_npz`, and this module must
-not compute anything itself.
+Parses arguments and reports through the one error contract (`ssg_eval.cli.run_cli`); all work
+happens in `compute.evaluate_npz`, and this module must not compute anything itself.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ssg_eval.cli import run_cli
+from ssg_eval.errors import UnwritablePathError
 from ssg_eval.metrics.keys import ALL_METRICS
-from ssg_eval.utils.logging import configure_cli_logging, get_logger
-
-log = get_logger(__name__)
+from ssg_eval.utils.logging import configure_cli_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,11 +49,12 @@ def check_out(out: str | Path, overwrite: bool) -> None:
 
     Raises:
         FileExistsError: it exists and `overwrite` is false.
-        OSError: it is a directory, or its directory is missing or not writable.
+        FileNotFoundError: its directory is missing.
+        UnwritablePathError: it is a directory, or its directory is not writable.
     """
     out = Path(out)
     if out.is_dir():
-        raise IsADirectoryError(
+        raise UnwritablePathError(
             f"--out {out} is a directory; give a file name like {out}/metrics.json"
         )
     if out.exists() and not overwrite:
@@ -62,7 +63,7 @@ def check_out(out: str | Path, overwrite: bool) -> None:
     if not parent.is_dir():
         raise FileNotFoundError(f"--out {out}: directory {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):
-        raise PermissionError(f"--out {out}: directory {parent} is not writable")
+        raise UnwritablePathError(f"--out {out}: directory {parent} is not writable")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,9 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_cli_logging()
     from ssg_eval.metrics.compute import evaluate_npz
 
-    try:
+    def evaluate() -> dict:
         check_out(args.out, args.overwrite)
-        payload = evaluate_npz(
+        return evaluate_npz(
             args.samples,
             args.reference,
             args.out,
@@ -88,13 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress,
         )
-    except KeyboardInterrupt:
-        print("ssg_eval.metrics.cli: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    except (ValueError, OSError, KeyError, RuntimeError) as err:
-        log.debug("evaluation failed", exc_info=True)
-        print(f"ssg_eval.metrics.cli: error: {err}", file=sys.stderr)
-        return 2
+
+    try:  # one line and exit 2 for what the user can fix, a traceback and exit 1 for a bug
+        payload = run_cli("ssg_eval.metrics.cli", evaluate)
+    except SystemExit as done:
+        return int(done.code)
     values = payload["metrics"]
     summary = " ".join(f"{key}={value!r}" for key, value in values.items())
     print(f"wrote {args.out}: {summary}")

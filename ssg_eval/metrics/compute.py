@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ssg_eval.errors import ConfigError
+from ssg_eval.errors import ConfigError, InputFileError
 from ssg_eval.metrics.frechet import frechet_distance, frechet_distance_features
 from ssg_eval.metrics.inception_score import check_prediction_order, inception_score
 from ssg_eval.metrics.keys import ALL_METRICS, FID, IS, IS_STD, PRECISION, RECALL, SFID
@@ -27,7 +27,8 @@ from ssg_eval.metrics.reference import (
     reference_features,
 )
 from ssg_eval.metrics.stats import feature_statistics
-from ssg_eval.runs.io import atomic_write_json, sha256_file
+from ssg_eval.runs.io import atomic_write_json
+from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -142,7 +143,7 @@ def _check_order_of_arguments(samples: Path, reference: Path, manifest: dict[str
         return manifest.get(path.name, {}).get("role") == "reference"
 
     if is_reference(samples) and not is_reference(reference):
-        raise ValueError(
+        raise InputFileError(
             f"{samples} is the reference batch {samples.name} but was given as SAMPLES; the order "
             "is SAMPLES REFERENCE (ADM's evaluator.py takes the reference first)"
         )
@@ -209,7 +210,7 @@ def evaluate_npz(
     _check_order_of_arguments(samples_npz, reference_npz, manifest)
     shape, dtype = npz_array_header(samples_npz, "arr_0")
     if dtype != np.uint8 or len(shape) != 4 or shape[-1] != 3:
-        raise ValueError(
+        raise InputFileError(
             f"{samples_npz}: key 'arr_0' is {dtype} {shape}, expected uint8 (N, H, W, 3) NHWC"
         )
     sample_stats = read_stored_stats(samples_npz)

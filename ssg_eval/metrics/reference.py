@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ssg_eval.errors import InputFileError
 from ssg_eval.features import FEATURE_DIMS, FEATURE_KEYS
 from ssg_eval.features.extract import (
     device_batch_size,
@@ -28,8 +29,9 @@ from ssg_eval.features.extract import (
     validate_images,
 )
 from ssg_eval.metrics.stats import feature_statistics
-from ssg_eval.runs.io import atomic_write_npz, read_json, sha256_file
+from ssg_eval.runs.io import atomic_write_npz, read_json
 from ssg_eval.runs.npz import npz_array_header, npz_keys, open_npz_array
+from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -107,11 +109,11 @@ def _check_images_header(path: Path, entry: dict[str, Any] | None) -> tuple[int,
     shape, dtype = npz_array_header(path, "arr_0")
     expected = (entry or {}).get("keys", {}).get("arr_0")
     if dtype != np.uint8:
-        raise ValueError(f"{path}: key 'arr_0' has dtype {dtype}, expected uint8 (NHWC, 0-255)")
+        raise InputFileError(f"{path}: key 'arr_0' has dtype {dtype}, expected uint8 (NHWC, 0-255)")
     if len(shape) != 4 or shape[-1] != 3:
-        raise ValueError(f"{path}: key 'arr_0' has shape {shape}, expected (N, H, W, 3) NHWC")
+        raise InputFileError(f"{path}: key 'arr_0' has shape {shape}, expected (N, H, W, 3) NHWC")
     if expected and tuple(expected["shape"]) != tuple(shape):
-        raise ValueError(
+        raise InputFileError(
             f"{path}: key 'arr_0' has shape {shape}, expected {tuple(expected['shape'])} "
             f"(manifest entry {path.name})"
         )
@@ -144,25 +146,27 @@ def read_stored_stats(
     with np.load(path, allow_pickle=False) as data:
         for key in STAT_KEYS:
             if key not in keys:
-                raise ValueError(
+                raise InputFileError(
                     f"{path}: key {key!r} missing (keys present: {sorted(keys)}); an ADM batch "
                     f"with stored statistics needs all of {list(STAT_KEYS)}"
                 )
             value = data[key]
             allowed = expected.get(key, {}).get("dtype", ["float64", "float32"])
             if str(value.dtype) not in ([allowed] if isinstance(allowed, str) else allowed):
-                raise ValueError(f"{path}: key {key!r} has dtype {value.dtype}, expected {allowed}")
+                raise InputFileError(
+                    f"{path}: key {key!r} has dtype {value.dtype}, expected {allowed}"
+                )
             stats[key] = value.astype(np.float64)
     for mean_key, sigma_key in _SIGMA_OF.items():
         dim = STAT_DIMS[mean_key]
         for key, shape in ((mean_key, (dim,)), (sigma_key, (dim, dim))):
             want = tuple(expected.get(key, {}).get("shape", shape))
             if stats[key].shape != want:
-                raise ValueError(
+                raise InputFileError(
                     f"{path}: key {key!r} has shape {stats[key].shape}, expected {want}"
                 )
             if not np.isfinite(stats[key]).all():
-                raise ValueError(f"{path}: key {key!r} contains non-finite values (NaN or inf)")
+                raise InputFileError(f"{path}: key {key!r} contains non-finite values (NaN or inf)")
     return stats
 
 
@@ -199,10 +203,10 @@ def load_reference(
         raise FileNotFoundError(_missing_message(path, name, entry))
     keys = npz_keys(path)
     if "arr_0" not in keys:
-        raise ValueError(f"{path}: key 'arr_0' missing (keys present: {sorted(keys)})")
+        raise InputFileError(f"{path}: key 'arr_0' missing (keys present: {sorted(keys)})")
     for key in (entry or {}).get("keys", {}):
         if key not in keys:
-            raise ValueError(
+            raise InputFileError(
                 f"{path}: key {key!r} missing (keys present: {sorted(keys)}; manifest entry {name})"
             )
     shape = _check_images_header(path, entry)
@@ -216,7 +220,7 @@ def load_reference(
     elif entry.get("sha256") is None:
         log.warning("%s: sha256 not verified (unknown in the manifest); this file: %s", path, sha)
     elif verify_sha256 and entry["sha256"] != sha:
-        raise ValueError(
+        raise InputFileError(
             f"{path}: sha256 {sha} differs from the manifest's {entry['sha256']} for {name}; "
             "re-download the file or set metrics.verify_reference_sha256=false knowingly"
         )
@@ -263,7 +267,7 @@ def _load_images(source: np.ndarray | str | Path, center_crop: bool, resolution:
         return np.stack([center_crop_arr(img, resolution) for img in raw])
     for img in raw:
         if img.shape != (resolution, resolution, 3):
-            raise ValueError(
+            raise InputFileError(
                 f"image shape {img.shape} != ({resolution}, {resolution}, 3) and center_crop=False"
             )
     return np.stack(raw).astype(np.uint8, copy=False)

@@ -16,7 +16,7 @@ from torch import nn
 from ssg_eval.models.checkpoint import CheckpointError, check_checkpoint_path, load_checkpoint
 from ssg_eval.models.var import VAR
 from ssg_eval.models.vqvae import VQVAE
-from ssg_eval.runs.io import sha256_file
+from ssg_eval.utils.hashing import sha256_file
 
 # Re-exported: callers import the loading entry points and the error from this module.
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "init_from_names",
     "load_checkpoint",
     "name_seed",
-    "sha256_file",
 ]
 
 

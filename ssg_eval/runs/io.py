@@ -1,4 +1,4 @@
-"""The one atomic writer, the one JSON reader and the one sha256 helper of the codebase.
+"""The one atomic writer and the one JSON reader of the codebase (hashes: `utils.hashing`).
 
 Every artifact is written to a per-process unique temp file `<name>.<pid>.<random>.tmp` next to
 its destination, fsynced and `os.replace`d, so two writers never share a temp file and a crash
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import re
@@ -32,12 +31,10 @@ __all__ = [
     "disk_error",
     "ensure_dir",
     "read_json",
-    "sha256_file",
 ]
 
 # `<name>.<pid>.<8 hex>.tmp` (this writer) or `<name>.tmp` (older writers): both are temp files.
 _TEMP_RE = re.compile(r"^(?P<name>.+?)(?:\.(?P<pid>\d+)\.[0-9a-f]{8})?\.tmp$")
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 # errno -> what the user can do about it (anything else is not a user's condition: kept as is)
@@ -168,24 +165,6 @@ def read_json(path: str | Path) -> Any:
             f"{path} is not readable JSON ({err}); it is a damaged artifact: delete it and "
             "rerun the stage that writes it (or rerun with overwrite=true)"
         ) from err
-
-
-def sha256_file(path: str | Path, chunk_bytes: int = 1 << 24) -> str:
-    """Hex sha256 of a file, streamed; memoised on (resolved path, size, mtime).
-
-    Large read-only inputs (checkpoints, the reference batch, Inception weights) are then hashed
-    once per process even when every run of a suite asks for them.
-    """
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(chunk_bytes):
-                digest.update(block)
-        _SHA_CACHE[key] = digest.hexdigest()
-    return _SHA_CACHE[key]
 
 
 def _pid_alive(pid: int) -> bool:

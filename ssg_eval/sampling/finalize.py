@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from ssg_eval.runs.claim import stored_identity, write_identity
-from ssg_eval.runs.identity import identity_hash, identity_of, resolved_config
-from ssg_eval.runs.io import atomic_write_json, read_json, sha256_file
+from ssg_eval.runs.identity import identity_hash, resolved_config
+from ssg_eval.runs.io import atomic_write_json, read_json
 from ssg_eval.runs.layout import MANIFEST_JSON
 from ssg_eval.runs.npz import load_npz
 from ssg_eval.sampling.generate import build_sampling_model, image_shape_of, measure_latency
+from ssg_eval.sampling.identity import identity_of
 from ssg_eval.sampling.plan import SamplePlan
 from ssg_eval.sampling.shards import (
     SAMPLES_NPZ,
@@ -28,10 +29,11 @@ from ssg_eval.sampling.shards import (
     shard_problem,
 )
 from ssg_eval.utils.dist import resolve_device, setup_runtime
+from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.utils.provenance import collect_provenance
 
-__all__ = ["check_complete", "finalize_run", "resolved_config"]
+__all__ = ["check_complete", "finalize_run"]
 
 log = get_logger(__name__)
 

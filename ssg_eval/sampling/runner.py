@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ssg_eval.errors import ConfigError
 from ssg_eval.runs.claim import check_identity, stage_lock, stored_identity, write_identity
-from ssg_eval.runs.identity import identity_diff, identity_hash, identity_of
+from ssg_eval.runs.identity import identity_diff, identity_hash
 from ssg_eval.runs.io import clean_stale_temps, read_json
 from ssg_eval.runs.layout import (
     FEATURES_CACHE,
@@ -31,21 +31,21 @@ from ssg_eval.runs.layout import (
 )
 from ssg_eval.runs.layout import run_dir as resolve_run_dir
 from ssg_eval.runs.npz import npz_array_header
-from ssg_eval.sampling.finalize import finalize_run, resolved_config
+from ssg_eval.sampling.finalize import finalize_run
 from ssg_eval.sampling.generate import (
     build_sampling_model,
     generate_chunk,
     image_shape_of,
     measure_latency,
 )
+from ssg_eval.sampling.identity import identity_of
 from ssg_eval.sampling.plan import SamplePlan, plan_from_config
 from ssg_eval.sampling.shards import SAMPLES_NPZ, shard_path, shard_problem, write_shard
 from ssg_eval.utils.dist import resolve_device, setup_runtime
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.validation import validate
 
-__all__ = ["SimulatedCrash", "finalize_run", "plan_status", "prepare_run_dir", "resolved_config",
-           "run_rank", "sample_run"]  # fmt: skip
+__all__ = ["SimulatedCrash", "plan_status", "prepare_run_dir", "run_rank", "sample_run"]
 
 log = get_logger(__name__)
 # Artifacts derived from a run's samples; `overwrite=true` removes them with the shards, unread.

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssg_eval.runs.io import atomic_open, atomic_write_npz, sha256_file
+from ssg_eval.runs.io import atomic_open, atomic_write_npz
 from ssg_eval.runs.npz import NpzError, load_npz, npz_array_header, npz_problem
 from ssg_eval.sampling.plan import SamplePlan
+from ssg_eval.utils.hashing import sha256_file
 
 __all__ = [
     "ROUNDING_RULES",

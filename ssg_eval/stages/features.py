@@ -17,10 +17,11 @@ from omegaconf import DictConfig
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 from ssg_eval.runs.claim import check_identity, stage_lock
-from ssg_eval.runs.identity import identity_hash, identity_of
+from ssg_eval.runs.identity import identity_hash
 from ssg_eval.runs.io import atomic_write_json, atomic_write_npz, clean_stale_temps, read_json
 from ssg_eval.runs.layout import FEATURES_CACHE, FEATURES_JSON, FEATURES_NPZ, MANIFEST_JSON, run_dir
 from ssg_eval.runs.npz import NpzError, load_npz
+from ssg_eval.sampling.identity import identity_of
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -137,8 +138,8 @@ def run_features(cfg: Any) -> Path | None:
         IdentityMismatch / ValueError: the samples are of another config or another N.
         RunLockedError: another process holds the run.
     """
-    from ssg_eval.features.dinov2 import write_run_features
     from ssg_eval.features.inception import inception_weights_sha256
+    from ssg_eval.stages.dinov2 import write_run_features
 
     directory = run_dir(cfg)
     if cfg.dry_run:

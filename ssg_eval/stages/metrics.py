@@ -16,10 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 from ssg_eval.metrics.keys import FID
 from ssg_eval.runs.claim import stage_lock
-from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json, sha256_file
+from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json
 from ssg_eval.runs.layout import FEATURES_JSON, FEATURES_NPZ, METRICS_JSON, results_dir, run_dir
 from ssg_eval.runs.npz import load_npz
 from ssg_eval.stages.features import load_manifest
+from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.utils.provenance import collect_provenance
 
@@ -97,7 +98,7 @@ def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[s
             f"N={meta.get('num_samples')}; the run is {manifest['config_hash']}, "
             f"N={cfg.sampler.num_samples}); rerun the features stage"
         )
-    from ssg_eval.metrics.fd_dinov2 import dinov2_inputs
+    from ssg_eval.stages.dinov2 import dinov2_inputs
 
     return {
         "features_sha256": sha256_file(features_path),
@@ -150,10 +151,10 @@ def run_metrics(cfg: Any) -> Path | None:
 def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict) -> Path:
     from ssg_eval.features.inception import build_inception
     from ssg_eval.metrics.compute import compute_metrics
-    from ssg_eval.metrics.fd_dinov2 import fd_dinov2_of_run
     from ssg_eval.metrics.inception_score import check_class_order
     from ssg_eval.metrics.keys import OPTIONAL_METRICS
     from ssg_eval.metrics.reference import reference_features
+    from ssg_eval.stages.dinov2 import fd_dinov2_of_run
     from ssg_eval.utils.dist import resolve_device
 
     sample_feats = load_npz(directory / FEATURES_NPZ, fix="rerun the features stage")

@@ -17,9 +17,10 @@ import hydra
 from omegaconf import DictConfig
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
-from ssg_eval.runs.identity import identity_diff, identity_of
+from ssg_eval.runs.identity import identity_diff
 from ssg_eval.runs.io import read_json
 from ssg_eval.runs.layout import MANIFEST_JSON, run_dir
+from ssg_eval.sampling.identity import identity_of
 from ssg_eval.stages.preflight import check_inputs
 from ssg_eval.utils.logging import get_logger
 

@@ -67,8 +67,9 @@ def sample_stage(cfg: Any) -> Path | None:
     from ssg_eval.runs.claim import stage_lock
     from ssg_eval.runs.layout import run_dir
     from ssg_eval.runs.lock import RunLockedError
+    from ssg_eval.sampling.finalize import finalize_run
     from ssg_eval.sampling.plan import plan_from_config
-    from ssg_eval.sampling.runner import finalize_run, run_rank
+    from ssg_eval.sampling.runner import run_rank
 
     device = dist.resolve_device(str(cfg.runtime.device))
     dist.init_process_group_if_needed(str(cfg.runtime.dist_backend), device)

@@ -135,7 +135,7 @@ def compose_cells(
             cell_overrides = [*cell, *overrides, f"sampler.seed={seed}"]
             cfg = compose(config_name="pipeline", overrides=cell_overrides)
             if guidance == "tuned":
-                from ssg_eval.tune.apply import tuned_cell_overrides
+                from ssg_eval.stages.tuned import tuned_cell_overrides
 
                 extra = tuned_cell_overrides(cfg)
                 if extra:
@@ -153,7 +153,8 @@ def check_run_names(cfgs: Sequence[Any]) -> None:
     Raises:
         ConfigError: naming the run and the differing keys.
     """
-    from ssg_eval.runs.identity import identity_diff, identity_of
+    from ssg_eval.runs.identity import identity_diff
+    from ssg_eval.sampling.identity import identity_of
 
     seen: dict[str, dict[str, Any]] = {}
     for cfg in cfgs:

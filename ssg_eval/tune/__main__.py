@@ -41,7 +41,7 @@ def guidance_dir_of(cfg: Any) -> Path:
     """Where the tuned guidance group file goes: `tune.guidance_dir`, else the tune's folder.
 
     The default, `<results>/tune/<name>`, is the search-path root that `make table1
-    GUIDANCE=tuned` reads (`ssg_eval.tune.apply`); nothing is ever written into the package.
+    GUIDANCE=tuned` reads (`ssg_eval.stages.tuned`); nothing is ever written into the package.
     """
     return Path(cfg.guidance_dir) if cfg.guidance_dir else tune_dir_of(cfg)
 

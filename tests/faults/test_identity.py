@@ -120,7 +120,7 @@ def test_growing_n_reuses_every_finished_chunk(tmp_path, reference):
 def test_identity_rules(tmp_path, checkpoints):
     from omegaconf import open_dict
 
-    from ssg_eval.runs.identity import identity_of
+    from ssg_eval.sampling.identity import identity_of
 
     base = identity_of(tiny(tmp_path))
     assert "sampler.num_samples" not in base and "model.init_seed" in base

@@ -20,8 +20,9 @@ from omegaconf import OmegaConf
 
 from ssg_eval.errors import ConfigError
 from ssg_eval.runs.layout import run_dir
+from ssg_eval.sampling.finalize import finalize_run
 from ssg_eval.sampling.plan import plan_from_config
-from ssg_eval.sampling.runner import finalize_run, run_rank, sample_run
+from ssg_eval.sampling.runner import run_rank, sample_run
 from ssg_eval.utils import dist
 from ssg_eval.validation import validate
 from tests.conftest import compose_config

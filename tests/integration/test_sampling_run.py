@@ -16,16 +16,12 @@ import torch
 
 import ssg_eval.models.load as model_load
 from ssg_eval.errors import ConfigError
-from ssg_eval.runs.identity import identity_hash, identity_of
+from ssg_eval.runs.identity import identity_hash, resolved_config
 from ssg_eval.runs.layout import run_dir
+from ssg_eval.sampling.finalize import finalize_run
+from ssg_eval.sampling.identity import identity_of
 from ssg_eval.sampling.plan import plan_from_config
-from ssg_eval.sampling.runner import (
-    SimulatedCrash,
-    finalize_run,
-    resolved_config,
-    run_rank,
-    sample_run,
-)
+from ssg_eval.sampling.runner import SimulatedCrash, run_rank, sample_run
 from ssg_eval.sampling.shards import shard_path
 from ssg_eval.stages.sample import sample_stage
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from ssg_eval.tune.apply import tuned_cell_overrides
+from ssg_eval.stages.tuned import tuned_cell_overrides
 from tests.conftest import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,12 +16,12 @@ from ssg_eval.models.load import (
     build_var,
     build_vqvae,
     init_from_names,
-    sha256_file,
 )
 from ssg_eval.models.quant import phi_index_table
 from ssg_eval.models.var import VAR
 from ssg_eval.models.vqvae import VQVAE
 from ssg_eval.sampling.loop import generate_batch, make_generators
+from ssg_eval.utils.hashing import sha256_file
 
 PATCH_256 = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
 PATCH_512 = [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]

@@ -17,7 +17,7 @@ from ssg_eval.metrics.reference import (
     reference_features,
 )
 from ssg_eval.metrics.stats import feature_statistics
-from ssg_eval.runs.io import sha256_file
+from ssg_eval.utils.hashing import sha256_file
 from tests.inception_helpers import random_inception, synthetic_images
 
 SMALL = {"mu": (8,), "sigma": (8, 8), "mu_s": (6,), "sigma_s": (6, 6)}

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ssg_eval.tune.apply import tuned_cell_overrides
+from ssg_eval.stages.tuned import tuned_cell_overrides
 from tests.conftest import CONF_DIR
 
 SSG = ["experiment=table1", "model=var_d16", "guidance=cfg_ssg"]

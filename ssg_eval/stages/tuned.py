@@ -1,4 +1,4 @@
-"""Feeding a tune's result to Table 1: the overrides that switch an SSG cell to its tuned guidance.
+"""A tune's result in a suite: the overrides that switch an SSG cell to its tuned guidance.
 
 `make tune MODEL=<model>` writes `<paths.results>/tune/<model>/guidance/tuned_<model>.yaml`;
 `make table1 GUIDANCE=tuned` adds these overrides to every SSG cell, putting that folder on
