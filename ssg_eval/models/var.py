@@ -132,10 +132,11 @@ class VAR(nn.Module):
         input folds the batch: one contiguous copy of the rows, one GEMM, then the bias added.
         With frozen weights `F.linear` would take a batched GEMM instead, whose last bits depend
         on the BLAS (docs/EQUIVALENCE.md); spelling out the folded path makes the result the
-        same whatever `requires_grad` says. Under autocast the module runs as called (not a
-        bitwise case).
+        same whatever `requires_grad` says. A contiguous map (one position per scale) takes
+        `F.linear`'s flattened path in either state, and under autocast the module runs as
+        called (not a bitwise case).
         """
-        if torch.is_autocast_enabled(map_BlCvae.device.type):
+        if map_BlCvae.is_contiguous() or torch.is_autocast_enabled(map_BlCvae.device.type):
             return self.word_embed(map_BlCvae)
         B, l, cvae = map_BlCvae.shape
         rows_NC = map_BlCvae.reshape(B * l, cvae).mm(self.word_embed.weight.t())
