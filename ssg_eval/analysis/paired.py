@@ -87,7 +87,11 @@ def _fid_stat_gram(x: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray) -> 
 
 
 def inception_score_stat(logits: np.ndarray, split_size: int) -> IndexStat:
-    """IS (mean over consecutive splits of `split_size`) of the rows `idx` of `logits`."""
+    """IS (mean over consecutive splits of `split_size`) of the rows `idx` of `logits`.
+
+    The splits are taken in the order of `idx`, so a resample must keep each split's class mix:
+    `resample_indices` puts every drawn row at the position of a row of its own class.
+    """
     return lambda idx: inception_score(logits[idx], split_size)[0]
 
 
@@ -189,8 +193,10 @@ def paired_bootstrap(
     `default_rng(seed)`; per resample r, first the paired draw `idx = resample_indices(rng,
     groups)` evaluated on both runs, then an independent draw `idx2` for the candidate's side of
     the unpaired interval (baseline on `idx`, candidate on `idx2`). Groups are the strata (class
-    labels, so class balance is kept) or one group of all N indices. CIs are percentile
-    intervals; `se` is the std (ddof=1) of the bootstrap deltas.
+    labels, so class balance is kept) or one group of all N indices; a draw keeps every
+    position's stratum (`idx[g] = g[rng.integers(0, len(g), size=len(g))]` per group `g`), so
+    IS splits keep their class mix and order-free metrics see a plain stratified multiset. CIs
+    are percentile intervals; `se` is the std (ddof=1) of the bootstrap deltas.
 
     Args:
         baseline, candidate: `idx -> metric` of each run (e.g. `fid_stat(...)`); reference

@@ -147,8 +147,10 @@ def bootstrap_metric(
     metric; the reference statistics stay fixed inside `metric_fn`. The std over resamples
     estimates the metric's finite-sample variance. It is a stand-in, not a seed std: it ignores
     the sampler's other randomness, and duplicated rows bias the resampled *mean* (for FID
-    upwards), so report the std only, next to the one-seed value. Metrics that depend on sample
-    order (IS over consecutive splits) see shuffled rows. Enabled by `report.bootstrap_resamples`.
+    upwards), so report the std only, next to the one-seed value. Each drawn row takes the
+    position of a row of its own stratum (`resample_indices`), so a metric that depends on sample
+    order (IS over consecutive splits) sees every split with its original class mix. Enabled by
+    `report.bootstrap_resamples`.
 
     Args:
         metric_fn: features -> float (called as `metric_fn(*arrays)` when `sample_features` is a
@@ -201,9 +203,31 @@ def strata_groups(num: int, strata: np.ndarray | None = None) -> list[np.ndarray
 
 
 def resample_indices(rng: np.random.Generator, groups: Sequence[np.ndarray]) -> np.ndarray:
-    """One bootstrap draw: each group resampled with replacement to its own size, concatenated.
+    """One stratified bootstrap draw that keeps every position's stratum (one draw for all metrics).
 
-    The draw order is part of the contract (tests replay it): for each group `g` in order,
-    `g[rng.integers(0, len(g), size=len(g))]`.
+    Each group is resampled with replacement to its own size, and the drawn rows are put at the
+    positions of the group, in order: `index[g] = g[rng.integers(0, len(g), size=len(g))]` for
+    each group `g` in order (the contract the tests replay). Position i of a resample thus holds
+    a row of position i's stratum: with class strata, every consecutive IS split keeps exactly
+    the class mix of the original order (rows of one class are exchangeable: they are i.i.d.
+    draws of that class, wherever they sit), instead of the class-blocked splits a concatenation
+    of the groups would make. Order-free metrics (FID, precision, recall) see the same multiset
+    as with concatenated groups. With one group `arange(N)` it is a plain i.i.d. draw.
+
+    Args:
+        rng: the generator of the draws (one `rng.integers` call per group, in order).
+        groups: index arrays that partition 0..N-1 (as `strata_groups` returns).
+
+    Returns:
+        index: (N,) int array; `index[i]` is the row placed at position i.
+
+    Raises:
+        ValueError: the groups do not partition 0..N-1.
     """
-    return np.concatenate([g[rng.integers(0, len(g), size=len(g))] for g in groups])
+    num = sum(len(g) for g in groups)
+    index = np.full(num, -1, dtype=np.intp)
+    for g in groups:
+        index[g] = g[rng.integers(0, len(g), size=len(g))]
+    if (index < 0).any():
+        raise ValueError(f"groups must partition 0..{num - 1} (as strata_groups returns)")
+    return index

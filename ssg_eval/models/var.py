@@ -123,7 +123,24 @@ class VAR(nn.Module):
         """
         B = map_BCvaehw.shape[0]
         map_BlCvae = map_BCvaehw.view(B, self.cvae, -1).transpose(1, 2)
-        return self.word_embed(map_BlCvae) + self._lvl_pos(scale_index)
+        return self._word_embed(map_BlCvae) + self._lvl_pos(scale_index)
+
+    def _word_embed(self, map_BlCvae: Tensor) -> Tensor:
+        """`word_embed` of the strided (B, l, Cvae) map with the official float32 arithmetic.
+
+        The official sampler runs with trainable weights, so `F.linear` on this non-contiguous
+        input folds the batch: one contiguous copy of the rows, one GEMM, then the bias added.
+        With frozen weights `F.linear` would take a batched GEMM instead, whose last bits depend
+        on the BLAS (docs/EQUIVALENCE.md); spelling out the folded path makes the result the
+        same whatever `requires_grad` says. A contiguous map (one position per scale) takes
+        `F.linear`'s flattened path in either state, and under autocast the module runs as
+        called (not a bitwise case).
+        """
+        if map_BlCvae.is_contiguous() or torch.is_autocast_enabled(map_BlCvae.device.type):
+            return self.word_embed(map_BlCvae)
+        B, l, cvae = map_BlCvae.shape
+        rows_NC = map_BlCvae.reshape(B * l, cvae).mm(self.word_embed.weight.t())
+        return rows_NC.view(B, l, -1).add_(self.word_embed.bias)
 
     def _head_logits(self, h_BLC: Tensor, cond_BD: Tensor) -> Tensor:
         return self.head(self.head_nm(h_BLC.float(), cond_BD).float()).float()

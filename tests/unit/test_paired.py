@@ -90,6 +90,50 @@ def test_stratified_draws_keep_class_balance():
     assert all((counts == 10).all() for counts in seen)
 
 
+def _stratified_draw(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
+    """The draw convention written out: per class in sorted order, its positions get rows of it."""
+    idx = np.empty(len(labels), dtype=int)
+    for label in sorted(set(labels.tolist())):
+        where = np.nonzero(labels == label)[0]
+        idx[where] = where[rng.integers(0, len(where), size=len(where))]
+    return idx
+
+
+def test_stratified_paired_is_bootstrap_matches_numpy_replay():
+    n, split, resamples, seed = 60, 20, 30, 4
+    labels = np.arange(n) % 5
+    rng = np.random.default_rng(9)
+    base = rng.normal(size=(n, 7)) * 2
+    base[np.arange(n), labels] += 3
+    cand = base + 0.2 * rng.normal(size=(n, 7))
+    got = paired_bootstrap(
+        inception_score_stat(base, split), inception_score_stat(cand, split), n,
+        num_resamples=resamples, seed=seed, strata=labels,
+    )  # fmt: skip
+
+    def numpy_is(logits):
+        parts = []
+        for start in range(0, len(logits), split):
+            p = np.exp(logits[start : start + split])
+            p /= p.sum(1, keepdims=True)
+            parts.append(np.exp((p * np.log(p / p.mean(0))).sum(1).mean()))
+        return np.mean(parts)
+
+    rng = np.random.default_rng(seed)
+    paired, unpaired = [], []
+    for _ in range(resamples):
+        idx, idx2 = _stratified_draw(rng, labels), _stratified_draw(rng, labels)
+        assert np.array_equal(labels[idx], labels)  # every position keeps its class
+        b = numpy_is(base[idx])
+        paired.append(numpy_is(cand[idx]) - b)
+        unpaired.append(numpy_is(cand[idx2]) - b)
+    assert got["ci_low"] == pytest.approx(np.percentile(paired, 2.5), rel=1e-4)
+    assert got["ci_high"] == pytest.approx(np.percentile(paired, 97.5), rel=1e-4)
+    assert got["se"] == pytest.approx(np.std(paired, ddof=1), rel=1e-4)
+    assert got["unpaired_ci_low"] == pytest.approx(np.percentile(unpaired, 2.5), rel=1e-4)
+    assert got["unpaired_se"] == pytest.approx(np.std(unpaired, ddof=1), rel=1e-4)
+
+
 def test_manifold_stats_match_precision_recall_and_frozen_radii_replay():
     rng = np.random.default_rng(3)
     real = rng.normal(size=(25, 6))

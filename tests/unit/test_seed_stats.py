@@ -128,3 +128,25 @@ def test_bootstrap_resamples_arrays_together_within_strata():
 
     bootstrap_metric(metric, [features, labels], seed=0, num_resamples=5, strata=labels)
     assert all(np.array_equal(counts, [5, 5, 5, 5]) for counts in seen)
+
+
+def test_stratified_bootstrap_matches_numpy_replay_and_keeps_positions():
+    labels = np.array([2, 0, 1, 2, 2, 0, 1, 1, 0, 2, 1, 0])
+    features = np.random.default_rng(3).normal(size=(12, 3))
+    seen = []
+
+    def metric(feats):
+        seen.append(feats)
+        return float(feats[:6].sum() - feats[6:].sum())  # order-dependent on purpose
+
+    got = bootstrap_metric(metric, features, seed=5, num_resamples=4, strata=labels)
+    rng = np.random.default_rng(5)
+    values = []
+    for drawn in seen:
+        idx = np.empty(12, dtype=int)
+        for label in (0, 1, 2):  # sorted labels, each drawn within its own positions
+            where = np.nonzero(labels == label)[0]
+            idx[where] = where[rng.integers(0, len(where), size=len(where))]
+        assert np.array_equal(drawn, features[idx])
+        values.append(features[idx][:6].sum() - features[idx][6:].sum())
+    assert got == pytest.approx((np.mean(values), np.std(values, ddof=1)))
