@@ -96,7 +96,7 @@ def packet_coefficients(
     images = np.asarray(images_NHWC)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 (N, H, W, 3); got {images.dtype} {images.shape}")
-    x_NCHW = torch.as_tensor(images, device=device).permute(0, 3, 1, 2).to(torch.float64) / 255.0
+    x_NCHW = torch.from_numpy(images.copy()).to(device).permute(0, 3, 1, 2).to(torch.float64) / 255.0
     packets = ptwt.WaveletPacket2D(x_NCHW, pywt.Wavelet(wavelet), maxlevel=level)
     blocks = [packets[name] for name in packet_names(level)]  # each (N, 3, h, w)
     return torch.stack(blocks, dim=1).reshape(len(images), len(blocks), -1)
