@@ -14,8 +14,16 @@ import pandas as pd
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 _NUMBERS_JS = """() => Array.from(document.querySelectorAll('span[data-col]')).map(s => ({
     csv: s.closest('table').dataset.csv, row: Number(s.dataset.row), col: s.dataset.col,

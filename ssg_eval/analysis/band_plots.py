@@ -46,8 +46,11 @@ def plot_band_deltas(table: pd.DataFrame, path: str | Path) -> Path:
                 ax.fill_between(x, group["ci_low"], group["ci_high"], alpha=0.25)
                 ax.set_xticks(list(x), list(group["band"]))
             ax.axhline(0.0, color="black", linewidth=0.8)
-            what = "ΔFWD per packet band (k: [k, k+1)/2^L Nyquist)" if metric == "fwd" else (
-                "Δ power ratio to reference per radial band")
+            what = (
+                "ΔFWD per packet band (k: [k, k+1)/2^L Nyquist)"
+                if metric == "fwd"
+                else ("Δ power ratio to reference per radial band")
+            )
             ax.set_title(f"{model}: {what}", fontsize=9)
             ax.set_xlabel("band")
             ax.set_ylabel("guided − baseline")

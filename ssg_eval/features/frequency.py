@@ -96,7 +96,9 @@ def packet_coefficients(
     images = np.asarray(images_NHWC)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 (N, H, W, 3); got {images.dtype} {images.shape}")
-    x_NCHW = torch.from_numpy(images.copy()).to(device).permute(0, 3, 1, 2).to(torch.float64) / 255.0
+    x_NCHW = (
+        torch.from_numpy(images.copy()).to(device).permute(0, 3, 1, 2).to(torch.float64) / 255.0
+    )
     packets = ptwt.WaveletPacket2D(x_NCHW, pywt.Wavelet(wavelet), maxlevel=level)
     blocks = [packets[name] for name in packet_names(level)]  # each (N, 3, h, w)
     return torch.stack(blocks, dim=1).reshape(len(images), len(blocks), -1)
@@ -118,13 +120,19 @@ def psd_band_masks(height: int, width: int, edges: Sequence[float]) -> np.ndarra
         ValueError: edges not strictly increasing from >= 0, or a band without frequencies.
     """
     edges = [float(e) for e in edges]
-    if len(edges) < 2 or edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+    if (
+        len(edges) < 2
+        or edges[0] < 0
+        or any(b <= a for a, b in zip(edges, edges[1:], strict=False))
+    ):
         raise ValueError(
             f"metrics.psd_band_edges={edges} must be >= 2 strictly increasing values from >= 0 "
             "(fractions of the Nyquist radius, e.g. [0, 0.25, 0.5, 1])"
         )
     radius = _radius_fraction(height, width)
-    masks = np.stack([(radius > lo) & (radius <= hi) for lo, hi in zip(edges, edges[1:])])
+    masks = np.stack(
+        [(radius > lo) & (radius <= hi) for lo, hi in zip(edges, edges[1:], strict=False)]
+    )
     empty = [i for i, mask in enumerate(masks) if not mask.any()]
     if empty:
         raise ValueError(

@@ -1,4 +1,4 @@
-"""Paired sample grids: baseline | guided | |difference| | per-scale token-change maps, as PNG bytes.
+"""Paired sample grids: baseline | guided | |difference| | per-scale token-change maps, as PNGs.
 
 Pure drawing with PIL (arrays in, deterministic PNG bytes out: the bitmap default font, nearest
 resizes, no timestamp in the file); it must not read runs or sample (that is `stages.report_page`).
@@ -91,13 +91,13 @@ def grid_png(
     canvas = Image.new("RGB", (total_w, total_h), BACKGROUND)
     draw, font = ImageDraw.Draw(canvas), ImageFont.load_default_imagefont()
     x_of = [GAP + sum(columns[:j]) + GAP * j for j in range(len(columns))]
-    for x, title in zip(x_of, all_titles):
+    for x, title in zip(x_of, all_titles, strict=True):
         draw.text((x, 1), title, fill=TEXT, font=font)
     for i in range(n):
         top = HEADER + i * (HEADER + side_h + GAP)
         draw.text((GAP, top + 1), captions[i], fill=TEXT, font=font)
         top += HEADER
-        for x, tile in zip(x_of, (baseline_NHWC[i], guided_NHWC[i], heat[i])):
+        for x, tile in zip(x_of, (baseline_NHWC[i], guided_NHWC[i], heat[i]), strict=False):
             canvas.paste(_enlarge(tile, factor), (x, top))
         if tokens:
             canvas.paste(tokens[i], (x_of[3], top))

@@ -83,8 +83,13 @@ def table1_page_table(table: pd.DataFrame, csv_name: str, caption: str) -> PageT
             if f"delta_{key}" in table and not pd.isna(row.get(f"delta_{key}")):
                 delta = [_number(table, i, f"delta_{key}", digits, signed=True)]
                 if not pd.isna(row.get(f"delta_{key}_ci_low")):
-                    delta += [" [", _number(table, i, f"delta_{key}_ci_low", digits, True), ", ",
-                              _number(table, i, f"delta_{key}_ci_high", digits, True), "]"]  # fmt: skip
+                    delta += [
+                        " [",
+                        _number(table, i, f"delta_{key}_ci_low", digits, True),
+                        ", ",
+                        _number(table, i, f"delta_{key}_ci_high", digits, True),
+                        "]",
+                    ]
             cells += [ours, [_number(table, i, f"paper_{key}", digits)], delta]
         page.rows.append(cells)
     return page

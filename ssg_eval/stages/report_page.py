@@ -41,8 +41,15 @@ def paired_runs(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
         if base.empty:
             continue
         for _, row in group[group.guidance != baseline].sort_values("run").iterrows():
-            pairs.append({"model": model, "seed": int(seed), "guidance": row["guidance"],
-                          "baseline_run": base["run"].iloc[0], "guided_run": row["run"]})  # fmt: skip
+            pairs.append(
+                {
+                    "model": model,
+                    "seed": int(seed),
+                    "guidance": row["guidance"],
+                    "baseline_run": base["run"].iloc[0],
+                    "guided_run": row["run"],
+                }
+            )
     return pairs
 
 
@@ -94,7 +101,10 @@ def write_grid(runs_dir: Path, pair: dict, count: int, out_dir: Path) -> tuple[P
     from ssg_eval.sampling.plan import plan_from_config
 
     base_dir, guided_dir = runs_dir / pair["baseline_run"], runs_dir / pair["guided_run"]
-    base_m, guided_m = read_json(base_dir / "manifest.json"), read_json(guided_dir / "manifest.json")
+    base_m, guided_m = (
+        read_json(base_dir / "manifest.json"),
+        read_json(guided_dir / "manifest.json"),
+    )
     plan = plan_from_config(OmegaConf.create(base_m["config"]))
     indices = grid_indices(plan.labels(np.arange(min(plan.num_samples, 10 * count + 1000))), count)
     ssg = "ssg" in guided_m["config"]["guidance"].get("order", [])
@@ -123,7 +133,8 @@ def _token_maps(base_cfg, guided_cfg, indices, base_images, guided_images):
         log.warning("paired grid without token maps: %s", error)
         return None, f" Token maps left out: {error}."
     same = np.array_equal(tokens.baseline_images, base_images) and np.array_equal(
-        tokens.guided_images, guided_images)
+        tokens.guided_images, guided_images
+    )
     if not same:
         log.warning("the token re-run does not reproduce the stored images of %s", indices)
     return tokens.changed, ("" if same else " The re-run for the token maps did NOT reproduce "
@@ -146,11 +157,17 @@ def _optional_figures(results: Path, stem: str, frame: pd.DataFrame, out_dir: Pa
     for plot in sorted((results / "tune").glob("*/*.png")):
         summary = plot.parent / "summary.json"
         commit = read_json(summary).get("commit", "?") if summary.is_file() else "?"
-        what = {"fid_vs_beta.png": "FID at the first rung against β, band = baseline + paired "
-                "ΔFID CI", "fid_is_front.png": "FID–IS of every candidate and its Pareto front"}
-        figures.append(Figure(_copy(plot, out_dir, f"tune_{plot.parent.name}_{plot.name}"),
-                              f"Tuning of {plot.parent.name}: {what.get(plot.name, plot.stem)}.",
-                              f"results/tune/{plot.parent.name} (commit {str(commit)[:12]})"))
+        what = {
+            "fid_vs_beta.png": "FID at the first rung against β, band = baseline + paired ΔFID CI",
+            "fid_is_front.png": "FID–IS of every candidate and its Pareto front",
+        }
+        figures.append(
+            Figure(
+                _copy(plot, out_dir, f"tune_{plot.parent.name}_{plot.name}"),
+                f"Tuning of {plot.parent.name}: {what.get(plot.name, plot.stem)}.",
+                f"results/tune/{plot.parent.name} (commit {str(commit)[:12]})",
+            )
+        )
     return figures
 
 
@@ -161,9 +178,12 @@ def _spectra(results: Path, stem: str, runs_dir: Path, out_dir: Path) -> list:
         return []
     runs = read_json(source)
     origin = " vs ".join(provenance(runs_dir / name) for name in (runs["ssg"], runs["baseline"]))
-    what = {"pixel_spectrum.png": "Radially averaged amplitude of the images ÷ the reference's, "
-            "with and without SSG.", "latent_spectrum.png": "Paired ΔLog magnitude of the latent "
-            "f̂ after each step (SSG − baseline), mean ± 1 std, previous scale's Nyquist dashed."}
+    what = {
+        "pixel_spectrum.png": "Radially averaged amplitude of the images ÷ the reference's, "
+        "with and without SSG.",
+        "latent_spectrum.png": "Paired ΔLog magnitude of the latent "
+        "f̂ after each step (SSG − baseline), mean ± 1 std, previous scale's Nyquist dashed.",
+    }
     return [Figure(_copy(folder / name, out_dir, f"spectral_{name}"), caption, origin)
             for name, caption in what.items() if (folder / name).is_file()]  # fmt: skip
 
@@ -183,16 +203,26 @@ def write_report_page(cfg: Any) -> dict[str, Path]:
                          prefix=report.run_prefix)  # fmt: skip
     pairs = paired_runs(frame, str(report.baseline))
     written = band_outputs(cfg, runs_dir, pairs, results / f"{stem}_bands")
-    tables = [table1_page_table(pd.read_csv(results / f"{stem}.csv"), f"{stem}.csv",
-              f"Ours (mean ± std over seeds) beside the quoted paper numbers; Δ = row − the same "
-              f"model's {report.baseline} row over the same seeds, with its 95 % CI over seeds.")]
+    tables = [
+        table1_page_table(
+            pd.read_csv(results / f"{stem}.csv"),
+            f"{stem}.csv",
+            f"Ours (mean ± std over seeds) beside the quoted paper numbers; Δ = row − the same "
+            f"model's {report.baseline} row over the same seeds, with its 95 % CI over seeds.",
+        )
+    ]
     sections = [("β sweep and tuning", _optional_figures(results, stem, frame, out_dir))]
     band_figures = []
     if written:
-        tables.append(band_page_table(pd.read_csv(written["bands_csv"]), written["bands_csv"].name,
-                      "Paired Δ (guided − baseline, same labels and per-sample seeds) of FWD per "
-                      "wavelet-packet band and of the power ratio to the reference per radial "
-                      "band, paired bootstrap 95 % CI stratified by class (docs/METRICS.md)."))
+        tables.append(
+            band_page_table(
+                pd.read_csv(written["bands_csv"]),
+                written["bands_csv"].name,
+                "Paired Δ (guided − baseline, same labels and per-sample seeds) of FWD per "
+                "wavelet-packet band and of the power ratio to the reference per radial "
+                "band, paired bootstrap 95 % CI stratified by class (docs/METRICS.md).",
+            )
+        )
         band_figures.append(Figure(_copy(written["bands_png"], out_dir, "bands.png"),
                                    "Paired Δ per band with its 95 % CI, one line per guided run.",
                                    "; ".join(provenance(runs_dir / p["guided_run"])
@@ -202,11 +232,15 @@ def write_report_page(cfg: Any) -> dict[str, Path]:
     grids = []
     for pair in pairs if int(report.grid_samples) > 0 else []:
         png, note = write_grid(runs_dir, pair, int(report.grid_samples), out_dir / "grids")
-        grids.append(Figure(f"grids/{png.name}", f"{pair['guided_run']} against "
-                            f"{pair['baseline_run']}: the first {report.grid_samples} sample "
-                            "indices of distinct classes (stored samples; token maps from a re-run)."
-                            + note, " vs ".join(provenance(runs_dir / pair[k])
-                                                for k in ("guided_run", "baseline_run"))))
+        grids.append(
+            Figure(
+                f"grids/{png.name}",
+                f"{pair['guided_run']} against "
+                f"{pair['baseline_run']}: the first {report.grid_samples} sample "
+                "indices of distinct classes (stored samples; token maps from a re-run)." + note,
+                " vs ".join(provenance(runs_dir / pair[k]) for k in ("guided_run", "baseline_run")),
+            )
+        )
     sections.append(("Paired sample grids", grids))
     commits = sorted({str(c)[:12] for c in frame["commit"]})
     html = render_page(str(report.title), str(report.note), tables,
@@ -215,4 +249,3 @@ def write_report_page(cfg: Any) -> dict[str, Path]:
                        f"{', '.join(commits)}); static files only.")  # fmt: skip
     written["page"] = atomic_write_text(out_dir / "index.html", html)
     return written
-

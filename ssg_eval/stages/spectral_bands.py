@@ -76,8 +76,10 @@ def check_band_settings(cfg: Any, image_shape: tuple[int, ...]) -> None:
                          "PyWavelets wavelet (e.g. haar, db2, sym5)")  # fmt: skip
     side = min(image_shape[:2])
     if not 1 <= settings["fwd_level"] or side % 2 ** settings["fwd_level"]:
-        raise ValueError(f"metrics.fwd_level={settings['fwd_level']} must be >= 1 and 2**level "
-                         f"must divide the image side {side} (FWD uses level 4 at 256 px)")  # fmt: skip
+        raise ValueError(
+            f"metrics.fwd_level={settings['fwd_level']} must be >= 1 and 2**level "
+            f"must divide the image side {side} (FWD uses level 4 at 256 px)"
+        )
     psd_band_masks(image_shape[0], image_shape[1], settings["psd_band_edges"])
 
 

@@ -31,7 +31,8 @@ def _table1() -> pd.DataFrame:
 
 
 def _bands() -> pd.DataFrame:
-    return pd.DataFrame({"line": ["g vs b"] * 2, "metric": ["fwd", "psd_ratio"], "band": ["0", "high"],
+    return pd.DataFrame({"line": ["g vs b"] * 2, "metric": ["fwd", "psd_ratio"],
+                         "band": ["0", "high"],
                          "band_range": ["[0/16, 1/16) Nyquist", "(0.5, 1] Nyquist radius"],
                          "baseline": [1.5, 0.9], "candidate": [1.25, 0.95],
                          "delta": [-0.25, 0.05], "ci_low": [-0.3, 1.2e-5],
@@ -47,8 +48,10 @@ def test_synthetic_page_renders_in_chromium(tmp_path):
     buffer = io.BytesIO()
     Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(buffer, format="PNG")
     (site / "figures" / "f.png").write_bytes(buffer.getvalue())
-    tables = [table1_page_table(pd.read_csv(site / "t1.csv"), "t1.csv", "caption <one>"),
-              band_page_table(pd.read_csv(site / "bands.csv"), "bands.csv", "caption two")]
+    tables = [
+        table1_page_table(pd.read_csv(site / "t1.csv"), "t1.csv", "caption <one>"),
+        band_page_table(pd.read_csv(site / "bands.csv"), "bands.csv", "caption two"),
+    ]
     html = render_page("Title & more", "note", tables,
                        [("Figures", [Figure("figures/f.png", "a grey box", "run x (config y)")])],
                        "provenance")  # fmt: skip

@@ -110,4 +110,7 @@ def test_smoke_report_page_renders_in_chromium(smoke_results, tmp_path):
     checked = [n for n in seen["numbers"] if n["csv"] == "smoke_table1.csv"]
     assert len(checked) >= 6 * 5 and assert_numbers_match_csv(seen["numbers"], results)
     assert {n["col"] for n in seen["numbers"] if n["csv"] == "smoke_table1_bands.csv"} >= {
-        "delta", "ci_low", "ci_high"}
+        "delta",
+        "ci_low",
+        "ci_high",
+    }

@@ -59,8 +59,13 @@ def test_fwd_equals_pytorchfwd_on_the_same_images(tmp_path):
     script = ("import pytorchfwd.fwd as f; f.NUM_PROCESSES = 0; "
               f"print(repr(float(f.compute_fwd([{str(tmp_path / 'ref')!r}, "
               f"{str(tmp_path / 'gen')!r}], 'haar', 4, False, 32, None))))")  # fmt: skip
-    proc = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True,
-                          text=True, timeout=900, env=dict(os.environ, OMP_NUM_THREADS="2"))  # fmt: skip
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ, OMP_NUM_THREADS="2"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     theirs = float(proc.stdout.strip().splitlines()[-1])
     ours = band_arrays(generated, np.arange(80) % 10, reference, wavelet="haar", level=4,

@@ -64,8 +64,8 @@ def test_psd_band_powers_match_the_formula():
     power = np.abs(np.fft.fft2(gray, norm="ortho")) ** 2  # unshifted: radius from fftfreq
     fy, fx = np.meshgrid(np.fft.fftfreq(20) * 20, np.fft.fftfreq(20) * 20, indexing="ij")
     radius = np.sqrt(fy**2 + fx**2) / 10
-    want = [[p[(radius > lo) & (radius <= hi)].mean() for lo, hi in zip(EDGES, EDGES[1:])]
-            for p in power]  # fmt: skip
+    bands = list(zip(EDGES, EDGES[1:], strict=False))
+    want = [[p[(radius > lo) & (radius <= hi)].mean() for lo, hi in bands] for p in power]
     np.testing.assert_allclose(psd_band_powers(images, EDGES), want, rtol=1e-12)
 
 
