@@ -52,3 +52,35 @@ def test_grids_are_byte_identical_across_reruns_and_world_sizes(tiny_cfg, tmp_pa
     assert image.shape[0] == 14 + 8 * (14 + 96 + 4) + 4
     orange = (image[..., 0] == 255) & (image[..., 1] == 140) & (image[..., 2] == 0)
     assert orange.any()  # SSG changed some tokens of these samples
+
+
+def test_beta_zero_run_has_exactly_zero_band_deltas_through_the_stage(tiny_cfg, tmp_path):
+    """SSG at β = 0 writes the baseline's samples: the stage's band arrays and every paired Δ
+    are then exactly 0 with zero-width CIs; the streamed arrays equal the in-memory ones."""
+    from types import SimpleNamespace
+
+    from ssg_eval.analysis.bands import band_arrays, band_deltas
+    from ssg_eval.runs.io import atomic_write_npz, sha256_file
+    from ssg_eval.smoke import synthetic_images
+    from ssg_eval.stages.spectral_bands import run_bands
+
+    reference_images = synthetic_images(30, 48, seed=5)
+    ref_path = atomic_write_npz(tmp_path / "ref.npz", arr_0=reference_images)
+    reference = SimpleNamespace(
+        path=ref_path, sha256=sha256_file(ref_path), image_shape=(48, 48, 3)
+    )
+    arrays = {}
+    for guidance in ("cfg", "cfg_ssg"):
+        cfg = tiny_cfg(*FAST, f"guidance={guidance}", "guidance.ssg.beta=0", "metrics.fwd_level=2")
+        arrays[guidance] = run_bands(cfg, _sample(cfg, 1), reference, tmp_path / "cache")
+    rows = band_deltas(arrays["cfg"], arrays["cfg_ssg"], num_resamples=20, seed=0,
+                       psd_edges=[0.0, 0.25, 0.5, 1.0])  # fmt: skip
+    assert len(rows) == 4 + 1 + 3
+    for row in rows:
+        assert row["delta"] == 0.0 and row["ci_low"] == row["ci_high"] == 0.0, row
+    with np.load(run_dir(cfg).parent / "tiny_cfg_s0" / "samples.npz") as data:
+        images = data["arr_0"]
+    assert arrays["cfg"]["labels"].tolist() == [i % 10 for i in range(20)]
+    memory = band_arrays(images, arrays["cfg"]["labels"], reference_images, level=2)
+    for key in ("fwd_bands", "influence_bands", "psd", "ref_psd"):
+        np.testing.assert_allclose(arrays["cfg"][key], memory[key], rtol=1e-6, atol=1e-9)
