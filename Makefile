@@ -18,7 +18,7 @@ ARGS ?=
 TUNE ?= $(if $(filter tiny%,$(MODEL)),tiny,default)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help install lint format test test-all test-gpu smoke table1 tune sample features metrics report sweep bench device-check clean
+.PHONY: help install browser lint format test test-all test-gpu smoke table1 tune sample features metrics report sweep bench device-check clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,10 +41,15 @@ format: $(STAMP) ## ruff format + autofix
 	$(VENV)/bin/ruff format ssg_eval tests benchmarks
 	$(VENV)/bin/ruff check --fix ssg_eval tests benchmarks
 
-test: $(STAMP) ## fast suite (no slow, no gpu markers)
+browser: ## Debian's chromium for the report-page browser tests (installed when absent and root)
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "make browser: chromium could not be installed; the browser tests will skip" >&2; fi
+
+test: $(STAMP) browser ## fast suite (no slow, no gpu markers)
 	$(PY) -m pytest -q -m "not slow and not gpu and not adm_parity" $(ARGS)
 
-test-all: $(STAMP) ## every CPU test, slow included
+test-all: $(STAMP) browser ## every CPU test, slow included
 	$(PY) -m pytest -q -m "not gpu" $(ARGS)
 
 test-gpu: $(STAMP) ## tests that need CUDA (and the real checkpoints/fixtures where marked)

@@ -317,6 +317,11 @@ class MetricsConfig:
     # FD-DINOv2 (add fd_dinov2 to `metrics`): DINOv2 release weights, never downloaded.
     dinov2_weights: str | None = None  # dinov2_vitl14_pretrain.pth (SSG_EVAL_DINOV2)
     dinov2_arch: str = "vit_large_patch14_dinov2"  # timm name; ViT-L/14 is dgm-eval's default
+    # Per-band metric (add fwd to `metrics`): FWD per wavelet-packet band, radial power bands.
+    fwd_wavelet: str = "haar"  # PyWavelets name; FWD's paper setting is Haar at level 4 (256 px)
+    fwd_level: int = 4  # packet level: 4**level packets, 2**level frequency bands (rings)
+    psd_band_edges: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0])  # of Nyquist
+    band_bootstrap_resamples: int = 200  # paired bootstrap draws per band delta (report)
 
 
 @dataclass
@@ -336,6 +341,8 @@ class ReportConfig:
     paper_row_of: dict[str, str] = field(default_factory=dict)  # model name -> paper row key
     baseline: str = "cfg"  # guidance name every other row's paired delta is taken against
     sweep_plot: bool = True  # FID/IS vs beta plot when runs differ in guidance.ssg.beta
+    page: bool = True  # <stem>_report/index.html: tables, figures, band deltas, paired grids
+    grid_samples: int = 8  # (label, seed) pairs per paired grid: first indices of distinct classes
 
 
 @dataclass

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ssg_eval.features.luma import to_grayscale
+
 __all__ = [
-    "LUMA_WEIGHTS",
     "LatentPanel",
     "PixelSpectrumAccumulator",
     "latent_delta_spectrum",
@@ -21,11 +22,9 @@ __all__ = [
     "nyquist_bin",
     "pixel_spectrum",
     "radial_profile",
-    "to_grayscale",
 ]
 
 # ITU-R BT.601 luma weights (R, G, B), applied to uint8 values in [0, 255].
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 # Floor inside log|F| so an exactly-zero coefficient gives a large finite value, not -inf.
 LOG_EPS = 1e-12
 
@@ -197,18 +196,6 @@ def nyquist_bin(prev_patch_num: int, grid: int) -> int:
     if not 1 <= prev_patch_num <= grid:
         raise ValueError(f"prev_patch_num={prev_patch_num} must be in [1, grid={grid}]")
     return int(math.floor(prev_patch_num / 2 + 0.5))
-
-
-def to_grayscale(images_NHWC: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma of uint8 RGB images, float64 (N, H, W) in [0, 255].
-
-    Raises:
-        ValueError: the input is not (N, H, W, 3) uint8.
-    """
-    images = np.asarray(images_NHWC)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 (N, H, W, 3); got {images.dtype} {images.shape}")
-    return images.astype(np.float64) @ np.asarray(LUMA_WEIGHTS, dtype=np.float64)
 
 
 class PixelSpectrumAccumulator:

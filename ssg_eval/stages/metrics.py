@@ -20,6 +20,7 @@ from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json
 from ssg_eval.runs.layout import FEATURES_JSON, FEATURES_NPZ, METRICS_JSON, results_dir, run_dir
 from ssg_eval.runs.npz import load_npz
 from ssg_eval.stages.features import load_manifest
+from ssg_eval.stages.spectral_bands import fwd_of_run, fwd_protocol
 from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.utils.provenance import collect_provenance
@@ -135,6 +136,7 @@ def run_metrics(cfg: Any) -> Path | None:
         reference = load_checked_reference(cfg)
         inputs = _inputs(cfg, directory, manifest, reference)
         protocol = {key: cfg.metrics[key] for key in PROTOCOL_KEYS}
+        protocol.update(fwd_protocol(cfg, reference.image_shape))  # {} unless fwd is requested
         out_path = directory / METRICS_JSON
         if out_path.is_file() and not cfg.overwrite:
             previous = read_json(out_path)
@@ -182,6 +184,7 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
         metrics=[m for m in cfg.metrics.metrics if m not in OPTIONAL_METRICS],
     )
     values.update(fd_dinov2_of_run(cfg, directory, reference, results_dir(cfg) / "cache"))
+    values.update(fwd_of_run(cfg, directory, reference, results_dir(cfg) / "cache"))
     if cfg.metrics.bootstrap_resamples > 0:
         values[f"{FID}_bootstrap_std"] = fid_bootstrap_std(
             sample_feats["pool"], labels, reference, ref_feats, cfg

@@ -31,7 +31,7 @@ def run_report(cfg: Any) -> dict[str, Path]:
             f"{report.run_prefix}); nothing was written"
         )
         return {}
-    return render_report(
+    written = render_report(
         results_dir(cfg),
         stem=report.output_stem,
         title=report.title,
@@ -43,6 +43,11 @@ def run_report(cfg: Any) -> dict[str, Path]:
         run_prefix=report.run_prefix,
         sweep_plot=report.sweep_plot,
     )
+    if report.page:  # band deltas, paired grids and <stem>_report/index.html
+        from ssg_eval.stages.report_page import write_report_page
+
+        written.update(write_report_page(cfg))
+    return written
 
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="report")

@@ -202,9 +202,8 @@ def run_suite(
         )
         with open_dict(report_cfg):
             report_cfg.report.runs = [str(cfg.run_name) for cfg, _ in cells]
-        written = run_report(report_cfg)
-        if suite.spectral:
-            written.update(_spectral(cells, report_cfg))
+        spectral = _spectral(cells, report_cfg) if suite.spectral else {}  # before the page
+        written = {**run_report(report_cfg), **spectral}
     return written
 
 
@@ -219,14 +218,19 @@ def _spectral(cells, report_cfg) -> dict[str, Path]:
     baseline, treated = by_key.get((model, "cfg")), by_key.get((model, "cfg_ssg"))
     if baseline is None or treated is None:
         return {}
+    out_dir = results_dir(report_cfg) / f"{report_cfg.report.output_stem}_spectral"
     out = run_spectral_analysis(
         run_dir(baseline),
         run_dir(treated),
         baseline.metrics.reference,
-        results_dir(report_cfg) / f"{report_cfg.report.output_stem}_spectral",
+        out_dir,
         num_latent_samples=8,
         overwrite=True,
     )
+    from ssg_eval.runs.io import atomic_write_json
+
+    source = {"baseline": str(baseline.run_name), "ssg": str(treated.run_name)}
+    out["source"] = atomic_write_json(out_dir / "source.json", source)  # for the report page
     return {f"spectral_{k}": v for k, v in out.items()}
 
 

@@ -95,3 +95,22 @@ def test_smoke_metrics_respond_to_the_samples(smoke_results):
     pool = extract_features([noise], inception, batch_size=20, device="cpu", progress=False)["pool"]
     noise_fid = frechet_distance_features(pool, reference.mu, reference.sigma)
     assert (baseline["fid"] < noise_fid).all() and (baseline["fid"] < 0.1 * noise_fid).all()
+
+
+def test_smoke_report_page_renders_in_chromium(smoke_results, tmp_path):
+    """The smoke page in a real browser: no console error, every image loaded, Table 1 = CSV."""
+    from tests.browser_helpers import assert_numbers_match_csv, open_page, require_browser
+
+    require_browser()
+    results, _ = smoke_results
+    page = results / "smoke_table1_report" / "index.html"
+    seen = open_page(page, tmp_path / "profile", tmp_path / "smoke_page.png")
+    assert seen["errors"] == [] and seen["failed"] == [] and seen["broken"] == []
+    assert seen["images"] >= 4 + 6  # sweep, bands, two spectra, one grid per SSG run
+    checked = [n for n in seen["numbers"] if n["csv"] == "smoke_table1.csv"]
+    assert len(checked) >= 6 * 5 and assert_numbers_match_csv(seen["numbers"], results)
+    assert {n["col"] for n in seen["numbers"] if n["csv"] == "smoke_table1_bands.csv"} >= {
+        "delta",
+        "ci_low",
+        "ci_high",
+    }
