@@ -18,7 +18,7 @@ ARGS ?=
 TUNE ?= $(if $(filter tiny%,$(MODEL)),tiny,default)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help install lint format test test-all test-gpu smoke table1 tune sample features metrics report sweep bench device-check clean
+.PHONY: help install lint format test test-all test-gpu smoke table1 tune sample features metrics report sweep bench device-check clean lint-samples conformance
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -82,6 +82,10 @@ bench: $(STAMP) ## benchmarks (quick=true for a fast pass: make bench ARGS=--qui
 
 device-check: ## GPU figures in one script (CPU: make device-check ARGS="--cpu --quick")
 	bash benchmarks/device_check.sh $(ARGS)
+
+lint-samples: $(STAMP) ## judge a samples npz before scoring: make lint-samples FILE=samples.npz [REF=reference.npz] [FEATURES=features.npz]
+	@test -n "$(FILE)" || { echo "make lint-samples: give FILE=path/to/samples.npz [REF=reference.npz]" >&2; exit 2; }
+	$(VENV)/bin/ssg-lint $(FILE) $(if $(REF),--reference $(REF)) $(if $(FEATURES),--features $(FEATURES)) $(ARGS)
 
 clean: ## remove caches only (never results/runs)
 	rm -rf .pytest_cache .ruff_cache
