@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssg_eval.metrics.frechet import frechet_distance
-from ssg_eval.metrics.stats import feature_statistics
+from ssg_eval.metrics.frechet import frechet_distance, frechet_distance_features
 
 FD_INF_POINTS = 15  # Chong & Forsyth's default number of subset sizes
 FD_INF_MIN_SIZE = 5000  # their smallest subset (clipped to N // 2 for smaller runs)
@@ -69,13 +68,20 @@ def jackknife_std(
 ) -> float:
     """Delete-a-block jackknife std of the FID of all N samples.
 
-    Rows are split into `blocks` interleaved groups; each group's sum and cross-product are
-    accumulated once (float64), so every leave-one-group-out mean and covariance is a
-    subtraction, and only the `blocks` Fréchet distances remain.
+    Rows are split into `blocks` interleaved groups. With many rows each group's sum and
+    cross-product are accumulated once (float64), so every leave-one-group-out mean and
+    covariance is a subtraction and only the `blocks` Fréchet distances remain; with few rows
+    (N <= 2D) each left-out set goes through `frechet_distance_features`' low-rank path.
     """
     x = np.asarray(features)
     num, dim = x.shape
     group = np.arange(num) % blocks
+    if num <= 2 * dim:  # few rows: each left-out set through the exact low-rank path
+        values = [
+            frechet_distance_features(x[group != g], mu_ref, sigma_ref, method=method)
+            for g in range(blocks)
+        ]
+        return _jackknife(np.asarray(values))
     sums, products = np.zeros((blocks, dim)), np.zeros((blocks, dim, dim))
     for start in range(0, num, 8192):
         rows = x[start : start + 8192].astype(np.float64)
@@ -90,8 +96,12 @@ def jackknife_std(
         mu = (sums.sum(0) - sums[g]) / n
         sigma = (products.sum(0) - products[g] - n * np.outer(mu, mu)) / (n - 1)
         values.append(frechet_distance(mu, sigma, mu_ref, sigma_ref, method=method))
-    values = np.asarray(values)
-    return float(np.sqrt((blocks - 1) / blocks * np.sum((values - values.mean()) ** 2)))
+    return _jackknife(np.asarray(values))
+
+
+def _jackknife(values: np.ndarray) -> float:
+    """√((K − 1)/K · Σ(θ_k − θ̄)²) of K leave-one-block-out estimates."""
+    return float(np.sqrt((len(values) - 1) / len(values) * np.sum((values - values.mean()) ** 2)))
 
 
 def fd_inf_sizes(
@@ -141,8 +151,7 @@ def fd_infinity(
     fids = []
     for size in sizes:
         rows = np.sort(rng.choice(len(features), size, replace=False))
-        mu, sigma = feature_statistics(features[rows])
-        fids.append(frechet_distance(mu, sigma, mu_ref, sigma_ref, method=method))
+        fids.append(frechet_distance_features(features[rows], mu_ref, sigma_ref, method=method))
     inverse = 1.0 / np.asarray(sizes, np.float64)
     value, slope, fit_err = linear_fit_intercept(inverse, np.array(fids))
     spread = jackknife_std(features, mu_ref, sigma_ref, method=method)

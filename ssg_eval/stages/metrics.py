@@ -149,8 +149,8 @@ def run_metrics(cfg: Any) -> Path | None:
 
 def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict) -> Path:
     from ssg_eval.features.inception import build_inception
-    from ssg_eval.metrics.compute import compute_metrics
     from ssg_eval.lint.preflight import lint_run
+    from ssg_eval.metrics.compute import compute_metrics
     from ssg_eval.metrics.fd_dinov2 import fd_dinov2_of_run
     from ssg_eval.metrics.feature_metrics import check_metric_names, feature_metrics_of_run
     from ssg_eval.metrics.inception_score import check_class_order
@@ -185,7 +185,8 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
         metrics=[m for m in cfg.metrics.metrics if m in ALL_METRICS],
     )
     values.update(fd_dinov2_of_run(cfg, directory, reference, results_dir(cfg) / "cache"))
-    values.update(feature_metrics_of_run(cfg, directory, sample_feats, labels, reference, ref_feats))
+    extra = feature_metrics_of_run(cfg, directory, sample_feats, labels, reference, ref_feats)
+    values.update(extra)  # kid, density, coverage, fd_inf, per_class (+ per_class.csv)
     if cfg.metrics.bootstrap_resamples > 0:
         values[f"{FID}_bootstrap_std"] = fid_bootstrap_std(
             sample_feats["pool"], labels, reference, ref_feats, cfg
