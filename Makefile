@@ -87,6 +87,11 @@ lint-samples: $(STAMP) ## judge a samples npz before scoring: make lint-samples 
 	@test -n "$(FILE)" || { echo "make lint-samples: give FILE=path/to/samples.npz [REF=reference.npz]" >&2; exit 2; }
 	$(VENV)/bin/ssg-lint $(FILE) $(if $(REF),--reference $(REF)) $(if $(FEATURES),--features $(FEATURES)) $(ARGS)
 
+conformance: $(STAMP) ## FILE and REF through ssg_eval, torch-fidelity, torchmetrics, clean-fid: make conformance FILE=samples.npz REF=ref.npz [WEIGHTS=inception.pth]
+	@test -n "$(FILE)" -a -n "$(REF)" || { echo "make conformance: give FILE=samples.npz REF=reference.npz [WEIGHTS=inception.pth]" >&2; exit 2; }
+	$(PY) -c "import torchmetrics, cleanfid" 2>/dev/null || $(PY) -m pip install -q -e '.[conformance]'
+	$(PY) -m ssg_eval.conformance.cli $(FILE) $(REF) $(if $(WEIGHTS),--inception-weights $(WEIGHTS)) $(ARGS)
+
 clean: ## remove caches only (never results/runs)
 	rm -rf .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

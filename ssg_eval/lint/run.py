@@ -180,7 +180,7 @@ def lint_file(
         checks.check_channel_order(scan.channel_means, ref_means),
         checks.check_constant_images(scan.minimum, scan.maximum),
         checks.check_duplicates(scan.digests, usable),
-        checks.check_blockiness(scan.blockiness),
+        checks.check_blockiness(scan.block_steps),
         label_finding,
     ]
     if usable is not None:

@@ -26,7 +26,7 @@ class ImageScan:
         minimum, maximum: (N,) per-image smallest and largest value.
         digests: (N,) SHA-1 of each image's bytes (exact-duplicate detection).
         subset: (K,) indices of the images measured for blockiness and channel means.
-        blockiness: (K,) `blockiness` of those images (NaN when smaller than 16 px).
+        block_steps: (K, 2) `block_steps` of those images (NaN rows under 16 px).
         channel_means: (C,) mean value per channel over the subset.
         seconds: wall time of the pass.
     """
@@ -35,7 +35,7 @@ class ImageScan:
     maximum: np.ndarray
     digests: list[bytes]
     subset: np.ndarray
-    blockiness: np.ndarray
+    block_steps: np.ndarray
     channel_means: np.ndarray
     seconds: float
 
@@ -52,39 +52,48 @@ def _luma(pixels: np.ndarray) -> np.ndarray:
     return pixels @ LUMA if pixels.shape[-1] == 3 else pixels[..., 0]
 
 
-def _edge_ratio(images_KHWC: np.ndarray) -> np.ndarray:
-    """Mean |luma step| into columns ≡ 8 mod 16 over the mean step into columns ≡ 4 mod 8."""
-    width = images_KHWC.shape[2]
-    boundary = np.arange(8, width, 16)  # step from column j-1 to j: a JPEG block edge
-    middle = np.arange(4, width, 8)  # the middle of a JPEG block (4 and 12 mod 16)
-
-    def steps(cols: np.ndarray) -> np.ndarray:
-        after, before = _luma(images_KHWC[:, :, cols]), _luma(images_KHWC[:, :, cols - 1])
-        return np.abs(after - before).mean(axis=(1, 2))
-
-    return (steps(boundary) + 1e-3) / (steps(middle) + 1e-3)
+def _steps(images_KHWC: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Per image, the mean |luma step| from column j − 1 to column j over `cols`."""
+    after, before = _luma(images_KHWC[:, :, cols]), _luma(images_KHWC[:, :, cols - 1])
+    return np.abs(after - before).mean(axis=(1, 2))
 
 
-def blockiness(images_KHWC: np.ndarray) -> np.ndarray:
-    """JPEG 8×8 grid strength per image: ≈ 1 without a grid, > 1 with one.
+def block_steps(images_KHWC: np.ndarray) -> np.ndarray:
+    """Per image: mean luma step across JPEG block edges and inside blocks, both directions.
 
-    The luma step across a JPEG block edge (columns and rows ≡ 8 mod 16) is compared with the
-    step in the middle of a block (≡ 4 mod 8), averaged over both directions. Edges at multiples
-    of 16 are left out so a VQ decoder's 16-px patch grid is not mistaken for JPEG, and both sets
-    are multiples of 4 so 2× or 4× upsampling affects them alike. Only the columns and rows
-    involved are converted to luma.
+    Edges are the columns and rows ≡ 8 mod 16 (a JPEG block edge); the inside is ≡ 4 mod 8 (the
+    middle of a block). Multiples of 16 are left out so a VQ decoder's 16-px patch seams are not
+    counted as JPEG edges, and both sets are multiples of 4 so 2× or 4× upsampling affects them
+    alike. Only the columns and rows involved are converted to luma.
 
     Args:
         images_KHWC: (K, H, W, C) images, C = 3 (RGB) or 1.
 
     Returns:
-        (K,) float64; NaN for images under 16 px on a side.
+        (K, 2) float64 `[edge step, inside step]`; NaN rows for images under 16 px on a side.
     """
     images = np.asarray(images_KHWC)
     if images.shape[1] < 16 or images.shape[2] < 16:
-        return np.full(len(images), np.nan)
-    ratio = (_edge_ratio(images) + _edge_ratio(np.swapaxes(images, 1, 2))) / 2
-    return ratio.astype(np.float64)
+        return np.full((len(images), 2), np.nan)
+    out = np.zeros((len(images), 2))
+    for view in (images, np.swapaxes(images, 1, 2)):  # columns, then rows
+        width = view.shape[2]
+        out[:, 0] += _steps(view, np.arange(8, width, 16)) / 2
+        out[:, 1] += _steps(view, np.arange(4, width, 8)) / 2
+    return out
+
+
+def blockiness(steps_K2: np.ndarray) -> float:
+    """JPEG 8×8 grid strength of a set: Σ edge steps / Σ inside steps (≈ 1 without a grid).
+
+    Pooled over the images (a ratio of sums), so small images with few block edges still give a
+    stable figure. NaN when no image was measured.
+    """
+    steps = np.asarray(steps_K2, dtype=np.float64).reshape(-1, 2)
+    steps = steps[np.isfinite(steps).all(axis=1)]
+    if len(steps) == 0:
+        return float("nan")
+    return float(steps[:, 0].sum() / max(steps[:, 1].sum(), 1e-12))
 
 
 def _digest(image: np.ndarray) -> bytes:
@@ -142,7 +151,7 @@ def scan_images(
             digests.extend(pool.map(_digest, part))
             picked = subset[(subset >= start) & (subset < start + len(part))] - start
             if len(picked):
-                block_values.append(blockiness(part[picked]))
+                block_values.append(block_steps(part[picked]))
                 sums = part[picked].reshape(-1, part.shape[-1]).sum(0, dtype=np.float64)
                 channel_sums = sums if channel_sums is None else channel_sums + sums
             start += len(part)
@@ -155,7 +164,7 @@ def scan_images(
         maximum=maximum,
         digests=digests,
         subset=subset,
-        blockiness=np.concatenate(block_values) if block_values else np.empty(0),
+        block_steps=np.concatenate(block_values) if block_values else np.empty((0, 2)),
         channel_means=np.zeros(0) if channel_sums is None else channel_sums / pixels,
         seconds=time.perf_counter() - started,
     )
