@@ -73,8 +73,10 @@ def main() -> None:
         "cosines, little noise": synthetic_images(num, size, 1, noise=1.0),
         "upsampled fields + rectangles": rectangles(num, size, 2),
     }
-    print(f"blockiness (Σ edge steps / Σ inside steps), {num} images of {size} px per set; "
-          f"warn >= {BLOCKINESS_WARN}, fail >= {BLOCKINESS_FAIL}")
+    print(
+        f"blockiness (Σ edge steps / Σ inside steps), {num} images of {size} px per set; "
+        f"warn >= {BLOCKINESS_WARN}, fail >= {BLOCKINESS_FAIL}"
+    )
     print("| family | PNG | " + " | ".join(f"JPEG q{q}" for q in QUALITIES) + " |")
     print("|---|---|" + "---|" * len(QUALITIES))
     for name, images in families.items():
@@ -83,8 +85,10 @@ def main() -> None:
                   for q in QUALITIES]  # fmt: skip
         print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     decoded = decoder_like(num, size, 3)
-    print(f"| decoder-like (nearest 2x upsamplings + blur) | {blockiness(block_steps(decoded)):.3f}"
-          " | " + " | ".join("" for _ in QUALITIES) + " |")
+    print(
+        f"| decoder-like (nearest 2x upsamplings + blur) | {blockiness(block_steps(decoded)):.3f}"
+        " | " + " | ".join("" for _ in QUALITIES) + " |"
+    )
 
 
 if __name__ == "__main__":
