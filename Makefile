@@ -18,7 +18,7 @@ ARGS ?=
 TUNE ?= $(if $(filter tiny%,$(MODEL)),tiny,default)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help install browser lint format test test-all test-gpu smoke table1 tune sample features metrics report sweep bench device-check clean
+.PHONY: help install browser lint format test test-all test-gpu smoke table1 tune sample features metrics report sweep bench device-check clean lint-samples conformance
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -88,6 +88,15 @@ bench: $(STAMP) ## benchmarks (quick=true for a fast pass: make bench ARGS=--qui
 
 device-check: ## GPU figures in one script (CPU: make device-check ARGS="--cpu --quick")
 	bash benchmarks/device_check.sh $(ARGS)
+
+lint-samples: $(STAMP) ## judge a samples npz before scoring: make lint-samples FILE=samples.npz [REF=reference.npz] [FEATURES=features.npz]
+	@test -n "$(FILE)" || { echo "make lint-samples: give FILE=path/to/samples.npz [REF=reference.npz]" >&2; exit 2; }
+	$(VENV)/bin/ssg-lint $(FILE) $(if $(REF),--reference $(REF)) $(if $(FEATURES),--features $(FEATURES)) $(ARGS)
+
+conformance: $(STAMP) ## FILE and REF through ssg_eval, torch-fidelity, torchmetrics, clean-fid: make conformance FILE=samples.npz REF=ref.npz [WEIGHTS=inception.pth]
+	@test -n "$(FILE)" -a -n "$(REF)" || { echo "make conformance: give FILE=samples.npz REF=reference.npz [WEIGHTS=inception.pth]" >&2; exit 2; }
+	$(PY) -c "import torchmetrics, cleanfid" 2>/dev/null || $(PY) -m pip install -q -e '.[conformance]'
+	$(PY) -m ssg_eval.conformance.cli $(FILE) $(REF) $(if $(WEIGHTS),--inception-weights $(WEIGHTS)) $(ARGS)
 
 clean: ## remove caches only (never results/runs)
 	rm -rf .pytest_cache .ruff_cache

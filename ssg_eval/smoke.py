@@ -110,6 +110,7 @@ def make_inception_and_reference(baseline_cfg, weights: Path, reference: Path) -
     from ssg_eval.features.extract import extract_features
     from ssg_eval.features.inception import build_inception, make_random_inception_weights
     from ssg_eval.metrics.stats import feature_statistics
+    from ssg_eval.sampling.plan import SamplePlan
 
     images = held_out_baseline_images(baseline_cfg)
     raw = weights.with_name(weights.name + ".raw")
@@ -125,7 +126,11 @@ def make_inception_and_reference(baseline_cfg, weights: Path, reference: Path) -
     # pool / spatial do not depend on fc, so the statistics hold for the calibrated network too
     mu, sigma = feature_statistics(feats["pool"])
     mu_s, sigma_s = feature_statistics(feats["spatial"])
-    atomic_write_npz(reference, arr_0=images, mu=mu, sigma=sigma, mu_s=mu_s, sigma_s=sigma_s)
+    # the plan's labels of the held-out images: per-class FID (metrics.metrics=[..., per_class])
+    plan = SamplePlan(len(images), int(baseline_cfg.model.num_classes), len(images), REFERENCE_SEED)
+    labels = plan.labels(np.arange(len(images))).astype(np.int64)
+    atomic_write_npz(reference, arr_0=images, mu=mu, sigma=sigma, mu_s=mu_s, sigma_s=sigma_s,
+                     labels=labels)  # fmt: skip
 
 
 def _save_tensors(state: dict, path: Path) -> None:

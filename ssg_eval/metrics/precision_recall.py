@@ -195,3 +195,43 @@ def precision_recall(
     precision = int(fake_in.sum()) / len(fake_features)
     recall = int(real_in.sum()) / len(real_features)
     return precision, recall
+
+
+def precision_membership(
+    real_features: np.ndarray,
+    fake_features: np.ndarray,
+    k: int = 3,
+    block_size: int = 10_000,
+    distance_dtype: str = "float16",
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Per generated sample: inside at least one real k-NN ball, with `precision_recall`'s exact
+    semantics (its mean is the precision); costs the real radii and the real × fake blocks only.
+
+    Args:
+        real_features, fake_features, k, block_size, distance_dtype, device: as
+            `precision_recall` (real first).
+
+    Returns:
+        (N_fake,) bool.
+    """
+    if distance_dtype not in DISTANCE_DTYPES or k < 1 or block_size < 1:
+        raise ValueError(f"invalid k={k}, block_size={block_size} or dtype {distance_dtype!r}")
+    if np.shape(real_features)[1] != np.shape(fake_features)[1] or len(real_features) <= k:
+        raise ValueError(
+            f"need (N_real > k, D) and (N_fake, D), got {np.shape(real_features)}, "
+            f"{np.shape(fake_features)}"
+        )
+    device = torch.device(device)
+    real = _PointSet(real_features, distance_dtype, block_size, device)
+    fake = _PointSet(fake_features, distance_dtype, block_size, device)
+    fake_in = torch.zeros(len(fake_features), dtype=torch.bool, device=device)
+    with torch.inference_mode(), full_precision(device):
+        radii_real = _radii(real, k, tqdm(disable=True))
+        for i in range(len(real)):
+            rows = slice(i * block_size, (i + 1) * block_size)
+            for j in range(len(fake)):
+                cols = slice(j * block_size, (j + 1) * block_size)
+                dist = _block(real, i, fake, j)
+                fake_in[cols] |= (dist <= _compare_dtype(dist, radii_real[rows])[:, None]).any(0)
+    return fake_in.cpu().numpy()

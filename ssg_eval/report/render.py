@@ -165,6 +165,9 @@ def render_report(
             results_dir / f"{stem}.md", summary_markdown(summary, title, note, paper)
         ),
     }
+    from ssg_eval.report.per_class import write_per_class_report
+
+    out.update(write_per_class_report(results_dir, frame, stem, baseline))  # per_class runs only
     if sweep_plot and frame["beta"].nunique() > 1:
         sweep = sweep_table(frame)
         out["sweep_csv"] = atomic_write_text(

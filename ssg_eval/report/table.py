@@ -13,25 +13,42 @@ from typing import Any
 import pandas as pd
 
 from ssg_eval.analysis.seeds import paired_delta, seed_summary
-from ssg_eval.metrics.keys import FD_DINOV2, FID, IS, IS_STD, PRECISION, RECALL, SFID
+from ssg_eval.metrics.keys import (
+    COVERAGE,
+    DENSITY,
+    FD_DINOV2,
+    FD_INF,
+    FD_INF_ERR,
+    FID,
+    IS,
+    IS_STD,
+    KID,
+    KID_STD,
+    PRECISION,
+    RECALL,
+    SFID,
+)
 from ssg_eval.runs.io import read_json
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 METRIC_KEYS = (FID, SFID, IS, PRECISION, RECALL)
-OPTIONAL_KEYS = (FD_DINOV2,)  # a column only when some run has it
+OPTIONAL_KEYS = (FD_DINOV2, KID, DENSITY, COVERAGE, FD_INF)  # a column only when some run has it
 METRIC_LABELS = {FID: "FID", SFID: "sFID", IS: "IS", PRECISION: "Pre", RECALL: "Rec",
-                 FD_DINOV2: "FD-DINOv2"}  # fmt: skip
+                 FD_DINOV2: "FD-DINOv2", KID: "KID", DENSITY: "Dens", COVERAGE: "Cov",
+                 FD_INF: "FD∞"}  # fmt: skip
 LOWER_IS_BETTER = {FID: True, SFID: True, IS: False, PRECISION: False, RECALL: False,
-                   FD_DINOV2: True}  # fmt: skip
+                   FD_DINOV2: True, KID: True, DENSITY: False, COVERAGE: False,
+                   FD_INF: True}  # fmt: skip
 # Fixed column order of the per-run table (docs/CONTRIBUTING.md plus the paper's Params/Steps/Time).
 RUN_COLUMNS = [
     "run", "model", "guidance", "guidance_params", "N", "seed", "precision_mode",
     FID, SFID, IS, IS_STD, PRECISION, RECALL, "params", "steps", "time_s", "images_per_s",
     "commit",
 ]  # fmt: skip
-MARKDOWN_DIGITS = {FID: 2, SFID: 2, IS: 1, PRECISION: 2, RECALL: 2, FD_DINOV2: 2, "time_s": 3}
+MARKDOWN_DIGITS = {FID: 2, SFID: 2, IS: 1, PRECISION: 2, RECALL: 2, FD_DINOV2: 2, KID: 4,
+                   DENSITY: 3, COVERAGE: 3, FD_INF: 2, "time_s": 3}  # fmt: skip
 
 
 def metric_keys(frame: pd.DataFrame) -> tuple[str, ...]:
@@ -109,7 +126,7 @@ def _run_row(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -
         "commit": (manifest.get("git", {}) or {}).get("commit"),
         "dirty": (manifest.get("git", {}) or {}).get("dirty"),
     }
-    for key in (*METRIC_KEYS, IS_STD, *OPTIONAL_KEYS):
+    for key in (*METRIC_KEYS, IS_STD, *OPTIONAL_KEYS, KID_STD, FD_INF_ERR):
         row[key] = values.get(key)
     row["fid_bootstrap_std"] = values.get(f"{FID}_bootstrap_std")
     return row

@@ -152,15 +152,20 @@ def run_metrics(cfg: Any) -> Path | None:
 
 def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict) -> Path:
     from ssg_eval.features.inception import build_inception
+    from ssg_eval.lint.preflight import lint_run
     from ssg_eval.metrics.compute import compute_metrics
+    from ssg_eval.metrics.feature_metrics import check_metric_names
     from ssg_eval.metrics.inception_score import check_class_order
-    from ssg_eval.metrics.keys import OPTIONAL_METRICS
+    from ssg_eval.metrics.keys import ALL_METRICS
     from ssg_eval.metrics.reference import reference_features
     from ssg_eval.stages.dinov2 import fd_dinov2_of_run
+    from ssg_eval.stages.feature_metrics import feature_metrics_of_run
     from ssg_eval.utils.dist import resolve_device
 
+    check_metric_names(cfg.metrics.metrics)
     sample_feats = load_npz(directory / FEATURES_NPZ, fix="rerun the features stage")
     labels = sample_feats.pop("labels")
+    lint_run(directory, reference, sample_feats["pool"])  # the sample linter; fail stops here
     for warning in check_class_order(labels, cfg.metrics.is_split_size):
         log.warning("%s", warning)
     device = resolve_device(cfg.metrics.feature_device)
@@ -181,10 +186,12 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
         block_size=cfg.metrics.pr_block_size,
         distance_dtype=cfg.metrics.pr_distance_dtype,
         fid_method=cfg.metrics.fid_method,
-        metrics=[m for m in cfg.metrics.metrics if m not in OPTIONAL_METRICS],
+        metrics=[m for m in cfg.metrics.metrics if m in ALL_METRICS],
     )
     values.update(fd_dinov2_of_run(cfg, directory, reference, results_dir(cfg) / "cache"))
     values.update(fwd_of_run(cfg, directory, reference, results_dir(cfg) / "cache"))
+    extra = feature_metrics_of_run(cfg, directory, sample_feats, labels, reference, ref_feats)
+    values.update(extra)  # kid, density, coverage, fd_inf, per_class (+ per_class.csv)
     if cfg.metrics.bootstrap_resamples > 0:
         values[f"{FID}_bootstrap_std"] = fid_bootstrap_std(
             sample_feats["pool"], labels, reference, ref_feats, cfg
