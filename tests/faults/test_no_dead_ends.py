@@ -34,7 +34,8 @@ def with_reference(tmp_path, stand_in_inception):
     reference = tmp_path / "reference.npz"
     atomic_write_npz(reference, arr_0=synthetic_images(20, 48, seed=3))
     return (*stand_in_inception, f"metrics.reference={reference}",
-            "metrics.reference_name=reference.npz", "metrics.metrics=[fid,is,precision,recall]")  # fmt: skip
+            "metrics.reference_name=reference.npz",
+            "metrics.metrics=[fid,is,precision,recall]")  # fmt: skip
 
 
 def _logging(monkeypatch):
@@ -64,7 +65,8 @@ def test_damaged_samples_npz_is_found_by_its_sha256_and_exported_again(tmp_path,
     directory = sample_run(cfg)
     manifest = json.loads((directory / "manifest.json").read_text())
     export = directory / "samples.npz"
-    assert manifest["samples"]["samples_npz_sha256"] == hashlib.sha256(export.read_bytes()).hexdigest()
+    digest = hashlib.sha256(export.read_bytes()).hexdigest()
+    assert manifest["samples"]["samples_npz_sha256"] == digest
     flip_bytes(export, offset_from_end=5000)
     _logging(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="ssg_eval"):
@@ -100,8 +102,9 @@ def test_grow_then_shrink_to_a_non_aligned_n_uses_the_first_n_samples(tmp_path):
     assert shard_path(directory, 3).stat().st_mtime_ns == mtimes["chunk_00003.npz"]
 
 
-def test_pipeline_with_a_grown_or_shrunk_n_recomputes_features_and_metrics(tmp_path,
-                                                                           with_reference):  # fmt: skip
+def test_pipeline_with_a_grown_or_shrunk_n_recomputes_features_and_metrics(
+    tmp_path, with_reference
+):
     def cell(n):
         return tiny(tmp_path, *with_reference, f"sampler.num_samples={n}",
                     config_name="pipeline")  # fmt: skip
@@ -110,5 +113,6 @@ def test_pipeline_with_a_grown_or_shrunk_n_recomputes_features_and_metrics(tmp_p
         directory = run_cell(cell(n), [])
         assert json.loads((directory / "features.json").read_text())["num_samples"] == n
         metrics = json.loads((directory / "metrics.json").read_text())
-        assert metrics["num_samples"] == n and metrics["inputs"]["features_meta"]["num_samples"] == n
+        assert metrics["num_samples"] == n
+        assert metrics["inputs"]["features_meta"]["num_samples"] == n
     assert run_dir(cell(10)) == directory
