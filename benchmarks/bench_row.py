@@ -51,6 +51,7 @@ def compose_row(args: argparse.Namespace, work: Path, name: str, config: str = "
         f"metrics.reference={work / 'reference.npz'}", "metrics.reference_name=bench_ref.npz",
         f"paths.results={work / 'results'}", f"run_name={name}",
         f"model.num_classes={args.num_classes}", "model.var_ckpt=null", "model.vae_ckpt=null",
+        *args.override,
     ]  # fmt: skip
     if config == "report":
         overrides = [o for o in overrides if not o.startswith(("model=", "sampler."))]
@@ -248,6 +249,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reference-images", type=int, default=16)
     parser.add_argument("--pattern", default="FRF", help="phase order: F floor, R row")
     parser.add_argument("--results-dir", default=None, help="where bench/row.jsonl goes")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="extra Hydra override of the cell, e.g. "
+        "metrics.features_while_sampling=true (the table experiments' setting)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     args.model = args.model or ("tiny" if quick else "var_d16")
@@ -281,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     record = {
         "bench": "row", "quick": args.quick, "model": args.model, "guidance": args.guidance,
         "num_samples": args.num_samples, "chunk_size": args.chunk_size, "batch_size": args.batch,
-        "threads": torch.get_num_threads(), "pattern": args.pattern,
+        "threads": torch.get_num_threads(), "pattern": args.pattern, "overrides": args.override,
         "samples_bytes": samples_bytes, "floors": floors, "rows": rows,
         **summary(args, floors, rows, samples_bytes),
         "commit": provenance["git"].get("commit"), "dirty": provenance["git"].get("dirty"),

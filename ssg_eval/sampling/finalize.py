@@ -20,7 +20,7 @@ from ssg_eval.sampling.identity import identity_of
 from ssg_eval.sampling.plan import SamplePlan
 from ssg_eval.sampling.shards import (
     SAMPLES_NPZ,
-    export_samples_npz,
+    export_samples_npz_sha256,
     images_sha256,
     shard_check,
     shard_path,
@@ -101,9 +101,10 @@ def _export(
 ) -> dict[str, Any]:
     # One pass over the shards (each verified against its sha256 as it is read): the ADM export
     # (when asked) and the content hash of the images; then the export's own sha256.
+    path = digest = None
     if export:
         hasher = hashlib.sha256()
-        path = export_samples_npz(directory, plan, hasher=hasher, shard_sha256=shas)
+        path, digest = export_samples_npz_sha256(directory, plan, hasher=hasher, shard_sha256=shas)
         content = hasher.hexdigest()
     else:
         content = images_sha256(directory, plan, shas)
@@ -111,8 +112,8 @@ def _export(
         "num_samples": plan.num_samples,
         "images_sha256": content,
         "samples_npz": SAMPLES_NPZ if export else None,
-        "samples_npz_sha256": sha256_file(path) if export else None,
-        "samples_npz_bytes": path.stat().st_size if export else None,
+        "samples_npz_sha256": digest,
+        "samples_npz_bytes": path.stat().st_size if path is not None else None,
     }
 
 

@@ -8,7 +8,9 @@ writing, verifying and reading to the ADM export, so the format is defined in on
 
 from __future__ import annotations
 
+import io
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,15 +18,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssg_eval.runs.hashed import load_npz_verified, write_npz_sha256
+from ssg_eval.runs.hashed import (
+    HashingWriter,
+    array_crc32,
+    crc32_combine,
+    load_npz_verified,
+    stored_member_header,
+    write_npz_sha256,
+)
 from ssg_eval.runs.io import atomic_open
 from ssg_eval.runs.npz import NpzError, load_npz, npz_array_header, npz_problem
 from ssg_eval.sampling.plan import SamplePlan
+from ssg_eval.utils.hashing import sha256_file
 
 __all__ = [
     "ROUNDING_RULES",
     "SAMPLES_NPZ",
     "export_samples_npz",
+    "export_samples_npz_sha256",
     "images_sha256",
     "iter_run_images",
     "quantize_on_device",
@@ -43,6 +54,7 @@ SHARD_KEYS = ("images", "labels", "indices")
 SAMPLES_NPZ = "samples.npz"
 # A fixed zip member timestamp makes samples.npz a pure function of its arrays (hashable).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_ZIP_ATTR = 0o644 << 16  # rw-r--r--
 
 
 def to_uint8(images_B3HW: torch.Tensor | np.ndarray, rounding: str = "nearest") -> np.ndarray:
@@ -378,7 +390,7 @@ def images_sha256(
 def _npy_member(archive: zipfile.ZipFile, name: str) -> Any:
     info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
     info.compress_type = zipfile.ZIP_STORED
-    info.external_attr = 0o644 << 16
+    info.external_attr = _ZIP_ATTR
     return archive.open(info, "w", force_zip64=True)
 
 
@@ -389,12 +401,26 @@ def export_samples_npz(
     hasher: Any = None,
     shard_sha256: dict[str, str] | None = None,
 ) -> Path:
+    """Write ADM's `samples.npz`; see `export_samples_npz_sha256` (this returns the path only)."""
+    return export_samples_npz_sha256(run_dir, plan, hasher=hasher, shard_sha256=shard_sha256)[0]
+
+
+def export_samples_npz_sha256(
+    run_dir: str | Path,
+    plan: SamplePlan,
+    *,
+    hasher: Any = None,
+    shard_sha256: dict[str, str] | None = None,
+) -> tuple[Path, str]:
     """Write ADM's `samples.npz` (`arr_0`: exactly N images in index order, plus `labels`).
 
     The file is streamed shard by shard into an uncompressed zip (memory: one shard, not the
     9.8 GB of 50k 256² images), written through the atomic writer, and has fixed member
     timestamps, so identical images give a byte-identical file. It loads with `np.load` and with
-    ADM's `evaluator.py` (which reads `arr_0` as NHWC uint8).
+    ADM's `evaluator.py` (which reads `arr_0` as NHWC uint8). Its sha256 is computed while it is
+    written (`HashingWriter`, with the two zip headers computed ahead from the shards' CRCs), so
+    each shard is read once and the export is never read back; only where that cannot be vouched
+    for (no system zlib) is the file hashed after writing.
 
     Args:
         run_dir: the run directory; the file goes to `<run_dir>/samples.npz`.
@@ -403,7 +429,7 @@ def export_samples_npz(
         shard_sha256: recorded shard sha256s; each shard is verified as it is read (one read).
 
     Returns:
-        The path of `samples.npz`.
+        The path of `samples.npz` and its sha256.
 
     Raises:
         FileNotFoundError: a chunk's shard is missing.
@@ -413,29 +439,55 @@ def export_samples_npz(
     run_dir = Path(run_dir)
     _check_complete(run_dir, plan)
     image_shape = npz_array_header(shard_path(run_dir, 0), "images")[0][1:]
-    shape = (plan.num_samples, *image_shape)
+    header = {"descr": "|u1", "fortran_order": False, "shape": (plan.num_samples, *image_shape)}
     out = run_dir / SAMPLES_NPZ
-    labels: list[np.ndarray] = []
-    count = 0
+    with atomic_open(out) as handle:
+        writer = HashingWriter(handle, _export_headers(run_dir, plan, header))
+        _write_export(writer, run_dir, plan, header, hasher, shard_sha256)
+    digest = writer.digest()
+    return out, digest if digest is not None else sha256_file(out)
+
+
+def _write_export(writer, run_dir: Path, plan: SamplePlan, header: dict, hasher, shas) -> None:
+    shape, labels, count = header["shape"], [], 0
     # One read per shard of the plan (verified against its sha256 as it is read); shards of a
     # larger N beyond the plan are not read.
-    stream = iter_run_images(run_dir, plan.chunk_size, plan, shard_sha256)
-    with atomic_open(out) as handle:
-        with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-            with _npy_member(archive, "arr_0.npy") as member:
-                header = {"descr": "|u1", "fortran_order": False, "shape": shape}
-                np.lib.format.write_array_header_1_0(member, header)
-                for images, labels_n, _ in stream:
-                    if images.shape[1:] != shape[1:]:
-                        raise ValueError(f"image shape {images.shape[1:]} != {shape[1:]}")
-                    data = np.ascontiguousarray(images).reshape(-1).data
-                    member.write(data)
-                    if hasher is not None:
-                        hasher.update(data)
-                    labels.append(labels_n)
-                    count += len(images)
-                if count != plan.num_samples:
-                    raise ValueError(f"shards hold {count} images, expected {plan.num_samples}")
-            with _npy_member(archive, "labels.npy") as member:
-                np.lib.format.write_array(member, np.concatenate(labels).astype(np.int64))
-    return out
+    stream = iter_run_images(run_dir, plan.chunk_size, plan, shas)
+    with zipfile.ZipFile(writer, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        with _npy_member(archive, "arr_0.npy") as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            for images, labels_n, _ in stream:
+                if images.shape[1:] != shape[1:]:
+                    raise ValueError(f"image shape {images.shape[1:]} != {shape[1:]}")
+                data = np.ascontiguousarray(images).reshape(-1).data
+                member.write(data)
+                if hasher is not None:
+                    hasher.update(data)
+                labels.append(labels_n)
+                count += len(images)
+            if count != plan.num_samples:
+                raise ValueError(f"shards hold {count} images, expected {plan.num_samples}")
+        with _npy_member(archive, "labels.npy") as member:
+            np.lib.format.write_array(member, np.concatenate(labels).astype(np.int64))
+
+
+def _export_headers(run_dir: Path, plan: SamplePlan, header: dict) -> dict[int, bytes]:
+    # The two local headers zipfile rewrites when each member closes, computed ahead: arr_0's
+    # CRC from the shards' recorded member CRCs (no image data read), labels' from the plan.
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    npy_header = buffer.getvalue()
+    crc, size = zlib.crc32(npy_header), len(npy_header)
+    for chunk in range(plan.num_chunks):
+        part = array_crc32(shard_path(run_dir, chunk), "images")
+        crc = None if part is None or crc is None else crc32_combine(crc, *part)
+        size += 0 if part is None else part[1]
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, plan.labels(range(plan.num_samples)).astype(np.int64))
+    labels = buffer.getvalue()
+    if crc is None:
+        return {}
+    first = stored_member_header("arr_0.npy", size, crc, _ZIP_EPOCH, _ZIP_ATTR)
+    second = stored_member_header("labels.npy", len(labels), zlib.crc32(labels), _ZIP_EPOCH,
+                                  _ZIP_ATTR)  # fmt: skip
+    return {0: first, len(first) + size: second}
