@@ -25,19 +25,6 @@ from tests.faults.conftest import tiny
 from tests.faults.test_corruption import flip_bytes
 
 
-@pytest.fixture
-def with_reference(tmp_path, stand_in_inception):
-    """Overrides for a full cell: stand-in Inception and a small ADM-format reference."""
-    from ssg_eval.runs.io import atomic_write_npz
-    from tests.inception_helpers import synthetic_images
-
-    reference = tmp_path / "reference.npz"
-    atomic_write_npz(reference, arr_0=synthetic_images(20, 48, seed=3))
-    return (*stand_in_inception, f"metrics.reference={reference}",
-            "metrics.reference_name=reference.npz",
-            "metrics.metrics=[fid,is,precision,recall]")  # fmt: skip
-
-
 def _logging(monkeypatch):
     monkeypatch.setattr(logging.getLogger("ssg_eval"), "propagate", True)
 
