@@ -176,7 +176,6 @@ def _reusable(cfg: Any, path: Path, inputs: dict, protocol: dict) -> bool:
 
 
 def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict) -> Path:
-    from ssg_eval.features.inception import build_inception
     from ssg_eval.metrics.compute import compute_metrics
     from ssg_eval.metrics.inception_score import check_class_order
     from ssg_eval.metrics.keys import OPTIONAL_METRICS
@@ -192,7 +191,7 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
     for warning in check_class_order(labels, cfg.metrics.is_split_size):
         log.warning("%s", warning)
     device = resolve_device(cfg.metrics.feature_device)
-    model = build_inception(cfg.metrics.inception_weights, device, str(cfg.metrics.inception_impl))
+    model = _LazyInception(cfg, device)  # built only when the reference's features are not cached
     ref_feats = reference_features(
         reference,
         model,
@@ -229,6 +228,32 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
         "provenance": collect_provenance(),
     }
     return atomic_write_json(directory / METRICS_JSON, payload)
+
+
+class _LazyInception:
+    """Inception for the reference features, built on first use: a cached entry needs only the
+    weights' sha256 and the extraction path, which key the cache."""
+
+    def __init__(self, cfg: Any, device: Any) -> None:
+        from ssg_eval.features.inception import inception_weights_sha256
+
+        self.cfg, self.device, self.net = cfg, device, None
+        self.weights_sha256 = inception_weights_sha256(cfg.metrics.inception_weights)
+        self.impl = str(cfg.metrics.inception_impl)
+
+    def _built(self) -> Any:
+        if self.net is None:
+            from ssg_eval.features.inception import build_inception
+
+            self.net = build_inception(self.cfg.metrics.inception_weights, self.device, self.impl)
+        return self.net
+
+    def eval(self) -> Any:
+        """The built network in eval mode."""
+        return self._built().eval()
+
+    def __call__(self, images_BCHW: Any) -> Any:
+        return self._built()(images_BCHW)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="metrics")

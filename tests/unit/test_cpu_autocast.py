@@ -22,20 +22,44 @@ from tests.unit.test_metrics_pr import adm_precision_recall, relu_features
 AUTOCAST = [torch.bfloat16, torch.float16]
 
 
-def test_sampler_float16_autocast_runs_on_cpu_and_stays_close():
+@pytest.fixture(scope="module")
+def tiny_models():
     from ssg_eval.models.load import build_model
     from tests.conftest import compose_config
-    from tests.unit.test_fast_path import sample
 
     cfg = compose_config(["model=tiny", "sampler=tiny", "guidance=cfg_ssg", "runtime.device=cpu"])
     var, vae, _ = build_model(cfg.model)
-    models = (cfg, var, vae)
-    ref_images, ref_tokens = sample(models, "cfg_ssg")
-    images, tokens = sample(models, "cfg_ssg", autocast_dtype=torch.float16)
+    return cfg, var, vae
+
+
+def test_sampler_float16_autocast_runs_on_cpu_and_stays_close(tiny_models):
+    from tests.unit.test_fast_path import sample
+
+    ref_images, ref_tokens = sample(tiny_models, "cfg_ssg")
+    images, tokens = sample(tiny_models, "cfg_ssg", autocast_dtype=torch.float16)
     assert images.dtype == torch.float32 and bool(torch.isfinite(images).all())
     equal = torch.cat([(a == b).flatten() for a, b in zip(tokens, ref_tokens, strict=True)])
     assert float(equal.float().mean()) >= 0.9  # fp16 logits flip a few near-tied draws
     assert float((images - ref_images).abs().mean()) < 0.05
+
+
+@pytest.mark.parametrize("dtype", AUTOCAST)
+def test_sampler_keeps_guided_logits_and_latents_float32_under_autocast(tiny_models, dtype):
+    # Autocast covers the transformer passes only: the processors, truncation and f̂ see float32.
+    from ssg_eval.guidance import build_processors
+    from ssg_eval.sampling.loop import generate_batch, make_generators
+
+    cfg, var, vae = tiny_models
+    seen: list[tuple] = []
+    generate_batch(
+        var, vae, torch.arange(4) % 10, make_generators(range(4), "cpu"),
+        build_processors(cfg.guidance, list(cfg.model.patch_nums)), top_k=8, top_p=0.96,
+        autocast_dtype=dtype, decode_dtype=torch.bfloat16,
+        observer=lambda si, info: seen.append((info["logits_BlV"].dtype,
+                                               info["f_hat_BCHW"].dtype)),
+    )  # fmt: skip
+    assert len(seen) == len(cfg.model.patch_nums)
+    assert set(seen) == {(torch.float32, torch.float32)}
 
 
 @pytest.mark.parametrize("dtype", AUTOCAST)
