@@ -206,12 +206,14 @@ def run_features(cfg: Any) -> Path | None:
         return _print_plan(cfg, directory)
     rank, world_size, _ = dist.dist_env()
     device = dist.resolve_device(str(cfg.metrics.feature_device))
+    ours = not dist.is_distributed()  # a process group this call creates, it also destroys
     dist.init_process_group_if_needed(str(cfg.runtime.dist_backend), device)
     try:
         with _claimed(cfg, rank):
             return _features(cfg, directory, rank, world_size)
     finally:
-        dist.destroy()
+        if ours:
+            dist.destroy()
 
 
 def _features(cfg: Any, directory: Path, rank: int, world_size: int) -> Path | None:
