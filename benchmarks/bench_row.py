@@ -246,8 +246,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--chunk-size", type=int, default=None, help="default 4 (quick 4)")
     parser.add_argument("--batch", type=int, default=None, help="default 4 (quick 2)")
-    parser.add_argument("--reference-images", type=int, default=16)
-    parser.add_argument("--pattern", default="FRF", help="phase order: F floor, R row")
+    parser.add_argument("--reference-images", type=int, default=None, help="default 16 (quick 10)")
+    parser.add_argument(
+        "--pattern", default=None, help="phase order: F floor, R row (default FRF, quick FR)"
+    )
     parser.add_argument("--results-dir", default=None, help="where bench/row.jsonl goes")
     parser.add_argument(
         "--override",
@@ -262,6 +264,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.num_samples = args.num_samples or (10 if quick else 8)
     args.num_classes = args.num_classes or args.num_samples
     args.chunk_size = args.chunk_size or 4
+    args.reference_images = args.reference_images or (10 if quick else 16)
+    args.pattern = args.pattern or ("FR" if quick else "FRF")
     args.batch = args.batch or (2 if quick else 4)
     if set(args.pattern) - {"F", "R"} or "R" not in args.pattern:
         parser.error("--pattern: F (floor) and R (row) phases, at least one R")

@@ -273,7 +273,13 @@ def _feature_nets(cfg: Any) -> Any:
         return None
     from ssg_eval.sampling.shard_features import feature_nets
 
-    return feature_nets(cfg)
+    try:
+        return feature_nets(cfg)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"{err} (metrics.features_while_sampling=true extracts the features while sampling; "
+            "set it to false to sample without them)"
+        ) from None
 
 
 def plan_status(cfg: Any, world_size: int) -> dict[str, Any]:
