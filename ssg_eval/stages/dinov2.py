@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ssg_eval.features.dinov2 import INPUT_SIZE, build_dinov2, dinov2_features
+from ssg_eval.features import dinov2 as network
+from ssg_eval.features.dinov2 import INPUT_SIZE, dinov2_features
 from ssg_eval.metrics.fd_dinov2 import fd_dinov2
 from ssg_eval.metrics.keys import FD_DINOV2
 from ssg_eval.runs.hashed import write_npz_sha256
@@ -86,7 +87,7 @@ def reference_run_features(cfg: Any, reference: Any, cache_dir: Path) -> np.ndar
         with np.load(path, allow_pickle=False) as data:
             return data["features"]
     device = resolve_device(cfg.metrics.feature_device)
-    model = build_dinov2(weights, device, arch=cfg.metrics.dinov2_arch)
+    model = network.build_dinov2(weights, device, arch=cfg.metrics.dinov2_arch)  # as patched
     batch = int(cfg.metrics.feature_batch_size)
     features = dinov2_features(reference.iter_images(batch), model, batch, device)
     _write(path, features, meta)
