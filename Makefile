@@ -71,8 +71,9 @@ sample: $(STAMP) ## sample one cell: make sample EXP=table1 MODEL=var_d16 GUIDAN
 	elif [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.stages.sample $(CELL) $(ARGS); \
 	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.stages.sample $(CELL) $(ARGS); fi
 
-features: $(STAMP) ## Inception features of one cell's samples: make features EXP=table1 MODEL=... GUIDANCE=...
-	$(PY) -m ssg_eval.stages.features $(CELL) $(ARGS)
+features: $(STAMP) ## Inception features of one cell's samples: make features EXP=table1 MODEL=... GUIDANCE=... [NPROC=8: one share of the shards per rank]
+	if [ "$(NPROC)" = "1" ]; then $(PY) -m ssg_eval.stages.features $(CELL) $(ARGS); \
+	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m ssg_eval.stages.features $(CELL) $(ARGS); fi
 
 metrics: $(STAMP) ## FID/sFID/IS/P/R of one cell: make metrics EXP=table1 MODEL=... GUIDANCE=...
 	$(PY) -m ssg_eval.stages.metrics $(CELL) $(ARGS)

@@ -56,6 +56,9 @@ from ssg_eval.utils.dist import autocast_dtype, setup_runtime
 from ssg_eval.utils.provenance import git_state
 from ssg_eval.validation import validate
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import device_check_row  # noqa: E402  (the row parts, beside this script)
+
 REPO = Path(__file__).resolve().parents[1]
 GIB = float(2**30)
 ROW_SAMPLES, ROW_INCEPTION = 50_000, 60_000  # one Table 1 row: 50k samples + 10k reference images
@@ -336,7 +339,7 @@ def table_rows(results: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str,
     peak_kind = "CUDA max_memory_allocated" if meta["device"] == "cuda" else "host peak RSS"
     f32, proj = "float32 (TF32 off)", "50k/sampling + 60k/Inception + metric s"
     dh = res.get("decode_host") or {}
-    decode_note = "serial today; per batch: " + ", ".join(
+    decode_note = "serial path; per batch: " + ", ".join(
         f"{k} {fmt(dh.get(f'{k}_s'), 3)} s" for k in ("steps", "decode", "host")
     )
     stats = f"stats {sizes['pr_samples']}x%d + Frechet ({meta['fid_method']}, host)"
@@ -365,6 +368,7 @@ def table_rows(results: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str,
          "projected: batch / (steps + decode), CFG+SSG"),
         ("sampling img/s, decode+host overlapped", cell("decode_host", "images_per_s_all_hidden"),
          "projected bound: batch / max(steps, decode + host)"),
+        *device_check_row.table_rows(cell, b),
         ("sampling img/s, CFG, float32", cell("sampling_float32", "images_per_s_cfg"), f32),
         ("sampling img/s, CFG+SSG, float32", cell("sampling_float32", "images_per_s_cfg_ssg"),
          f32),
@@ -451,6 +455,8 @@ class DeviceCheck:
         "sfid",
         "is",
         "decode_host",
+        "overlap",
+        "features_while_sampling",
         "sampling_float32",
     )
 
@@ -502,6 +508,25 @@ class DeviceCheck:
             self.sizes["batch"], 3, self.slice_end(0.1),
         )  # fmt: skip
 
+    def overlap(self) -> dict[str, Any]:
+        """Chunk loop serial vs decode/host overlapped (`device_check_row.overlap_part`)."""
+        return device_check_row.overlap_part(self)
+
+    def features_while_sampling(self) -> dict[str, Any]:
+        """Chunk loop without vs with the per-shard Inception pass (`device_check_row`)."""
+        return device_check_row.features_part(self)
+
+    def inception_weights(self) -> str:
+        """Random Inception weights in torch-fidelity's layout, written once per check."""
+        if "weights" not in self._cache:
+            folder = self._cache.setdefault(
+                "folder", tempfile.TemporaryDirectory(prefix="device_check_")
+            )
+            weights = Path(folder.name) / "random_inception.pth"
+            make_random_inception_weights(weights, seed=0)
+            self._cache["weights"] = str(weights)
+        return self._cache["weights"]
+
     def sampling_float32(self) -> dict[str, Any]:
         """The same at the reference precision (runtime=default: TF32 off), in what time is left."""
         setup_runtime(compose_cfg(self.args, "default", self.device).runtime)
@@ -512,14 +537,10 @@ class DeviceCheck:
         # the features stage applies no runtime switches: torch's cuDNN defaults, not runtime=fast
         torch.backends.cudnn.benchmark = torch.backends.cudnn.deterministic = False
         if "inception" not in self._cache:
-            folder = tempfile.TemporaryDirectory(prefix="device_check_")
-            weights = Path(folder.name) / "random_inception.pth"
-            make_random_inception_weights(weights, seed=0)
             side = image_shape_of(self.cfg.model)[0]
             shape = (self.sizes["inception_images"], side, side, 3)
             self._cache.update(
-                folder=folder,
-                inception=build_inception(str(weights), self.device),
+                inception=build_inception(self.inception_weights(), self.device),
                 images=np.random.default_rng(1).integers(0, 256, size=shape, dtype=np.uint8),
             )
         return time_inception(

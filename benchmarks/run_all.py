@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_processors", "bench_sampling", "bench_metrics", "bench_features")
+BENCHMARKS = ("bench_processors", "bench_sampling", "bench_metrics", "bench_features", "bench_row")
 
 
 def load(name: str):

@@ -292,6 +292,7 @@ class RuntimeConfig:
     latency_batch_size: int = 1  # Time column protocol: batch size for the timed pass
     latency_repeats: int = 3  # timed repeats after one warm-up; median reported
     measure_latency: bool = True
+    overlap_decode: bool = True  # CUDA: decode + uint8 + host copy of chunk i beside chunk i+1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -307,6 +308,7 @@ class MetricsConfig:
     feature_batch_size: int | None = 64  # ADM batch; null = chosen by the device (CPU 32, CUDA 256)
     inception_impl: InceptionImpl = InceptionImpl.fast  # fast | torch_fidelity (same features)
     feature_device: str = "auto"
+    features_while_sampling: bool = False  # each sampling rank extracts its own chunks' features
     is_split_size: int = 5000  # ADM: consecutive, unshuffled 5,000-sample splits
     pr_k: int = 3
     pr_block_size: int = 10_000

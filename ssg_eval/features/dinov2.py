@@ -174,9 +174,10 @@ def dinov2_features(
         float32 (N, C) with C the network width (1024 for ViT-L/14).
     """
     out = []
-    for batch_NHWC in _batches(images, batch_size):
-        x_BCHW = preprocess(batch_NHWC).to(device)
-        out.append(model(x_BCHW).float().cpu().numpy())
+    with torch.autocast(torch.device(device).type, enabled=False):  # float32 inside a sampler
+        for batch_NHWC in _batches(images, batch_size):
+            x_BCHW = preprocess(batch_NHWC).to(device)
+            out.append(model(x_BCHW).float().cpu().numpy())
     if not out:
         raise ValueError("no images to extract DINOv2 features from")
     return np.concatenate(out).astype(np.float32)

@@ -82,22 +82,27 @@ def rebatch(arrays: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarra
 
 @contextmanager
 def full_precision(device: torch.device) -> Iterator[None]:
-    """Scoped TF32 off for CUDA matmuls and cuDNN convolutions (restored on exit).
+    """Scoped float32 for the feature networks: autocast off, TF32 and cuDNN autotuning off.
 
     cuDNN allows TF32 convolutions by default, which moves Inception features by ~1e-3; the ADM
-    protocol needs full float32. A no-op on CPU; never changes the settings outside the block.
+    protocol needs full float32. An enclosing autocast region (the sampler's bf16/fp16 runtime,
+    when features are extracted while sampling) is switched off, and cuDNN's algorithm choice is
+    torch's default (no `benchmark` autotuning), so features are the same inside the sampler and
+    in the features stage. Never changes the settings outside the block.
     """
-    if device.type != "cuda":
-        yield
-        return
-    saved = (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = saved[0]
-        torch.set_float32_matmul_precision(saved[1])
+    with torch.autocast(device.type, enabled=False):
+        if device.type != "cuda":
+            yield
+            return
+        cudnn = torch.backends.cudnn
+        saved = (cudnn.allow_tf32, torch.get_float32_matmul_precision(), cudnn.benchmark)
+        cudnn.allow_tf32, cudnn.benchmark = False, False
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            cudnn.allow_tf32, cudnn.benchmark = saved[0], saved[2]
+            torch.set_float32_matmul_precision(saved[1])
 
 
 CPU_BATCH_SIZE = 32  # best CPU throughput measured in benchmarks/bench_features.py (16-64 flat)
@@ -159,7 +164,72 @@ def extract_features(
             out = model(images_BCHW)
             sink.add({key: out[key].detach().to("cpu", torch.float32) for key in FEATURE_KEYS})
             bar.update(len(batch_NHWC))
-    features = sink.result()
+    return _checked(sink.result())
+
+
+def extract_chunk_features(
+    images_NHWC: np.ndarray | torch.Tensor,
+    model: nn.Module,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+) -> dict[str, np.ndarray]:
+    """Inception features of one chunk (a shard's images) in forward batches from its first image.
+
+    The same batches as `extract_features([images], ...)`; a device tensor (the sampler's decoded
+    uint8 images) is fed without a host round trip, so the features equal those of the same
+    bytes read back from the shard, bit for bit, at the same batch size, device and threads.
+
+    Args:
+        images_NHWC: uint8 (n, H, W, 3), host array or tensor (on `device` or the host).
+        model: `build_inception(...)` output on `device`.
+        batch_size: the forward batch (`metrics.feature_batch_size` or the device's choice).
+        device: where the forward pass runs.
+
+    Returns:
+        `pool` (n, 2048), `spatial` (n, 2023), `logits` (n, 1008), float32 host arrays.
+    """
+    if isinstance(images_NHWC, np.ndarray):
+        validate_images(images_NHWC)
+        return extract_features([images_NHWC], model, batch_size=batch_size, device=device,
+                                progress=False, num_images=len(images_NHWC))  # fmt: skip
+    return collect_features(launch_chunk_features(images_NHWC, model, batch_size=batch_size,
+                                                  device=device))  # fmt: skip
+
+
+def launch_chunk_features(
+    images_NHWC: torch.Tensor, model: nn.Module, *, batch_size: int, device: torch.device | str
+) -> list[dict[str, torch.Tensor]]:
+    """Queue the forward passes of one chunk held as a uint8 NHWC tensor; no host sync.
+
+    On CUDA the outputs stay on the device (the caller may run this on a side stream and
+    collect after its event); `collect_features` brings them to the host.
+
+    Returns:
+        Per forward batch, `{pool, spatial, logits}` float32 tensors on `device`.
+    """
+    device = torch.device(device)
+    if images_NHWC.dtype != torch.uint8 or images_NHWC.dim() != 4 or images_NHWC.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 (n, H, W, 3); got {images_NHWC.dtype} "
+                         f"{tuple(images_NHWC.shape)}")  # fmt: skip
+    model.eval()
+    parts = []
+    with torch.inference_mode(), full_precision(device):
+        for start in range(0, len(images_NHWC), batch_size):
+            batch_NHWC = images_NHWC[start : start + batch_size].to(device).contiguous()
+            out = model(batch_NHWC.permute(0, 3, 1, 2))  # NHWC read through a permuted view
+            parts.append({key: out[key].detach().float() for key in FEATURE_KEYS})
+    return parts
+
+
+def collect_features(parts: list[dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
+    """Host float32 arrays of `launch_chunk_features`' outputs, checked finite."""
+    if not parts:
+        raise ValueError("extract_features got no images (empty input stream)")
+    return _checked({key: torch.cat([p[key].cpu() for p in parts]).numpy() for key in FEATURE_KEYS})
+
+
+def _checked(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for key, value in features.items():
         if not np.isfinite(value).all():
             raise ValueError(f"Inception produced non-finite {key} features; check the weights")

@@ -31,6 +31,7 @@ __all__ = [
     "disk_error",
     "ensure_dir",
     "read_json",
+    "temp_destination",
 ]
 
 # `<name>.<pid>.<8 hex>.tmp` (this writer) or `<name>.tmp` (older writers): both are temp files.
@@ -165,6 +166,12 @@ def read_json(path: str | Path) -> Any:
             f"{path} is not readable JSON ({err}); it is a damaged artifact: delete it and "
             "rerun the stage that writes it (or rerun with overwrite=true)"
         ) from err
+
+
+def temp_destination(name: str) -> str | None:
+    """The destination file name of a temp file name (`a.npz.12.0a1b2c3d.tmp` -> `a.npz`)."""
+    match = _TEMP_RE.match(name)
+    return None if match is None else match.group("name")
 
 
 def _pid_alive(pid: int) -> bool:

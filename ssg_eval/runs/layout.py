@@ -15,7 +15,9 @@ __all__ = [
     "FEATURES_NPZ",
     "IDENTITY_JSON",
     "MANIFEST_JSON",
+    "FEATURES_DINOV2_NPZ",
     "METRICS_JSON",
+    "feature_cache_path",
     "results_dir",
     "run_dir",
 ]
@@ -25,6 +27,7 @@ IDENTITY_JSON = "identity.json"
 FEATURES_NPZ = "features.npz"
 FEATURES_JSON = "features.json"
 FEATURES_CACHE = "features_cache"  # per-shard features keyed by shard and Inception sha256
+FEATURES_DINOV2_NPZ = "features_dinov2.npz"  # FD-DINOv2 features of the run's N samples
 METRICS_JSON = "metrics.json"
 
 
@@ -36,3 +39,18 @@ def results_dir(cfg: Any) -> Path:
 def run_dir(cfg: Any) -> Path:
     """`<paths.results>/runs/<run_name>`, identical on every rank (no timestamps)."""
     return results_dir(cfg) / "runs" / str(cfg.run_name)
+
+
+def feature_cache_path(
+    directory: Path, shard_name: str, shard_sha: str, weights_sha: str, batch: int, tag: str
+) -> Path:
+    """`features_cache/<chunk>-<shard sha16>-<weights sha16>-b<batch>[-<tag>].npz` of one shard.
+
+    The features of a shard are a pure function of its bytes, the network's weights, the
+    forward batch and the extraction path (`tag`: `fast` for Inception's fast path, empty for
+    torch-fidelity's forward, `dinov2` for DINOv2), so the name is their key.
+    """
+    stem = shard_name.removesuffix(".npz")
+    suffix = f"-{tag}" if tag else ""
+    name = f"{stem}-{shard_sha[:16]}-{weights_sha[:16]}-b{batch}{suffix}.npz"
+    return Path(directory) / FEATURES_CACHE / name

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +24,12 @@ from ssg_eval.sampling.shards import to_uint8
 from ssg_eval.utils.dist import autocast_dtype
 
 __all__ = [
+    "ChunkTokens",
     "SamplingModel",
     "batch_inputs",
     "build_sampling_model",
+    "chunk_tokens",
+    "decode_groups",
     "generate_chunk",
     "image_shape_of",
     "measure_latency",
@@ -111,32 +115,28 @@ def _generators(cfg: Any, plan: SamplePlan, indices: np.ndarray, chunk: int, dev
     return make_generators([plan.sample_seed(int(i)) for i in indices], device)
 
 
-def generate_chunk(
+@dataclass(frozen=True)
+class ChunkTokens:
+    """The sampled tokens of one chunk (every scale), before f̂ and the decoder."""
+
+    tokens: list[torch.Tensor]  # K tensors (n, pn_k²) int64
+    embeddings: list[torch.Tensor] | None  # more_smooth's soft codes, else None
+    count: int  # n, the chunk's number of samples
+
+
+def chunk_tokens(
     model: SamplingModel, cfg: Any, plan: SamplePlan, chunk: int, device: torch.device
-) -> np.ndarray:
-    """Generate the images of one chunk as uint8 NHWC, in index order.
+) -> ChunkTokens:
+    """Step 1 of `generate_chunk`: the tokens of one chunk, in forward batches from its start.
 
-    1. Tokens: rng=per_sample splits the chunk into forward batches of `sampler.batch_size` from
-       its first index, with one generator per sample, so the tokens do not depend on the batch
-       size; rng=official samples the whole chunk as one batch (one official call).
-    2. f̂ and pixels: in groups of `sampler.decode_batch_size` aligned to the chunk start, so the
-       pixels do not depend on the batch size either (same device, threads and torch version).
-
-    Args:
-        model: built once per rank by `build_sampling_model`.
-        cfg: the composed config (sampler, runtime).
-        plan: the run's plan.
-        chunk: chunk number.
-        device: sampling device (the generators live there too).
-
-    Returns:
-        (n, H, W, 3) uint8 images of `plan.chunk_indices(chunk)`.
+    rng=per_sample splits the chunk into batches of `sampler.batch_size` with one generator per
+    sample, so the tokens do not depend on the batch size; rng=official samples the whole chunk
+    as one batch (one official call).
     """
-    from ssg_eval.sampling.decode import decode_images, latents_from_tokens
     from ssg_eval.sampling.loop import sample_scales
 
     kwargs = sampling_kwargs(cfg)
-    decode_dtype = kwargs.pop("decode_dtype")
+    kwargs.pop("decode_dtype")
     indices = plan.chunk_indices(chunk)
     size = len(indices) if cfg.sampler.rng == "official" else int(cfg.sampler.batch_size)
     samples = []
@@ -150,20 +150,56 @@ def generate_chunk(
     embeddings = None
     if kwargs["more_smooth"]:
         embeddings = [torch.cat(p) for p in zip(*(s.embeddings for s in samples), strict=True)]
+    return ChunkTokens(tokens, embeddings, len(indices))
+
+
+def decode_groups(model: SamplingModel, cfg: Any, sampled: ChunkTokens) -> Iterator[torch.Tensor]:
+    """Step 2 of `generate_chunk`: f̂ and pixels per decode group aligned to the chunk start.
+
+    Yields:
+        (g, 3, H, W) float images in [0, 1] of `sampler.decode_batch_size` rows each (the last
+        group may be shorter), in index order, on the sampling device.
+    """
+    from ssg_eval.sampling.decode import decode_images, latents_from_tokens
+
+    decode_dtype = sampling_kwargs(cfg)["decode_dtype"]
     # The residual convs and the decoder round differently per batch shape, so only a fixed
     # grouping makes the pixels independent of sampler.batch_size; the tokens never depend on it.
     group = int(cfg.sampler.decode_batch_size)
-    parts = []
-    for start in range(0, len(indices), group):
+    for start in range(0, sampled.count, group):
         rows = slice(start, start + group)
         f_hat_BCHW = latents_from_tokens(
             model.vae,
-            [t[rows] for t in tokens],
-            None if embeddings is None else [e[rows] for e in embeddings],
+            [t[rows] for t in sampled.tokens],
+            None if sampled.embeddings is None else [e[rows] for e in sampled.embeddings],
         )
-        images_B3HW = decode_images(model.vae, f_hat_BCHW, decode_dtype)
-        parts.append(to_uint8(images_B3HW, str(cfg.sampler.uint8_rounding)))
-    return np.concatenate(parts)
+        yield decode_images(model.vae, f_hat_BCHW, decode_dtype)
+
+
+def generate_chunk(
+    model: SamplingModel, cfg: Any, plan: SamplePlan, chunk: int, device: torch.device
+) -> np.ndarray:
+    """Generate the images of one chunk as uint8 NHWC, in index order.
+
+    1. Tokens (`chunk_tokens`): forward batches from the chunk's first index, one generator per
+       sample, so the tokens do not depend on the batch size.
+    2. f̂ and pixels (`decode_groups`): groups of `sampler.decode_batch_size` aligned to the
+       chunk start, so the pixels do not depend on the batch size either (same device, threads
+       and torch version); each group is quantised on the host (`to_uint8`).
+
+    Args:
+        model: built once per rank by `build_sampling_model`.
+        cfg: the composed config (sampler, runtime).
+        plan: the run's plan.
+        chunk: chunk number.
+        device: sampling device (the generators live there too).
+
+    Returns:
+        (n, H, W, 3) uint8 images of `plan.chunk_indices(chunk)`.
+    """
+    sampled = chunk_tokens(model, cfg, plan, chunk, device)
+    rounding = str(cfg.sampler.uint8_rounding)
+    return np.concatenate([to_uint8(x, rounding) for x in decode_groups(model, cfg, sampled)])
 
 
 def _sync(device: torch.device) -> None:

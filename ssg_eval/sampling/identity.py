@@ -35,6 +35,7 @@ NON_IDENTITY_KEYS = (
     "runtime.measure_latency",
     "runtime.latency_batch_size",
     "runtime.latency_repeats",
+    "runtime.overlap_decode",  # when the same kernels run, not what they compute
 )
 
 

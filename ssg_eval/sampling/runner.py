@@ -14,7 +14,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from ssg_eval.errors import ConfigError
@@ -23,6 +22,7 @@ from ssg_eval.runs.identity import identity_diff, identity_hash
 from ssg_eval.runs.io import clean_stale_temps, read_json
 from ssg_eval.runs.layout import (
     FEATURES_CACHE,
+    FEATURES_DINOV2_NPZ,
     FEATURES_JSON,
     FEATURES_NPZ,
     IDENTITY_JSON,
@@ -32,15 +32,17 @@ from ssg_eval.runs.layout import (
 from ssg_eval.runs.layout import run_dir as resolve_run_dir
 from ssg_eval.runs.npz import npz_array_header
 from ssg_eval.sampling.finalize import finalize_run
-from ssg_eval.sampling.generate import (
-    build_sampling_model,
-    generate_chunk,
-    image_shape_of,
-    measure_latency,
-)
+from ssg_eval.sampling.generate import build_sampling_model, image_shape_of, measure_latency
 from ssg_eval.sampling.identity import identity_of
+from ssg_eval.sampling.overlap import decoded_chunks
 from ssg_eval.sampling.plan import SamplePlan, plan_from_config
-from ssg_eval.sampling.shards import SAMPLES_NPZ, shard_path, shard_problem, write_shard
+from ssg_eval.sampling.shards import (
+    SAMPLES_NPZ,
+    shard_check,
+    shard_path,
+    shard_problem,
+    write_shard_sha256,
+)
 from ssg_eval.utils.dist import resolve_device, setup_runtime
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.validation import validate
@@ -49,7 +51,8 @@ __all__ = ["SimulatedCrash", "plan_status", "prepare_run_dir", "run_rank", "samp
 
 log = get_logger(__name__)
 # Artifacts derived from a run's samples; `overwrite=true` removes them with the shards, unread.
-DERIVED = (MANIFEST_JSON, IDENTITY_JSON, SAMPLES_NPZ, FEATURES_NPZ, FEATURES_JSON, METRICS_JSON)
+DERIVED = (MANIFEST_JSON, IDENTITY_JSON, SAMPLES_NPZ, FEATURES_NPZ, FEATURES_JSON, METRICS_JSON,
+           FEATURES_DINOV2_NPZ)  # fmt: skip
 _FIX = "choose a new run_name=... or pass overwrite=true to delete the old shards"
 
 
@@ -126,20 +129,22 @@ def _recorded_shard_sha256(directory: Path, identity: dict[str, Any]) -> dict[st
 
 def _pending_chunks(
     directory: Path, plan: SamplePlan, chunks: range, shape, recorded: dict[str, str]
-) -> list[int]:
-    todo = []
+) -> tuple[list[int], dict[str, str]]:
+    # Chunks to generate, and the sha256 of every valid shard (each existing shard read once).
+    todo, valid = [], {}
     for chunk in chunks:
         path = shard_path(directory, chunk)
-        problem = shard_problem(path, plan, chunk, shape, deep=True, sha256=recorded.get(path.name))
+        problem, digest = shard_check(path, plan, chunk, shape, recorded.get(path.name))
         if problem is None:
+            valid[path.name] = digest
             continue
         if _resized(path, plan, chunk, shape):
-            log.info("chunk %d holds a shorter range of a smaller run (sampler.num_samples "
-                     "grew); completing it", chunk)  # fmt: skip
+            log.info("chunk %d holds another range of a run of another N (sampler.num_samples "
+                     "changed); regenerating it for this N", chunk)  # fmt: skip
         elif problem != "missing":
             log.warning("shard of chunk %d is invalid (%s); regenerating it", chunk, problem)
         todo.append(chunk)
-    return todo
+    return todo, valid
 
 
 def _resized(path: Path, plan: SamplePlan, chunk: int, shape) -> bool:
@@ -190,7 +195,8 @@ def run_rank(
     shape = image_shape_of(cfg.model)
     assigned = plan.chunks_for_rank(rank, world_size)
     recorded = _recorded_shard_sha256(directory, identity)
-    todo = _pending_chunks(directory, plan, assigned, shape, recorded)
+    todo, shard_sha256 = _pending_chunks(directory, plan, assigned, shape, recorded)
+    nets = _feature_nets(cfg) if todo else None  # weights checked before the model loads
     # The identity is written by rank 0 once the models loaded and validated, before any shard.
     claim = rank == 0 and stored_identity(directory) is None
     start = time.perf_counter()
@@ -205,6 +211,7 @@ def run_rank(
         "chunks_assigned": len(assigned), "chunks_generated": 0,
         "chunks_skipped": len(assigned) - len(todo), "images_generated": 0,
         "sample_s": 0.0, "model_build_s": 0.0, "model_info": None, "latency": None,
+        "shard_sha256": shard_sha256, "features_while_sampling": nets is not None,
     }  # fmt: skip
     log.info("rank %d/%d: %d of %d chunks to generate in %s", rank, world_size, len(todo),
              len(assigned), directory)  # fmt: skip
@@ -218,8 +225,10 @@ def run_rank(
                     int(cfg.sampler.batch_size))  # fmt: skip
 
     def written(future: Future) -> None:
+        count, name, digest = future.result()
         stats["chunks_generated"] += 1
-        stats["images_generated"] += future.result()
+        stats["images_generated"] += count
+        shard_sha256[name] = digest
         if fail_after_chunks is not None and stats["chunks_generated"] >= fail_after_chunks:
             raise SimulatedCrash(f"simulated crash after {fail_after_chunks} written shard(s)")
 
@@ -228,15 +237,16 @@ def run_rank(
     # at most one write is pending, so host memory holds at most two chunks of images.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer:
         pending: Future | None = None
-        for chunk in tqdm(todo, desc=f"sampling {cfg.run_name}", unit="chunk", disable=rank != 0):
-            images = generate_chunk(model, cfg, plan, chunk, device)
-            if images.shape[1:] != shape:
+        chunks = decoded_chunks(model, cfg, plan, todo, device, nets)
+        for decoded in tqdm(chunks, desc=f"sampling {cfg.run_name}", unit="chunk",
+                            total=len(todo), disable=rank != 0):  # fmt: skip
+            if decoded.images.shape[1:] != shape:
                 raise RuntimeError(
-                    f"generated images have shape {images.shape[1:]}, expected {shape}"
+                    f"generated images have shape {decoded.images.shape[1:]}, expected {shape}"
                 )
             if pending is not None:
                 written(pending)
-            pending = writer.submit(_write_chunk, directory, plan, chunk, images)
+            pending = writer.submit(_write_chunk, directory, plan, decoded, nets)
         if pending is not None:
             written(pending)
     stats["sample_s"] = time.perf_counter() - start
@@ -245,10 +255,31 @@ def run_rank(
     return stats
 
 
-def _write_chunk(directory: Path, plan: SamplePlan, chunk: int, images: np.ndarray) -> int:
-    indices = plan.chunk_indices(chunk)
-    write_shard(directory, chunk, images, plan.labels(indices), indices)
-    return len(indices)
+def _write_chunk(directory: Path, plan: SamplePlan, decoded: Any, nets: Any):
+    # The shard (its sha256 hashed while written), then its feature files keyed by that sha256:
+    # a crash in between leaves a valid shard whose features the features stage extracts.
+    indices = plan.chunk_indices(decoded.chunk)
+    labels = plan.labels(indices)
+    digest = write_shard_sha256(directory, decoded.chunk, decoded.images, labels, indices)
+    name = shard_path(directory, decoded.chunk).name
+    if decoded.features is not None:
+        nets.write(nets.paths(directory, name, digest), decoded.features, labels)
+    return len(indices), name, digest
+
+
+def _feature_nets(cfg: Any) -> Any:
+    # Features while sampling (`metrics.features_while_sampling`): this rank's networks.
+    if not bool(cfg.metrics.get("features_while_sampling", False)):
+        return None
+    from ssg_eval.sampling.shard_features import feature_nets
+
+    try:
+        return feature_nets(cfg)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"{err} (metrics.features_while_sampling=true extracts the features while sampling; "
+            "set it to false to sample without them)"
+        ) from None
 
 
 def plan_status(cfg: Any, world_size: int) -> dict[str, Any]:

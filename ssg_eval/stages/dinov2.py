@@ -13,27 +13,35 @@ from typing import Any
 
 import numpy as np
 
-from ssg_eval.features.dinov2 import INPUT_SIZE, build_dinov2, dinov2_features
+from ssg_eval.features import dinov2 as network
+from ssg_eval.features.dinov2 import INPUT_SIZE, dinov2_features
 from ssg_eval.metrics.fd_dinov2 import fd_dinov2
 from ssg_eval.metrics.keys import FD_DINOV2
+from ssg_eval.runs.hashed import write_npz_sha256
 from ssg_eval.runs.io import atomic_write_npz
-from ssg_eval.sampling.shards import iter_run_images
+from ssg_eval.runs.layout import FEATURES_DINOV2_NPZ
 from ssg_eval.utils.dist import resolve_device
 from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
 
-__all__ = ["dinov2_inputs", "fd_dinov2_of_run", "read_run_features", "write_run_features"]
+__all__ = [
+    "dinov2_inputs",
+    "dinov2_meta",
+    "fd_dinov2_of_run",
+    "read_run_features",
+    "write_run_features",
+]
 
 log = get_logger(__name__)
 
-FEATURES_FILE = "features_dinov2.npz"
+FEATURES_FILE = FEATURES_DINOV2_NPZ
 
 
 def _meta(cfg: Any, weights_sha: str, extra: dict[str, Any]) -> dict:
     return {
         "dinov2_arch": str(cfg.metrics.dinov2_arch),
         "dinov2_sha256": weights_sha,
-        "feature_batch_size": int(cfg.metrics.feature_batch_size),
+        "feature_batch_size": cfg.metrics.feature_batch_size,
         "input_size": INPUT_SIZE,
         **extra,
     }
@@ -49,35 +57,24 @@ def _write(path: Path, features: np.ndarray, meta: dict[str, Any]) -> Path:
     return atomic_write_npz(path, features=features, meta=meta_text)
 
 
-def write_run_features(cfg: Any, run_dir: Path, manifest: dict[str, Any]) -> Path | None:
-    """`<run_dir>/features_dinov2.npz` when `fd_dinov2` is in `metrics.metrics` (else None).
+def dinov2_meta(cfg: Any, nets: Any, samples: dict[str, Any]) -> dict[str, Any]:
+    """What `features_dinov2.npz` is made of: weights, protocol and the samples' record.
 
-    Skipped when the file exists for the same samples, weights and protocol; a file from other
-    inputs is an error unless `overwrite=true`.
-
-    Raises:
-        FileNotFoundError: DINOv2 weights missing (see `build_dinov2`).
-        FileExistsError: features from other inputs exist and `overwrite` is false.
+    Args:
+        cfg: the composed config.
+        nets: the run's `FeatureNets` (weights sha256, forward batch).
+        samples: the features stage's record of the samples (config hash, N, shards).
     """
-    if FD_DINOV2 not in cfg.metrics.metrics:
-        return None
-    weights = cfg.metrics.dinov2_weights
-    sha = sha256_file(Path(weights)) if weights and Path(weights).is_file() else "missing"
-    meta = _meta(cfg, sha, {"sample_config_hash": manifest["config_hash"]})
-    path = run_dir / FEATURES_FILE
-    if path.is_file():
-        if _read_meta(path) == meta:
-            log.info("DINOv2 features of %s are up to date; skipping", run_dir.name)
-            return path
-        if not cfg.overwrite:
-            raise FileExistsError(
-                f"{path} was computed from other inputs; pass overwrite=true to recompute"
-            )
-    device = resolve_device(cfg.metrics.feature_device)
-    model = build_dinov2(weights, device, arch=cfg.metrics.dinov2_arch)
-    batch = int(cfg.metrics.feature_batch_size)
-    images = (images for images, _, _ in iter_run_images(run_dir, batch))
-    return _write(path, dinov2_features(images, model, batch, device), meta)
+    extra = {"sample_config_hash": samples["config_hash"], "num_samples": samples["num_samples"],
+             "shards_sha256": samples["shards_sha256"]}  # fmt: skip
+    return {**_meta(cfg, nets.weights_sha["dinov2"], extra), "feature_batch_size": nets.batch}
+
+
+def write_run_features(run_dir: Path, features: np.ndarray, meta: dict[str, Any]) -> dict:
+    """Write `<run_dir>/features_dinov2.npz` (features + meta) and return meta with its sha256."""
+    meta_text = np.array(json.dumps(meta, sort_keys=True))
+    sha = write_npz_sha256(run_dir / FEATURES_FILE, features=features, meta=meta_text)
+    return {**meta, "sha256": sha}
 
 
 def reference_run_features(cfg: Any, reference: Any, cache_dir: Path) -> np.ndarray:
@@ -90,7 +87,7 @@ def reference_run_features(cfg: Any, reference: Any, cache_dir: Path) -> np.ndar
         with np.load(path, allow_pickle=False) as data:
             return data["features"]
     device = resolve_device(cfg.metrics.feature_device)
-    model = build_dinov2(weights, device, arch=cfg.metrics.dinov2_arch)
+    model = network.build_dinov2(weights, device, arch=cfg.metrics.dinov2_arch)  # as patched
     batch = int(cfg.metrics.feature_batch_size)
     features = dinov2_features(reference.iter_images(batch), model, batch, device)
     _write(path, features, meta)

@@ -16,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 from ssg_eval.metrics.keys import FID
 from ssg_eval.runs.claim import stage_lock
+from ssg_eval.runs.hashed import load_npz_verified
 from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json
 from ssg_eval.runs.layout import FEATURES_JSON, FEATURES_NPZ, METRICS_JSON, results_dir, run_dir
-from ssg_eval.runs.npz import load_npz
 from ssg_eval.stages.features import load_manifest
 from ssg_eval.stages.spectral_bands import fwd_of_run, fwd_protocol
 from ssg_eval.utils.hashing import sha256_file
@@ -101,8 +101,9 @@ def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[s
         )
     from ssg_eval.stages.dinov2 import dinov2_inputs
 
+    recorded = meta.get("features_sha256")  # written with the file: no read here
     return {
-        "features_sha256": sha256_file(features_path),
+        "features_sha256": recorded or sha256_file(features_path),
         "reference_sha256": reference.sha256,
         "features_meta": meta,
         **dinov2_inputs(cfg, directory),  # features_dinov2.npz meta when fd_dinov2 is requested
@@ -139,19 +140,42 @@ def run_metrics(cfg: Any) -> Path | None:
         protocol.update(fwd_protocol(cfg, reference.image_shape))  # {} unless fwd is requested
         out_path = directory / METRICS_JSON
         if out_path.is_file() and not cfg.overwrite:
-            previous = read_json(out_path)
-            same = previous.get("inputs") == inputs and previous.get("protocol") == protocol
-            if same and set(cfg.metrics.metrics) <= set(previous.get("metrics", {})):
+            if _reusable(cfg, out_path, inputs, protocol):
                 log.info("metrics of %s are up to date; skipping", cfg.run_name)
                 return out_path
-            raise FileExistsError(
-                f"{out_path} was computed from other inputs or protocol; pass overwrite=true"
-            )
         return _compute(cfg, directory, reference, inputs, protocol)
 
 
+def _reusable(cfg: Any, path: Path, inputs: dict, protocol: dict) -> bool:
+    """True when `metrics.json` holds every asked metric of these inputs under this protocol.
+
+    Features of other samples (a grown or shrunk N, re-extracted features) make it stale: it is
+    recomputed. A damaged file is recomputed with a warning. Another protocol or reference is
+    refused: those numbers are not this command's to replace.
+
+    Raises:
+        FileExistsError: metrics of another protocol or reference exist and `overwrite` is false.
+    """
+    try:
+        previous = read_json(path)
+    except ValueError as err:
+        log.warning("%s; recomputing it", err)
+        return False
+    old_inputs = previous.get("inputs") or {}
+    if (
+        previous.get("protocol") != protocol
+        or old_inputs.get("reference_sha256") != inputs["reference_sha256"]
+    ):
+        raise FileExistsError(
+            f"{path} was computed with another protocol or reference; pass overwrite=true"
+        )
+    if old_inputs != inputs:
+        log.info("%s was computed from other features (N or samples changed); recomputing", path)
+        return False
+    return set(cfg.metrics.metrics) <= set(previous.get("metrics", {}))
+
+
 def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict) -> Path:
-    from ssg_eval.features.inception import build_inception
     from ssg_eval.lint.preflight import lint_run
     from ssg_eval.metrics.compute import compute_metrics
     from ssg_eval.metrics.feature_metrics import check_metric_names
@@ -163,13 +187,16 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
     from ssg_eval.utils.dist import resolve_device
 
     check_metric_names(cfg.metrics.metrics)
-    sample_feats = load_npz(directory / FEATURES_NPZ, fix="rerun the features stage")
+    sample_feats, _ = load_npz_verified(
+        directory / FEATURES_NPZ, inputs["features_sha256"],
+        fix="rerun the features stage: it recomputes a damaged features.npz",
+    )  # one read, checked against the sha256 recorded when it was written  # fmt: skip
     labels = sample_feats.pop("labels")
     lint_run(directory, reference, sample_feats["pool"])  # the sample linter; fail stops here
     for warning in check_class_order(labels, cfg.metrics.is_split_size):
         log.warning("%s", warning)
     device = resolve_device(cfg.metrics.feature_device)
-    model = build_inception(cfg.metrics.inception_weights, device, str(cfg.metrics.inception_impl))
+    model = _LazyInception(cfg, device)  # built only when the reference's features are not cached
     ref_feats = reference_features(
         reference,
         model,
@@ -208,6 +235,32 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
         "provenance": collect_provenance(),
     }
     return atomic_write_json(directory / METRICS_JSON, payload)
+
+
+class _LazyInception:
+    """Inception for the reference features, built on first use: a cached entry needs only the
+    weights' sha256 and the extraction path, which key the cache."""
+
+    def __init__(self, cfg: Any, device: Any) -> None:
+        from ssg_eval.features.inception import inception_weights_sha256
+
+        self.cfg, self.device, self.net = cfg, device, None
+        self.weights_sha256 = inception_weights_sha256(cfg.metrics.inception_weights)
+        self.impl = str(cfg.metrics.inception_impl)
+
+    def _built(self) -> Any:
+        if self.net is None:
+            from ssg_eval.features.inception import build_inception
+
+            self.net = build_inception(self.cfg.metrics.inception_weights, self.device, self.impl)
+        return self.net
+
+    def eval(self) -> Any:
+        """The built network in eval mode."""
+        return self._built().eval()
+
+    def __call__(self, images_BCHW: Any) -> Any:
+        return self._built()(images_BCHW)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="metrics")

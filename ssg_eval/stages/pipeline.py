@@ -21,6 +21,7 @@ from ssg_eval.runs.identity import identity_diff
 from ssg_eval.runs.io import read_json
 from ssg_eval.runs.layout import MANIFEST_JSON, run_dir
 from ssg_eval.sampling.identity import identity_of
+from ssg_eval.sampling.shards import SAMPLES_NPZ
 from ssg_eval.stages.preflight import check_inputs
 from ssg_eval.utils.logging import get_logger
 
@@ -28,13 +29,24 @@ log = get_logger(__name__)
 
 
 def sampling_done(cfg: Any) -> bool:
-    """True when the run's manifest exists for this identity and N (nothing to sample)."""
+    """True when the run's manifest exists for this identity and N (nothing to sample).
+
+    A missing `samples.npz`, or one of another size than recorded at its export, sends the run
+    back to the sample stage, which checks its sha256 and exports it again (a cheap check here:
+    the full one reads the file).
+    """
     try:
         manifest = read_json(run_dir(cfg) / MANIFEST_JSON)
     except (FileNotFoundError, ValueError):
         return False
     wanted = identity_of(cfg, require_checkpoints=False)
-    same_n = manifest.get("samples", {}).get("num_samples") == int(cfg.sampler.num_samples)
+    samples = manifest.get("samples") or {}
+    same_n = samples.get("num_samples") == int(cfg.sampler.num_samples)
+    if bool(cfg.sampler.save_samples_npz):
+        export = run_dir(cfg) / SAMPLES_NPZ
+        recorded = samples.get("samples_npz_bytes")
+        if not export.is_file() or export.stat().st_size != (recorded or export.stat().st_size):
+            return False
     return same_n and not identity_diff(manifest.get("identity") or {}, wanted)
 
 

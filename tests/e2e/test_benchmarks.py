@@ -80,11 +80,27 @@ def check_features(records: list[dict]) -> None:
     assert all(x["peak_rss_mb"] > x["features_mb"] > 0 for x in r["rss"])
 
 
+def check_row(records: list[dict]) -> None:
+    (r,) = records
+    assert r["bench"] == "row" and r["pattern"] == "FR" and len(r["rows"]) == 1
+    _finite_positive(r, "row_s", "floor_s", "floor_inside_s")
+    (row,) = r["rows"]
+    assert 0 < row["floor_inside_s"] < row["total_s"]  # the floor is part of the row
+    assert r["overhead_inside_pct"] == pytest.approx(
+        100 * (row["total_s"] / row["floor_inside_s"] - 1), rel=1e-9
+    )
+    stages = r["stages"]
+    assert list(stages) == ["check", "sample", "features", "metrics", "report"]
+    assert stages["sample"]["written_bytes"]["samples.npz"] > r["samples_bytes"]
+    assert stages["metrics"]["read_samples"] == 0  # metrics never reads images
+
+
 CHECKS = {
     "bench_processors": ("processors.jsonl", check_processors),
     "bench_sampling": ("sampling.jsonl", check_sampling),
     "bench_metrics": ("metrics.jsonl", check_metrics),
     "bench_features": ("features.jsonl", check_features),
+    "bench_row": ("row.jsonl", check_row),
 }
 
 

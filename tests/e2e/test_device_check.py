@@ -1,7 +1,8 @@
 """The prepared GPU device check in its CI form: `device_check.py --cpu --quick` in a subprocess.
 
-Checks that the one table is printed with finite figures, that the JSON line is written, and
-that the global time guard skips the remaining parts but still prints the table.
+Checks that the one table is printed with finite figures (the row parts included: the chunk loop
+serial and overlapped, features while sampling), that the JSON line is written, and that the
+global time guard skips the remaining parts but still prints the table.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ FINITE_ROWS = (
     "decode + host transfer % of batch",
     "sampling img/s, host transfer overlapped",
     "sampling img/s, decode+host overlapped",
+    "sampling img/s, chunk loop serial",
+    "sampling img/s, chunk loop overlapped",
+    "overlap gain %",
+    "features while sampling overhead %",
 )
 SKIPPED_ROWS = {
     "Inception img/s, batch 64 (production)": "skipped (--quick)",
@@ -97,6 +102,9 @@ def test_quick_appends_one_json_line_with_provenance(quick):
     assert min(split["steps_s"], split["decode_s"], split["host_s"]) > 0
     assert split["images_per_s_serial"] < split["images_per_s_host_hidden"]
     assert math.isfinite(record["projected_min_cfg_ssg"])
+    overlap, features = record["results"]["overlap"], record["results"]["features_while_sampling"]
+    assert min(overlap["images_per_s_serial"], overlap["images_per_s_overlapped"]) > 0
+    assert features["images_per_s_features"] > 0 and features["feature_batch"] == 64
     statuses = {k: v for k, v in record["status"].items() if v != "ok"}
     assert set(statuses) == {"inception_production", "sampling_float32"}
 

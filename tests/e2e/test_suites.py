@@ -13,6 +13,9 @@ from ssg_eval.stages.suite import run_suite
 from tests.conftest import compose_config
 
 FAST = ["sampler.num_samples=10", "runtime.measure_latency=false"]
+# The smoke experiments extract features while sampling; these cells test sampling alone (no
+# Inception asset is written).
+SAMPLING_ONLY = "metrics.features_while_sampling=false"
 
 
 def _require_guidance_family():
@@ -52,7 +55,7 @@ def test_tiny_512_cell_samples_on_its_own_schedule(tmp_path):
 
     cfg = compose_config(
         ["experiment=smoke_512", "model.var_ckpt=null", "model.vae_ckpt=null",
-         f"paths.results={tmp_path}", "runtime.device=cpu", *FAST],
+         f"paths.results={tmp_path}", "runtime.device=cpu", *FAST, SAMPLING_ONLY],
         config_name="pipeline",
     )  # fmt: skip
     sample_run(cfg)
@@ -84,7 +87,7 @@ def test_tiny_autoguidance_cell_samples_with_its_guide(tmp_path):
     suite = load_suite("smoke_guidance")
     cell = [c for c in suite.cells() if c[1:3] == ["model=tiny_d3", "guidance=autoguidance_ssg"]]
     cfg = compose_config(
-        [*cell[0], f"paths.results={tmp_path}", "runtime.device=cpu", *FAST],
+        [*cell[0], f"paths.results={tmp_path}", "runtime.device=cpu", *FAST, SAMPLING_ONLY],
         config_name="pipeline",
     )
     created = {p.name for p in make_checkpoints([cfg])}

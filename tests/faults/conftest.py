@@ -86,3 +86,16 @@ def stand_in_inception(tmp_path, monkeypatch):
     weights.write_bytes(b"stand-in weights: only their sha256 keys the cache")
     monkeypatch.setattr(inception, "build_inception", lambda *_: PixelStatistics())
     return (f"metrics.inception_weights={weights}", "metrics.feature_batch_size=8")
+
+
+@pytest.fixture
+def with_reference(tmp_path, stand_in_inception):
+    """Overrides for a full cell: stand-in Inception and a small ADM-format reference."""
+    from ssg_eval.runs.io import atomic_write_npz
+    from ssg_eval.smoke import synthetic_images
+
+    reference = tmp_path / "reference.npz"
+    atomic_write_npz(reference, arr_0=synthetic_images(20, 48, seed=3))
+    return (*stand_in_inception, f"metrics.reference={reference}",
+            "metrics.reference_name=reference.npz",
+            "metrics.metrics=[fid,is,precision,recall]")  # fmt: skip

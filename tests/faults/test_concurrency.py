@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import ssg_eval.sampling.runner as run
+import ssg_eval.sampling.overlap as overlap
 from ssg_eval.runs.layout import run_dir
 from ssg_eval.runs.lock import RunLockedError
 from ssg_eval.sampling.runner import sample_run
@@ -29,14 +29,14 @@ REPO = Path(__file__).resolve().parents[2]
 def test_second_process_is_refused_and_first_result_is_intact(tmp_path, reference, monkeypatch):
     cfg = tiny(tmp_path)
     holder = tmp_path / "locks" / f"{cfg.run_name}.lock.holder.json"
-    real = run.generate_chunk
+    real = overlap.generate_chunk  # what the runner's chunk loop calls on CPU
 
     def slow(*args):
         time.sleep(1.0)
         return real(*args)
 
     def first():  # the stage function behind `ssg-sample` / `python -m ssg_eval.stages.sample`
-        monkeypatch.setattr(run, "generate_chunk", slow)
+        monkeypatch.setattr(overlap, "generate_chunk", slow)
         sample_stage(cfg)
 
     pid = fork_child(first)

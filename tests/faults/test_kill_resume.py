@@ -33,7 +33,7 @@ def _after_identity(monkeypatch):
 
 def _inside_shard_write(monkeypatch):
     # Half of shard 1's bytes reach its temp file, then the process dies mid-write.
-    real = shards.atomic_write_npz
+    real = shards.write_npz_sha256
 
     def half_then_die(path, **arrays):
         if path.name != "chunk_00001.npz":
@@ -47,18 +47,19 @@ def _inside_shard_write(monkeypatch):
             os.fsync(handle.fileno())
         kill_self()
 
-    monkeypatch.setattr(shards, "atomic_write_npz", half_then_die)
+    monkeypatch.setattr(shards, "write_npz_sha256", half_then_die)
 
 
 def _between_shards(monkeypatch):
-    real = run.write_shard
+    real = run.write_shard_sha256
 
     def write_then_die(directory, chunk, *args):
-        real(directory, chunk, *args)
+        digest = real(directory, chunk, *args)
         if chunk == 1:
             kill_self()
+        return digest
 
-    monkeypatch.setattr(run, "write_shard", write_then_die)
+    monkeypatch.setattr(run, "write_shard_sha256", write_then_die)
 
 
 def _inside_export(monkeypatch):
@@ -117,11 +118,12 @@ def test_sigkill_then_resume_is_byte_identical(point, tmp_path, reference, monke
 
 def test_sigkill_during_features_then_resume_is_identical(tmp_path, stand_in_inception,
                                                           monkeypatch):  # fmt: skip
+    import ssg_eval.sampling.shard_features as shard_features
     import ssg_eval.stages.features as features
 
     cfg = tiny(tmp_path, *stand_in_inception, config_name="pipeline")
     directory = sample_run(cfg)
-    real = features.atomic_write_npz
+    real = shard_features.write_npz_sha256
 
     def die_on_second_cache(path, **arrays):
         if path.name.startswith("chunk_00001"):
@@ -129,7 +131,7 @@ def test_sigkill_during_features_then_resume_is_identical(tmp_path, stand_in_inc
         return real(path, **arrays)
 
     def crash():
-        monkeypatch.setattr(features, "atomic_write_npz", die_on_second_cache)
+        monkeypatch.setattr(shard_features, "write_npz_sha256", die_on_second_cache)
         features.run_features(cfg)
 
     status = in_child(crash)
@@ -142,3 +144,41 @@ def test_sigkill_during_features_then_resume_is_identical(tmp_path, stand_in_inc
     sample_run(fresh)
     features.run_features(fresh)
     assert resumed == (run_dir(fresh) / "features.npz").read_bytes()
+
+
+def test_sigkill_between_a_shard_and_its_features_resumes_to_the_same_bytes(
+    tmp_path, stand_in_inception, reference, monkeypatch
+):
+    # Features while sampling: the process dies after shard 1 is in place, before its features.
+    import ssg_eval.sampling.shard_features as shard_features
+    from ssg_eval.stages.features import run_features
+
+    on = (*stand_in_inception, "metrics.features_while_sampling=true")
+    cfg = tiny(tmp_path, *on, config_name="pipeline")
+    real = shard_features.write_npz_sha256
+
+    def die_before_features_of_chunk_1(path, **arrays):
+        if path.name.startswith("chunk_00001"):
+            kill_self()
+        return real(path, **arrays)
+
+    def crash():
+        monkeypatch.setattr(shard_features, "write_npz_sha256", die_before_features_of_chunk_1)
+        sample_run(cfg)
+
+    status = in_child(crash)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9, status
+    directory = run_dir(cfg)
+    assert (directory / "shards" / "chunk_00001.npz").is_file()
+    assert not list((directory / "features_cache").glob("chunk_00001*"))
+    sample_run(cfg)  # shard 1 verifies and is kept; chunk 2 is sampled with its features
+    run_features(cfg)  # extracts shard 1's features from the shard
+    fresh = tiny(tmp_path / "fresh", *on, config_name="pipeline")
+    sample_run(fresh)
+    run_features(fresh)
+    assert contents(directory) == reference[0]
+    assert (directory / "samples.npz").read_bytes() == reference[1]
+    assert (directory / "features.npz").read_bytes() == (
+        run_dir(fresh) / "features.npz"
+    ).read_bytes()
+    assert not list(directory.rglob("*.tmp"))

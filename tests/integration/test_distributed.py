@@ -98,3 +98,35 @@ def test_runtime_helpers_without_torchrun(monkeypatch):
         applied = dist.setup_runtime(compose_config([]).runtime)
     assert not torch.backends.cudnn.allow_tf32 and applied["cudnn_deterministic"]
     assert applied["float32_matmul_precision"] == "highest"
+
+
+def test_features_on_two_gloo_ranks_equal_one_process_byte_for_byte(tmp_path, tiny_cfg):
+    # Rank r extracts the shards of chunks r, r+2, ...; rank 0 merges: same features.npz bytes.
+    import shutil
+
+    from ssg_eval.stages.features import run_features
+    from tests.inception_helpers import random_weights_path
+
+    overrides = [*TINY[:4], f"metrics.inception_weights={random_weights_path()}",
+                 "metrics.feature_batch_size=3", "sampler.num_samples=10",
+                 "sampler.chunk_size=4"]  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = tiny_cfg(*overrides, f"paths.results={tmp_path / 'one'}", config_name="pipeline")
+        one = sample_run(cfg)
+        shutil.copytree(tmp_path / "one", tmp_path / "two")
+        run_features(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = _run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m",
+                 "ssg_eval.stages.features", *overrides, f"paths.results={tmp_path / 'two'}"],
+                tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    two = tmp_path / "two" / "runs" / one.name
+    assert (two / "features.npz").read_bytes() == (one / "features.npz").read_bytes()
+    assert json.loads((two / "features.json").read_text()) == json.loads(
+        (one / "features.json").read_text()
+    )
+    assert len(list((two / "features_cache").glob("*.npz"))) == 3

@@ -19,10 +19,9 @@ FEATURE_METRICS = "metrics.metrics=[fid,precision,kid,density,coverage,fd_inf,pe
 
 @pytest.mark.slow
 def test_metrics_stage_writes_feature_metrics_and_lints_first(tiny_cfg, tmp_path, monkeypatch):
-    from ssg_eval.sampling.runner import sample_run
-
     import ssg_eval.features.inception as inception
     from ssg_eval.features.inception import make_random_inception_weights
+    from ssg_eval.sampling.runner import sample_run
     from ssg_eval.stages.features import run_features
     from ssg_eval.stages.metrics import run_metrics
 

@@ -224,8 +224,8 @@ def test_failed_export_leaves_no_partial_file(full_run, plan, monkeypatch):
     before = (full_run / shards.SAMPLES_NPZ).read_bytes()
     real = shards.iter_run_images
 
-    def crash_after_one_batch(run_dir, batch_size):
-        iterator = real(run_dir, batch_size)
+    def crash_after_one_batch(*args):
+        iterator = real(*args)
         yield next(iterator)
         raise OSError("disk full (injected)")
 
