@@ -1,4 +1,4 @@
-"""The metrics stage's hook: lint a run's `samples.npz` before any Inception work.
+"""The metrics stage's hook: lint a run's `samples.npz` before any Inception work, reading no image.
 
 Warn-level findings are logged; fail-level ones raise one `SampleLintError` line naming them
 (the JPEG check only warns here: the harness never writes JPEG). This module must not compute
@@ -13,7 +13,10 @@ from typing import Any
 import numpy as np
 
 from ssg_eval.lint.findings import SampleLintError, Status
-from ssg_eval.lint.run import LintReport, lint_file
+from ssg_eval.lint.run import LintReport, lint_file, lint_scanned
+from ssg_eval.lint.scan import ImageScan, scan_from_arrays
+from ssg_eval.runs.layout import SAMPLES_SCAN
+from ssg_eval.runs.npz import NpzError, load_npz
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -23,13 +26,25 @@ SAMPLES_NPZ = "samples.npz"
 ADVISORY = {"jpeg_blockiness": "this harness never writes JPEG: a grid here comes from the decoder"}
 
 
-def lint_run(run_dir: str | Path, reference: Any, pool: np.ndarray | None) -> LintReport | None:
+def lint_run(
+    run_dir: str | Path,
+    reference: Any,
+    pool: np.ndarray | None,
+    manifest: dict[str, Any] | None = None,
+    labels: np.ndarray | None = None,
+) -> LintReport | None:
     """Lint `<run_dir>/samples.npz` against the reference; skip quietly when it was not exported.
+
+    The image checks come from the scan the sample stage made while it exported the file
+    (`samples_scan.npz`, matched to the manifest's `images_sha256`), so no image is read here;
+    a run exported without one (an older run) is scanned from its `samples.npz` instead.
 
     Args:
         run_dir: the run directory.
         reference: `load_reference` result (its file gives the size and channel means).
         pool: the run's pool features (near-duplicates), or None.
+        manifest: the run's manifest (`samples.images_sha256`, `image_shape`), or None.
+        labels: the run's labels in index order (the features'), or None.
 
     Returns:
         The report, or None without `samples.npz` (`sampler.save_samples_npz=false`).
@@ -42,7 +57,35 @@ def lint_run(run_dir: str | Path, reference: Any, pool: np.ndarray | None) -> Li
         log.info("no %s in %s: the sample linter was skipped", SAMPLES_NPZ, run_dir)
         return None
     features = None if pool is None else {"pool": pool}
-    report = lint_file(path, reference=reference.path, features=features)
+    scan = _stored_scan(Path(run_dir), manifest)
+    if scan is not None and labels is not None:
+        shape = (len(scan.minimum), *manifest["image_shape"])
+        report = lint_scanned(path, shape, np.dtype(np.uint8), scan, labels, "features:labels",
+                              features, Path(reference.path))  # fmt: skip
+    else:
+        log.info("no image scan recorded for %s: reading it once to lint it", path)
+        report = lint_file(path, reference=reference.path, features=features)
+    _judge(report, path, reference)
+    return report
+
+
+def _stored_scan(run_dir: Path, manifest: dict[str, Any] | None) -> ImageScan | None:
+    # The scan written beside samples.npz by the export, if it is of these very images.
+    wanted = ((manifest or {}).get("samples") or {}).get("images_sha256")
+    path = run_dir / SAMPLES_SCAN
+    if wanted is None or not path.is_file() or not (manifest or {}).get("image_shape"):
+        return None
+    try:
+        arrays = load_npz(path)
+    except (NpzError, FileNotFoundError):
+        return None  # damaged or gone: the file itself is scanned instead
+    if str(arrays.pop("images_sha256")) != wanted:
+        return None
+    return scan_from_arrays(arrays)
+
+
+def _judge(report: LintReport, path: Path, reference: Any) -> None:
+    # Warnings go to the log; a fail-level finding (other than the advisory ones) stops the stage.
     for finding in report.findings:
         if finding.check in ADVISORY and finding.status is not Status.PASS:
             log.warning(
@@ -58,4 +101,3 @@ def lint_run(run_dir: str | Path, reference: Any, pool: np.ndarray | None) -> Li
             f"--reference {reference.path}"
         )
     log.info("ssg-lint %s: %s in %.1f s", path, report.status, report.seconds)
-    return report

@@ -26,7 +26,7 @@ from ssg_eval.lint.findings import (
     Status,
     worst,
 )
-from ssg_eval.lint.scan import iter_chunks, scan_images, subset_indices
+from ssg_eval.lint.scan import ImageScan, iter_chunks, scan_images, subset_indices
 from ssg_eval.runs.npz import load_npz, npz_headers, open_npz_array
 
 CHUNK = 256  # images per read: 50 MB at 256 px
@@ -161,17 +161,61 @@ def lint_file(
             f"{samples} has no key 'arr_0' (keys: {sorted(headers)}); not ADM format"
         )
     shape, dtype = headers["arr_0"]
-    found = [checks.check_layout(shape, dtype)]
-    if found[0].status is Status.FAIL:
-        return LintReport(samples, found, time.perf_counter() - started)
+    layout = checks.check_layout(shape, dtype)
+    if layout.status is Status.FAIL:
+        return LintReport(samples, [layout], time.perf_counter() - started)
     num = int(shape[0])
     feats = _features(
         features if features is None or isinstance(features, dict) else Path(features), num
     )
-    ref_shape, ref_means = _reference(reference)
     scan = scan_images(iter_member_chunks(samples, "arr_0"), num, progress=progress)
     labels, source = _labels(samples, headers, num, feats)
-    label_finding = label_checks.check_labels(labels, num, source)
+    report = lint_scanned(
+        samples, shape, dtype, scan, labels, source, feats, reference,
+        expected_samples=expected_samples, num_classes=num_classes, split_size=split_size,
+    )  # fmt: skip
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def lint_scanned(
+    samples: Path,
+    shape: tuple,
+    dtype: Any,
+    scan: ImageScan,
+    labels: np.ndarray | None,
+    labels_source: str | None,
+    features: dict[str, np.ndarray] | None,
+    reference: Path | None,
+    *,
+    expected_samples: int = EXPECTED_SAMPLES,
+    num_classes: int | None = None,
+    split_size: int = IS_SPLIT_SIZE,
+) -> LintReport:
+    """Every check from what one pass over the images left (`ImageScan`), without reading them.
+
+    `lint_file` scans the file itself; the harness's own runs hand in the scan their sample stage
+    made while exporting `samples.npz`, so the metrics stage never reads the images again.
+
+    Args:
+        samples: the samples file the findings are about (named in the report only).
+        shape, dtype: `arr_0`'s shape (N, H, W, C) and dtype.
+        scan: the images' `ImageScan` (`scan_images`, or a stored one).
+        labels, labels_source: one class per image and where they came from, or None.
+        features: `pool` (and optionally `logits`) of the samples, or None.
+        reference: reference npz for the image size and channel order, or None.
+        expected_samples, num_classes, split_size: as in `lint_file`.
+
+    Returns:
+        The `LintReport` (its wall time covers the judging only).
+    """
+    started = time.perf_counter()
+    num = int(shape[0])
+    if len(scan.minimum) != num:
+        raise LintInputError(f"{samples}: the image scan covers {len(scan.minimum)} of {num}")
+    found = [checks.check_layout(shape, dtype)]
+    ref_shape, ref_means = _reference(reference)
+    label_finding = label_checks.check_labels(labels, num, labels_source)
     usable = labels if label_finding.status is Status.PASS else None
     found += [
         checks.check_sample_count(num, expected_samples, split_size),
@@ -188,8 +232,8 @@ def lint_file(
             label_checks.check_class_balance(usable, num_classes),
             label_checks.check_split_coverage(usable, split_size),
         ]
-    elif feats is not None and "logits" in feats:
-        found.append(label_checks.check_prediction_order(feats["logits"], split_size))
-    pool = None if feats is None else feats["pool"]
+    elif features is not None and "logits" in features:
+        found.append(label_checks.check_prediction_order(features["logits"], split_size))
+    pool = None if features is None else features["pool"]
     found.append(label_checks.check_near_duplicates(pool, usable))
     return LintReport(samples, found, time.perf_counter() - started)

@@ -106,6 +106,72 @@ def iter_chunks(images: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
         yield np.asarray(images[start : start + chunk])
 
 
+class ImageScanner:
+    """The streaming half of `scan_images`: feed consecutive chunks with `add`, then `result`.
+
+    The sample stage feeds it the chunks it is exporting anyway, so a run's image checks cost no
+    read of their own (`ssg_eval.lint.preflight`).
+
+    Args:
+        num_images: N, the total over the chunks.
+        subset_size: images measured for blockiness and channel means.
+        workers: threads hashing a chunk (hashlib releases the GIL).
+    """
+
+    def __init__(self, num_images: int, *, subset_size: int = 1000, workers: int = 2):
+        self.started = time.perf_counter()
+        self.num = int(num_images)
+        self.minimum = np.empty(self.num, dtype=np.float64)
+        self.maximum = np.empty(self.num, dtype=np.float64)
+        self.digests: list[bytes] = []
+        self.subset = subset_indices(self.num, subset_size)
+        self.block_values: list[np.ndarray] = []
+        self.channel_sums: np.ndarray | None = None
+        self.start, self.pixels_per_image, self.workers = 0, 0, workers
+
+    def add(self, part: np.ndarray) -> None:
+        """Scan the next (n, H, W, C) chunk.
+
+        Raises:
+            ValueError: the chunks hold more than `num_images` images.
+        """
+        start, count = self.start, len(part)
+        if start + count > self.num:
+            raise ValueError(f"the image stream holds more than {self.num} images")
+        flat = part.reshape(count, -1)
+        self.minimum[start : start + count] = flat.min(axis=1)
+        self.maximum[start : start + count] = flat.max(axis=1)
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            self.digests.extend(pool.map(_digest, part))
+        picked = self.subset[(self.subset >= start) & (self.subset < start + count)] - start
+        if len(picked):
+            self.block_values.append(block_steps(part[picked]))
+            sums = part[picked].reshape(-1, part.shape[-1]).sum(0, dtype=np.float64)
+            self.channel_sums = sums if self.channel_sums is None else self.channel_sums + sums
+        self.pixels_per_image = int(np.prod(part.shape[1:3]))
+        self.start += count
+
+    def result(self) -> ImageScan:
+        """The scan of every image added.
+
+        Raises:
+            ValueError: fewer than `num_images` images were added.
+        """
+        if self.start != self.num:
+            raise ValueError(f"the image stream held {self.start} images, expected {self.num}")
+        pixels = len(self.subset) * self.pixels_per_image if self.num else 1
+        blocks = np.concatenate(self.block_values) if self.block_values else np.empty((0, 2))
+        return ImageScan(
+            minimum=self.minimum,
+            maximum=self.maximum,
+            digests=self.digests,
+            subset=self.subset,
+            block_steps=blocks,
+            channel_means=np.zeros(0) if self.channel_sums is None else self.channel_sums / pixels,
+            seconds=time.perf_counter() - self.started,
+        )
+
+
 def scan_images(
     chunks: Iterable[np.ndarray],
     num_images: int,
@@ -130,41 +196,35 @@ def scan_images(
     Raises:
         ValueError: the chunks hold another number of images than `num_images`.
     """
-    started = time.perf_counter()
-    num = int(num_images)
-    minimum, maximum = np.empty(num, dtype=np.float64), np.empty(num, dtype=np.float64)
-    digests: list[bytes] = []
-    subset = subset_indices(num, subset_size)
-    block_values: list[np.ndarray] = []
-    channel_sums = None
-    start = 0
-    with (
-        ThreadPoolExecutor(max_workers=workers) as pool,
-        tqdm(total=num, unit="img", desc="ssg-lint", disable=not progress) as bar,
-    ):
+    scanner = ImageScanner(num_images, subset_size=subset_size, workers=workers)
+    with tqdm(total=scanner.num, unit="img", desc="ssg-lint", disable=not progress) as bar:
         for part in chunks:
-            if start + len(part) > num:
-                raise ValueError(f"the image stream holds more than {num} images")
-            flat = part.reshape(len(part), -1)
-            minimum[start : start + len(part)] = flat.min(axis=1)
-            maximum[start : start + len(part)] = flat.max(axis=1)
-            digests.extend(pool.map(_digest, part))
-            picked = subset[(subset >= start) & (subset < start + len(part))] - start
-            if len(picked):
-                block_values.append(block_steps(part[picked]))
-                sums = part[picked].reshape(-1, part.shape[-1]).sum(0, dtype=np.float64)
-                channel_sums = sums if channel_sums is None else channel_sums + sums
-            start += len(part)
+            scanner.add(part)
             bar.update(len(part))
-    if start != num:
-        raise ValueError(f"the image stream held {start} images, expected {num}")
-    pixels = len(subset) * int(np.prod(part.shape[1:3])) if num else 1
+    return scanner.result()
+
+
+def scan_to_arrays(scan: ImageScan) -> dict[str, np.ndarray]:
+    """The scan as plain arrays (what a run stores beside its `samples.npz`)."""
+    digests = np.frombuffer(b"".join(scan.digests), dtype=np.uint8).reshape(len(scan.digests), -1)
+    return {
+        "minimum": scan.minimum,
+        "maximum": scan.maximum,
+        "digests": digests,
+        "subset": scan.subset,
+        "block_steps": scan.block_steps,
+        "channel_means": scan.channel_means,
+    }
+
+
+def scan_from_arrays(arrays: dict[str, np.ndarray]) -> ImageScan:
+    """The inverse of `scan_to_arrays` (the wall time of a stored scan is 0: nothing was read)."""
     return ImageScan(
-        minimum=minimum,
-        maximum=maximum,
-        digests=digests,
-        subset=subset,
-        block_steps=np.concatenate(block_values) if block_values else np.empty((0, 2)),
-        channel_means=np.zeros(0) if channel_sums is None else channel_sums / pixels,
-        seconds=time.perf_counter() - started,
+        minimum=arrays["minimum"],
+        maximum=arrays["maximum"],
+        digests=[row.tobytes() for row in arrays["digests"]],
+        subset=arrays["subset"],
+        block_steps=arrays["block_steps"],
+        channel_means=arrays["channel_means"],
+        seconds=0.0,
     )

@@ -17,6 +17,7 @@ __all__ = [
     "MANIFEST_JSON",
     "FEATURES_DINOV2_NPZ",
     "METRICS_JSON",
+    "SAMPLES_SCAN",
     "feature_cache_path",
     "results_dir",
     "run_dir",
@@ -29,6 +30,8 @@ FEATURES_JSON = "features.json"
 FEATURES_CACHE = "features_cache"  # per-shard features keyed by shard and Inception sha256
 FEATURES_DINOV2_NPZ = "features_dinov2.npz"  # FD-DINOv2 features of the run's N samples
 METRICS_JSON = "metrics.json"
+# The sample linter's image scan of samples.npz, made while exporting it (no read of its own).
+SAMPLES_SCAN = "samples_scan.npz"
 
 
 def results_dir(cfg: Any) -> Path:

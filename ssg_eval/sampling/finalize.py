@@ -11,10 +11,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ssg_eval.lint.scan import ImageScanner, scan_to_arrays
 from ssg_eval.runs.claim import stored_identity, write_identity
 from ssg_eval.runs.identity import identity_hash, resolved_config
-from ssg_eval.runs.io import atomic_write_json, read_json
-from ssg_eval.runs.layout import MANIFEST_JSON
+from ssg_eval.runs.io import atomic_write_json, atomic_write_npz, read_json
+from ssg_eval.runs.layout import MANIFEST_JSON, SAMPLES_SCAN
 from ssg_eval.sampling.generate import build_sampling_model, image_shape_of, measure_latency
 from ssg_eval.sampling.identity import identity_of
 from ssg_eval.sampling.plan import SamplePlan
@@ -103,9 +106,14 @@ def _export(
     # (when asked) and the content hash of the images; then the export's own sha256.
     path = digest = None
     if export:
-        hasher = hashlib.sha256()
-        path, digest = export_samples_npz_sha256(directory, plan, hasher=hasher, shard_sha256=shas)
+        hasher, scanner = hashlib.sha256(), ImageScanner(plan.num_samples)
+        path, digest = export_samples_npz_sha256(
+            directory, plan, hasher=hasher, shard_sha256=shas, observe=scanner.add
+        )
         content = hasher.hexdigest()
+        # the sample linter's image checks, from this same read (the metrics stage reads no image)
+        atomic_write_npz(directory / SAMPLES_SCAN, images_sha256=np.array(content),
+                         **scan_to_arrays(scanner.result()))  # fmt: skip
     else:
         content = images_sha256(directory, plan, shas)
     return {

@@ -28,6 +28,7 @@ from ssg_eval.runs.layout import (
     IDENTITY_JSON,
     MANIFEST_JSON,
     METRICS_JSON,
+    SAMPLES_SCAN,
 )
 from ssg_eval.runs.layout import run_dir as resolve_run_dir
 from ssg_eval.runs.npz import npz_array_header
@@ -51,8 +52,8 @@ __all__ = ["SimulatedCrash", "plan_status", "prepare_run_dir", "run_rank", "samp
 
 log = get_logger(__name__)
 # Artifacts derived from a run's samples; `overwrite=true` removes them with the shards, unread.
-DERIVED = (MANIFEST_JSON, IDENTITY_JSON, SAMPLES_NPZ, FEATURES_NPZ, FEATURES_JSON, METRICS_JSON,
-           FEATURES_DINOV2_NPZ)  # fmt: skip
+DERIVED = (MANIFEST_JSON, IDENTITY_JSON, SAMPLES_NPZ, SAMPLES_SCAN, FEATURES_NPZ, FEATURES_JSON,
+           METRICS_JSON, FEATURES_DINOV2_NPZ)  # fmt: skip
 _FIX = "choose a new run_name=... or pass overwrite=true to delete the old shards"
 
 

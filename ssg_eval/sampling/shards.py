@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -411,6 +411,7 @@ def export_samples_npz_sha256(
     *,
     hasher: Any = None,
     shard_sha256: dict[str, str] | None = None,
+    observe: Callable[[np.ndarray], None] | None = None,
 ) -> tuple[Path, str]:
     """Write ADM's `samples.npz` (`arr_0`: exactly N images in index order, plus `labels`).
 
@@ -427,6 +428,8 @@ def export_samples_npz_sha256(
         plan: the run's plan (defines N and the chunks that are read).
         hasher: optional `hashlib` object updated with the image bytes in index order.
         shard_sha256: recorded shard sha256s; each shard is verified as it is read (one read).
+        observe: called with every chunk of images in index order (e.g. the sample linter's
+            scanner), so work on the pixels shares this read.
 
     Returns:
         The path of `samples.npz` and its sha256.
@@ -443,12 +446,14 @@ def export_samples_npz_sha256(
     out = run_dir / SAMPLES_NPZ
     with atomic_open(out) as handle:
         writer = HashingWriter(handle, _export_headers(run_dir, plan, header))
-        _write_export(writer, run_dir, plan, header, hasher, shard_sha256)
+        _write_export(writer, run_dir, plan, header, hasher, shard_sha256, observe)
     digest = writer.digest()
     return out, digest if digest is not None else sha256_file(out)
 
 
-def _write_export(writer, run_dir: Path, plan: SamplePlan, header: dict, hasher, shas) -> None:
+def _write_export(
+    writer, run_dir: Path, plan: SamplePlan, header: dict, hasher, shas, observe=None
+) -> None:
     shape, labels, count = header["shape"], [], 0
     # One read per shard of the plan (verified against its sha256 as it is read); shards of a
     # larger N beyond the plan are not read.
@@ -463,6 +468,8 @@ def _write_export(writer, run_dir: Path, plan: SamplePlan, header: dict, hasher,
                 member.write(data)
                 if hasher is not None:
                     hasher.update(data)
+                if observe is not None:
+                    observe(images)
                 labels.append(labels_n)
                 count += len(images)
             if count != plan.num_samples:

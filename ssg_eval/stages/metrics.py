@@ -143,7 +143,7 @@ def run_metrics(cfg: Any) -> Path | None:
             if _reusable(cfg, out_path, inputs, protocol):
                 log.info("metrics of %s are up to date; skipping", cfg.run_name)
                 return out_path
-        return _compute(cfg, directory, reference, inputs, protocol)
+        return _compute(cfg, directory, manifest, reference, inputs, protocol)
 
 
 def _reusable(cfg: Any, path: Path, inputs: dict, protocol: dict) -> bool:
@@ -175,7 +175,9 @@ def _reusable(cfg: Any, path: Path, inputs: dict, protocol: dict) -> bool:
     return set(cfg.metrics.metrics) <= set(previous.get("metrics", {}))
 
 
-def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict) -> Path:
+def _compute(
+    cfg: Any, directory: Path, manifest: dict, reference, inputs: dict, protocol: dict
+) -> Path:
     from ssg_eval.lint.preflight import lint_run
     from ssg_eval.metrics.compute import compute_metrics
     from ssg_eval.metrics.feature_metrics import check_metric_names
@@ -192,7 +194,8 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
         fix="rerun the features stage: it recomputes a damaged features.npz",
     )  # one read, checked against the sha256 recorded when it was written  # fmt: skip
     labels = sample_feats.pop("labels")
-    lint_run(directory, reference, sample_feats["pool"])  # the sample linter; fail stops here
+    # the sample linter, from the scan made at export (no image read); a fail stops here
+    lint_run(directory, reference, sample_feats["pool"], manifest, labels)
     for warning in check_class_order(labels, cfg.metrics.is_split_size):
         log.warning("%s", warning)
     device = resolve_device(cfg.metrics.feature_device)

@@ -58,15 +58,26 @@ def test_metrics_stage_writes_feature_metrics_and_lints_first(tiny_cfg, tmp_path
     assert (table["n"] * table["precision"]).sum() / len(pool) == pytest.approx(precision)
     assert metrics["per_class"]["fid_available"] and table["fid"].notna().all()
 
-    # a failing samples file stops the stage before the Inception network is built
-    with np.load(run / "samples.npz") as data:
-        black = np.zeros_like(data["arr_0"])
-        atomic_write_npz(run / "samples.npz", arr_0=black, labels=data["labels"])
+    # the linter judges the scan the export made (no image read here): a scan of constant images
+    # stops the stage before the Inception network is built
+    with np.load(run / "samples_scan.npz") as data:
+        stored = dict(data)
+    manifest = read_json(run / "manifest.json")
+    assert str(stored["images_sha256"]) == manifest["samples"]["images_sha256"]
+    stored["maximum"] = stored["minimum"].copy()  # every image constant
+    atomic_write_npz(run / "samples_scan.npz", **stored)
 
     def no_inception(*args, **kwargs):
         raise AssertionError("Inception was built before the linter stopped the stage")
 
     monkeypatch.setattr(inception, "build_inception", no_inception)
     again = tiny_cfg(*overrides, "overwrite=true", config_name="pipeline")
+    with pytest.raises(SampleLintError, match="constant_images"):
+        run_metrics(again)
+    # a run without a recorded scan (an older run) is scanned from its samples.npz instead
+    (run / "samples_scan.npz").unlink()
+    with np.load(run / "samples.npz") as data:
+        black = np.zeros_like(data["arr_0"])
+        atomic_write_npz(run / "samples.npz", arr_0=black, labels=data["labels"])
     with pytest.raises(SampleLintError, match="constant_images"):
         run_metrics(again)
