@@ -25,12 +25,9 @@ from ssg_eval.cli import compose_context
 from ssg_eval.guidance import build_processors
 from ssg_eval.guidance.dse import dse_upsample
 from ssg_eval.models.load import build_model
-from ssg_eval.sampling.loop import (
-    decode_images,
-    latents_from_tokens,
-    make_generators,
-    sample_scales,
-)
+from ssg_eval.sampling.decode import decode_images, latents_from_tokens
+from ssg_eval.sampling.draw import make_generators
+from ssg_eval.sampling.loop import sample_scales
 from ssg_eval.utils.provenance import collect_provenance
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "IdentityMismatch",
     "IncompleteRunError",
     "InputFileError",
+    "MismatchedRunsError",
     "NpzError",
     "RunLockedError",
     "UnreadableFileError",
@@ -50,6 +51,14 @@ class UnreadableFileError(UserError, ValueError):
 
 class NpzError(UnreadableFileError):
     """An npz that cannot be read or lacks a key; the message names the file and the fix."""
+
+
+class MismatchedRunsError(UserError, ValueError):
+    """Runs given together do not belong together (another model, sample plan, size or setting).
+
+    Raised where two or more finished runs are compared (analysis CLIs, the report's paired
+    deltas); the message names both runs, the differing key and which runs to pass instead.
+    """
 
 
 class RunLockedError(UserError, RuntimeError):

@@ -1,19 +1,22 @@
 """Metric-key constants shared by `metrics.json`, the report table and the registry.
 
-This module owns the names only; it must not import anything heavy or compute values.
+This module owns the key strings only, derived from the one list of metric names
+(`ssg_eval.config.MetricName`); it must not import anything heavy or compute values.
 """
 
 from __future__ import annotations
 
-FID = "fid"
-SFID = "sfid"
-IS = "is"
-IS_STD = "is_std"
-PRECISION = "precision"
-RECALL = "recall"
+from ssg_eval.config import MetricName
 
-FD_DINOV2 = "fd_dinov2"  # Fréchet distance in DINOv2 feature space (optional, own weights)
-FWD = "fwd"  # Fréchet Wavelet Distance, mean over packets (optional; per-band values beside it)
+FID = MetricName.fid.value
+SFID = MetricName.sfid.value
+IS = MetricName["is"].value
+IS_STD = "is_std"  # written beside `is`, never requested on its own
+PRECISION = MetricName.precision.value
+RECALL = MetricName.recall.value
 
-ALL_METRICS = (FID, SFID, IS, PRECISION, RECALL)  # requestable via metrics.metrics
+FD_DINOV2 = MetricName.fd_dinov2.value  # Fréchet distance in DINOv2 space (optional, own weights)
+FWD = MetricName.fwd.value  # Fréchet Wavelet Distance, mean over packets (per-band values beside)
+
+ALL_METRICS = (FID, SFID, IS, PRECISION, RECALL)  # the ADM protocol, computed by compute_metrics
 OPTIONAL_METRICS = (FD_DINOV2, FWD)  # also requestable via metrics.metrics; need extra weights

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ssg_eval.errors import IncompleteRunError, UnreadableFileError
 from ssg_eval.runs.claim import stored_identity, write_identity
 from ssg_eval.runs.identity import identity_hash, resolved_config
 from ssg_eval.runs.io import atomic_write_json, read_json
@@ -48,7 +49,7 @@ def check_complete(
         the export and the features stage).
 
     Raises:
-        RuntimeError: naming the first missing or invalid shards, or the uncovered indices.
+        IncompleteRunError: naming the first missing or invalid shards, or the uncovered indices.
     """
     directory = Path(run_dir)
     problems = {}
@@ -64,13 +65,16 @@ def check_complete(
         np.add.at(counts, load_npz(path, ["indices"])["indices"], 1)
     if problems:
         listed = ", ".join(f"{c}: {p}" for c, p in list(problems.items())[:5])
-        raise RuntimeError(
+        raise IncompleteRunError(
             f"{len(problems)} of {plan.num_chunks} shards in {directory / 'shards'} are missing or "
             f"invalid ({listed}); re-run the sample stage to complete them"
         )
     if not (counts == 1).all():
         bad = np.flatnonzero(counts != 1)[:10].tolist()
-        raise RuntimeError(f"sample indices {bad} do not appear exactly once across the shards")
+        raise IncompleteRunError(
+            f"sample indices {bad} do not appear exactly once across the shards in "
+            f"{directory / 'shards'}; rerun the sample stage with overwrite=true"
+        )
     return shas
 
 
@@ -113,7 +117,7 @@ def _previous(directory: Path, digest: str, plan: SamplePlan) -> dict[str, Any] 
     # The finished manifest of this identity and this N (a damaged one counts as absent).
     try:
         manifest = read_json(directory / MANIFEST_JSON)
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, UnreadableFileError):
         return None
     same_n = (manifest.get("samples") or {}).get("num_samples") == plan.num_samples
     return manifest if manifest.get("config_hash") == digest and same_n else None

@@ -21,24 +21,9 @@ from ssg_eval.guidance.base import GUIDE_MODEL, NULL_CLASS, RANDOM_CLASS, StepCo
 from ssg_eval.guidance.truncation import apply_truncation
 from ssg_eval.sampling.decode import autocast_context as _autocast
 from ssg_eval.sampling.decode import decode_images, latents_from_tokens
-from ssg_eval.sampling.draw import (
-    gumbel_soft_weights,
-    make_generators,
-    official_labels,
-    sample_tokens,
-)
+from ssg_eval.sampling.draw import gumbel_soft_weights, sample_tokens
 
-__all__ = [
-    "SampledScales",
-    "decode_images",
-    "generate_batch",
-    "gumbel_soft_weights",
-    "latents_from_tokens",
-    "make_generators",
-    "official_labels",
-    "sample_scales",
-    "sample_tokens",
-]
+__all__ = ["SampledScales", "generate_batch", "sample_scales"]
 
 
 @dataclass(frozen=True)
@@ -63,11 +48,7 @@ class SampledScales:
 
 def _branches(processors: Sequence[Any]) -> list[str]:
     """The extra forward branches the processors read, in row order (null, random, guide)."""
-    wanted = set()
-    for proc in processors:
-        wanted.update(getattr(proc, "branches", ()))
-        if proc.needs_uncond:
-            wanted.add(NULL_CLASS)
+    wanted = {branch for proc in processors for branch in proc.branches}
     return [b for b in (NULL_CLASS, RANDOM_CLASS, GUIDE_MODEL) if b in wanted]
 
 

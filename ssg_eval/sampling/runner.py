@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ssg_eval.errors import ConfigError
+from ssg_eval.errors import ConfigError, NpzError, UnreadableFileError
 from ssg_eval.runs.claim import check_identity, stage_lock, stored_identity, write_identity
 from ssg_eval.runs.identity import identity_diff, identity_hash
 from ssg_eval.runs.io import clean_stale_temps, read_json
@@ -117,7 +117,7 @@ def _recorded_shard_sha256(directory: Path, identity: dict[str, Any]) -> dict[st
     # Shard sha256s of a finished run of the same identity (empty when there is none).
     try:
         manifest = read_json(directory / MANIFEST_JSON)
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, UnreadableFileError):
         return {}
     if manifest.get("config_hash") != identity_hash(identity):
         return {}
@@ -146,7 +146,7 @@ def _resized(path: Path, plan: SamplePlan, chunk: int, shape) -> bool:
     # A readable shard whose images differ from the plan in their count only.
     try:
         held, _ = npz_array_header(path, "images")
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, NpzError):
         return False
     return held[1:] == tuple(shape) and held[0] != len(plan.chunk_indices(chunk))
 
@@ -264,7 +264,7 @@ def plan_status(cfg: Any, world_size: int) -> dict[str, Any]:
     identity = identity_of(cfg, require_checkpoints=False)
     try:
         stored = stored_identity(directory)
-    except ValueError:
+    except UnreadableFileError:
         stored = {"<unreadable identity.json>": True}
     done = set()
     if stored is not None and not identity_diff(stored, identity):

@@ -16,11 +16,12 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
+from ssg_eval.errors import IncompleteRunError, NpzError, UnreadableFileError
 from ssg_eval.runs.claim import check_identity, stage_lock
 from ssg_eval.runs.identity import identity_hash
 from ssg_eval.runs.io import atomic_write_json, atomic_write_npz, clean_stale_temps, read_json
 from ssg_eval.runs.layout import FEATURES_CACHE, FEATURES_JSON, FEATURES_NPZ, MANIFEST_JSON, run_dir
-from ssg_eval.runs.npz import NpzError, load_npz
+from ssg_eval.runs.npz import load_npz
 from ssg_eval.sampling.identity import identity_of
 from ssg_eval.utils.logging import get_logger
 
@@ -34,7 +35,7 @@ def load_manifest(cfg: Any, stage: str) -> dict[str, Any]:
     Raises:
         FileNotFoundError: sampling has not finished.
         IdentityMismatch: the run was sampled with another identity (names the keys).
-        ValueError: the run holds another number of samples than `sampler.num_samples`.
+        IncompleteRunError: the run holds another number of samples than `sampler.num_samples`.
     """
     directory = run_dir(cfg)
     manifest_path = directory / MANIFEST_JSON
@@ -49,7 +50,7 @@ def load_manifest(cfg: Any, stage: str) -> dict[str, Any]:
     )
     have, want = manifest["samples"]["num_samples"], int(cfg.sampler.num_samples)
     if have != want:
-        raise ValueError(
+        raise IncompleteRunError(
             f"sampler.num_samples: the run has {have} samples, this command asks {want}; run the "
             f"sample stage with sampler.num_samples={want} first (it only adds the new chunks)"
         )
@@ -135,7 +136,7 @@ def run_features(cfg: Any) -> Path | None:
 
     Raises:
         FileNotFoundError: the run has no manifest (sampling not finished) or no Inception weights.
-        IdentityMismatch / ValueError: the samples are of another config or another N.
+        IdentityMismatch / IncompleteRunError: the samples are of another config or another N.
         RunLockedError: another process holds the run.
     """
     from ssg_eval.features.inception import inception_weights_sha256
@@ -157,7 +158,7 @@ def run_features(cfg: Any) -> Path | None:
         if not cfg.overwrite and out_path.is_file() and meta_path.is_file():
             try:
                 same = read_json(meta_path) == meta
-            except ValueError:
+            except UnreadableFileError:
                 same = False  # a damaged record: recompute (features of the same samples)
             if same:
                 log.info("features of %s are up to date; skipping", cfg.run_name)

@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
+from ssg_eval.errors import ConfigError, IncompleteRunError
 from ssg_eval.metrics.keys import FID
 from ssg_eval.runs.claim import stage_lock
 from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json
@@ -28,9 +29,10 @@ from ssg_eval.utils.provenance import collect_provenance
 log = get_logger(__name__)
 
 PROTOCOL_KEYS = (
-    "extractor", "feature_batch_size", "inception_impl", "is_split_size", "pr_k", "pr_block_size",
+    "feature_batch_size", "inception_impl", "is_split_size", "pr_k", "pr_block_size",
     "pr_distance_dtype", "fid_method", "reference_name", "bootstrap_resamples",
 )  # fmt: skip
+EXTRACTOR = "inception"  # the only feature network (torch-fidelity's inception-v3-compat)
 
 
 def load_checked_reference(cfg: Any):
@@ -70,16 +72,30 @@ def fid_bootstrap_std(pool, labels, reference, ref_feats, cfg: Any) -> float:
     return float(std)
 
 
+def _check_counts(cfg: Any, reference: Any) -> None:
+    from ssg_eval.metrics.compute import too_few_samples
+
+    metrics = [str(m) for m in cfg.metrics.metrics]
+    problem = too_few_samples(
+        metrics, int(cfg.sampler.num_samples), reference.num_images, int(cfg.metrics.pr_k)
+    )
+    if problem:
+        raise ConfigError(
+            f"metrics.metrics={metrics}: {problem} ({cfg.metrics.reference}); raise "
+            "sampler.num_samples, lower metrics.pr_k or drop those metrics"
+        )
+
+
 def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[str, Any]:
     """Provenance of the numbers: the features (sha256 and record) and the reference sha256.
 
     Raises:
-        FileNotFoundError: no features yet. IdentityMismatch / ValueError: features of another
-        config or N. ValueError: samples and reference differ in image size.
+        FileNotFoundError: no features yet. IdentityMismatch / IncompleteRunError: features of
+        another config or N. ConfigError: samples and reference differ in image size.
     """
     sample_shape = tuple(manifest.get("image_shape") or ())
     if sample_shape and sample_shape != tuple(reference.image_shape):
-        raise ValueError(
+        raise ConfigError(
             f"image size mismatch: the run's samples are {sample_shape[0]}x{sample_shape[1]}, "
             f"the reference {reference.path} holds {reference.image_shape[0]}x"
             f"{reference.image_shape[1]} images; use the reference for this model's resolution "
@@ -94,7 +110,7 @@ def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[s
     if meta.get("config_hash") != manifest["config_hash"] or meta.get("num_samples") != int(
         cfg.sampler.num_samples
     ):
-        raise ValueError(
+        raise IncompleteRunError(
             f"{features_path} was extracted from other samples (config {meta.get('config_hash')}, "
             f"N={meta.get('num_samples')}; the run is {manifest['config_hash']}, "
             f"N={cfg.sampler.num_samples}); rerun the features stage"
@@ -118,7 +134,8 @@ def run_metrics(cfg: Any) -> Path | None:
     Raises:
         FileNotFoundError: the reference file, the Inception weights or the run's features are
             missing (each message names the file and the fix).
-        IdentityMismatch / ValueError: features of another config, N or image size.
+        IdentityMismatch / IncompleteRunError: features of another config or N.
+        ConfigError: samples and reference differ in image size.
         FileExistsError: metrics from other inputs exist and `overwrite` is false.
         RunLockedError: another process holds the run.
     """
@@ -134,8 +151,9 @@ def run_metrics(cfg: Any) -> Path | None:
         manifest = load_manifest(cfg, "metrics")  # provenance first: refusals cost nothing
         clean_stale_temps(directory)  # we hold the run's lock: no other writer exists
         reference = load_checked_reference(cfg)
+        _check_counts(cfg, reference)
         inputs = _inputs(cfg, directory, manifest, reference)
-        protocol = {key: cfg.metrics[key] for key in PROTOCOL_KEYS}
+        protocol = {"extractor": EXTRACTOR, **{key: cfg.metrics[key] for key in PROTOCOL_KEYS}}
         protocol.update(fwd_protocol(cfg, reference.image_shape))  # {} unless fwd is requested
         out_path = directory / METRICS_JSON
         if out_path.is_file() and not cfg.overwrite:
@@ -154,7 +172,7 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
     from ssg_eval.features.inception import build_inception
     from ssg_eval.metrics.compute import compute_metrics
     from ssg_eval.metrics.inception_score import check_class_order
-    from ssg_eval.metrics.keys import OPTIONAL_METRICS
+    from ssg_eval.metrics.keys import ALL_METRICS
     from ssg_eval.metrics.reference import reference_features
     from ssg_eval.stages.dinov2 import fd_dinov2_of_run
     from ssg_eval.utils.dist import resolve_device
@@ -181,7 +199,7 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
         block_size=cfg.metrics.pr_block_size,
         distance_dtype=cfg.metrics.pr_distance_dtype,
         fid_method=cfg.metrics.fid_method,
-        metrics=[m for m in cfg.metrics.metrics if m not in OPTIONAL_METRICS],
+        metrics=[m for m in cfg.metrics.metrics if m in ALL_METRICS],
     )
     values.update(fd_dinov2_of_run(cfg, directory, reference, results_dir(cfg) / "cache"))
     values.update(fwd_of_run(cfg, directory, reference, results_dir(cfg) / "cache"))

@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
+from ssg_eval.errors import UnreadableFileError
 from ssg_eval.runs.identity import identity_diff
 from ssg_eval.runs.io import read_json
 from ssg_eval.runs.layout import MANIFEST_JSON, run_dir
@@ -31,7 +32,7 @@ def sampling_done(cfg: Any) -> bool:
     """True when the run's manifest exists for this identity and N (nothing to sample)."""
     try:
         manifest = read_json(run_dir(cfg) / MANIFEST_JSON)
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, UnreadableFileError):
         return False
     wanted = identity_of(cfg, require_checkpoints=False)
     same_n = manifest.get("samples", {}).get("num_samples") == int(cfg.sampler.num_samples)

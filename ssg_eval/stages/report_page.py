@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ssg_eval.errors import UserError
 from ssg_eval.report.page import Figure, band_page_table, render_page, table1_page_table
 from ssg_eval.runs.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from ssg_eval.runs.layout import results_dir
@@ -129,7 +130,7 @@ def _token_maps(base_cfg, guided_cfg, indices, base_images, guided_images):
 
     try:
         tokens = paired_tokens(base_cfg, guided_cfg, indices)
-    except (FileNotFoundError, ValueError) as error:  # no checkpoint here, or rng=official
+    except (FileNotFoundError, UserError) as error:  # no checkpoint here, or rng=official
         log.warning("paired grid without token maps: %s", error)
         return None, f" Token maps left out: {error}."
     same = np.array_equal(tokens.baseline_images, base_images) and np.array_equal(

@@ -64,9 +64,9 @@ def sample_stage(cfg: Any) -> Path | None:
             launched = int(cfg.launch.nproc_per_node) * int(cfg.launch.nnodes)
             print_sample_plan(cfg, world_size if world_size > 1 else launched)
         return None
+    from ssg_eval.errors import RunLockedError
     from ssg_eval.runs.claim import stage_lock
     from ssg_eval.runs.layout import run_dir
-    from ssg_eval.runs.lock import RunLockedError
     from ssg_eval.sampling.finalize import finalize_run
     from ssg_eval.sampling.plan import plan_from_config
     from ssg_eval.sampling.runner import run_rank

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ssg_eval.cli import run_cli
-from ssg_eval.runs.io import UnreadableFileError
+from ssg_eval.errors import UnreadableFileError
 from ssg_eval.sampling.plan import plan_from_config
 from ssg_eval.sampling.runner import sample_run
 from ssg_eval.sampling.shards import export_samples_npz, shard_path

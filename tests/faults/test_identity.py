@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssg_eval.errors import ConfigError
+from ssg_eval.errors import ConfigError, IdentityMismatch
 from ssg_eval.models.load import CheckpointError, build_var, build_vqvae, init_from_names
-from ssg_eval.runs.claim import IdentityMismatch
 from ssg_eval.runs.layout import run_dir
 from ssg_eval.sampling.runner import SimulatedCrash, run_rank, sample_run
 from ssg_eval.stages.features import run_features

@@ -19,8 +19,9 @@ from ssg_eval.guidance.family import build_autoguidance, build_icg
 from ssg_eval.guidance.ssg import build_ssg
 from ssg_eval.models.load import build_guide, build_model
 from ssg_eval.sampling import generate as generate_module
+from ssg_eval.sampling.draw import make_generators
 from ssg_eval.sampling.generate import build_sampling_model, generate_chunk
-from ssg_eval.sampling.loop import make_generators, sample_scales
+from ssg_eval.sampling.loop import sample_scales
 from ssg_eval.sampling.plan import SamplePlan, plan_from_config
 from ssg_eval.sampling.runner import run_rank
 from tests.integration.test_distributed import _contents
@@ -108,7 +109,7 @@ def test_model_as_its_own_guide_is_an_identity(tiny):
 class GuideSpy:
     """Reads the guide branch and records it (a processor that changes nothing)."""
 
-    needs_uncond, branch_wise, branches = False, False, (GUIDE_MODEL,)
+    branch_wise, branches = False, (GUIDE_MODEL,)
 
     def __init__(self) -> None:
         self.seen: list[torch.Tensor] = []
