@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ssg_eval.analysis.paired import IndexStat, paired_bootstrap
+from ssg_eval.analysis.paired import paired_bootstrap
 from ssg_eval.errors import MismatchedRunsError
 from ssg_eval.features.frequency import (
     band_label,
@@ -21,6 +21,7 @@ from ssg_eval.features.frequency import (
     psd_band_names,
     psd_band_powers,
 )
+from ssg_eval.metrics.resampled import IndexStat
 from ssg_eval.metrics.wavelet import (
     PacketMoments,
     band_means,

@@ -46,30 +46,19 @@ def load_checked_reference(cfg: Any):
     )
 
 
-def fid_bootstrap_std(pool, labels, reference, ref_feats, cfg: Any) -> float:
-    """Std of FID over class-stratified bootstrap resamples of the sample features.
-
-    A cheap, documented stand-in for seed spread when only one seed exists
-    (`metrics.bootstrap_resamples`); it does not replace more seeds.
-    """
-    from ssg_eval.analysis.seeds import bootstrap_metric
-    from ssg_eval.metrics.frechet import frechet_distance
+def _fid_bootstrap_std(cfg: Any, pool, labels, reference, ref_feats) -> float:
+    """`metrics.bootstrap_resamples` draws of FID's class-stratified bootstrap std (one seed)."""
+    from ssg_eval.analysis.seeds import fid_bootstrap_std
     from ssg_eval.metrics.stats import feature_statistics
 
-    if reference.mu is not None:
+    if reference.mu is not None:  # ADM's rule: the reference's stored statistics win
         mu_ref, sigma_ref = reference.mu, reference.sigma
     else:
         mu_ref, sigma_ref = feature_statistics(ref_feats["pool"])
-
-    def fid(features):
-        mu, sigma = feature_statistics(features)
-        return frechet_distance(mu, sigma, mu_ref, sigma_ref, method=cfg.metrics.fid_method)
-
-    _, std = bootstrap_metric(
-        fid, pool, seed=int(cfg.sampler.seed), num_resamples=int(cfg.metrics.bootstrap_resamples),
-        strata=labels,
+    return fid_bootstrap_std(
+        pool, labels, mu_ref, sigma_ref, seed=int(cfg.sampler.seed),
+        num_resamples=int(cfg.metrics.bootstrap_resamples), method=str(cfg.metrics.fid_method),
     )  # fmt: skip
-    return float(std)
 
 
 def _check_counts(cfg: Any, reference: Any) -> None:
@@ -204,8 +193,8 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
     values.update(fd_dinov2_of_run(cfg, directory, reference, results_dir(cfg) / "cache"))
     values.update(fwd_of_run(cfg, directory, reference, results_dir(cfg) / "cache"))
     if cfg.metrics.bootstrap_resamples > 0:
-        values[f"{FID}_bootstrap_std"] = fid_bootstrap_std(
-            sample_feats["pool"], labels, reference, ref_feats, cfg
+        values[f"{FID}_bootstrap_std"] = _fid_bootstrap_std(
+            cfg, sample_feats["pool"], labels, reference, ref_feats
         )
     payload = {
         "metrics": values,
