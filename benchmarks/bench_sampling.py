@@ -39,7 +39,7 @@ def _sync(device: torch.device) -> None:
 def compose_cfg(model: str, overrides: list[str]):
     with compose_context():
         return compose(
-            config_name="sample",
+            config_name="config",
             overrides=[f"model={model}", "guidance=cfg_ssg", "sampler=var_eval", *overrides],
         )
 

@@ -110,7 +110,7 @@ def compose_cfg(args: argparse.Namespace, runtime: str, device: torch.device) ->
     ]
     overrides += (QUICK_MODEL if args.quick else []) + list(args.override)
     with compose_context():
-        cfg = compose(config_name="sample", overrides=overrides)
+        cfg = compose(config_name="config", overrides=overrides)
     validate(cfg)
     return cfg
 

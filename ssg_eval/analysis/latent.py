@@ -108,7 +108,7 @@ def sample_indices(
     kwargs = sampling_kwargs(config)
     decode_dtype = kwargs.pop("decode_dtype")
     labels_B = torch.as_tensor(plan.labels(list(indices)), dtype=torch.long, device=device)
-    if any(RANDOM_CLASS in getattr(p, "branches", ()) for p in processors):
+    if any(RANDOM_CLASS in p.branches for p in processors):
         random_B = plan.reference_labels(list(indices))
         kwargs["random_labels_B"] = torch.as_tensor(random_B, dtype=torch.long, device=device)
     generators = make_generators([plan.sample_seed(int(i)) for i in indices], device)

@@ -57,7 +57,7 @@ def _apply_processors(
 ) -> Tensor:
     """Branch-wise processors on every branch (own states), then the others on the running ones."""
     for i, proc in enumerate(processors):
-        if getattr(proc, "branch_wise", False):
+        if proc.branch_wise:
             cond_BlV, states[i] = proc(ctx.logits_cond_BlV, ctx, states[i])
             uncond_BlV = ctx.logits_uncond_BlV
             if uncond_BlV is not None:
@@ -72,7 +72,7 @@ def _apply_processors(
             )
     logits_BlV = ctx.logits_cond_BlV
     for i, proc in enumerate(processors):
-        if not getattr(proc, "branch_wise", False):
+        if not proc.branch_wise:
             logits_BlV, states[i] = proc(logits_BlV, ctx, states[i])
     return logits_BlV
 
@@ -154,7 +154,7 @@ def sample_scales(
         raise ValueError("a processor reads the guide-model branch (autoguidance): pass guide=")
     guided = guide if GUIDE_MODEL in branches else None
     states = [p.init_state(B) for p in processors]
-    branch_states = {b: [p.init_state(B) if getattr(p, "branch_wise", False) else None
+    branch_states = {b: [p.init_state(B) if p.branch_wise else None
                          for p in processors] for b in branches}  # fmt: skip
     tokens, embeddings, records = [], [] if more_smooth else None, [] if diagnostics else None
     times = [] if diagnostics else None

@@ -45,16 +45,12 @@ from ssg_eval.utils.dist import resolve_device, setup_runtime
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.validation import validate
 
-__all__ = ["SimulatedCrash", "plan_status", "prepare_run_dir", "run_rank", "sample_run"]
+__all__ = ["plan_status", "prepare_run_dir", "run_rank", "sample_run"]
 
 log = get_logger(__name__)
 # Artifacts derived from a run's samples; `overwrite=true` removes them with the shards, unread.
 DERIVED = (MANIFEST_JSON, IDENTITY_JSON, SAMPLES_NPZ, FEATURES_NPZ, FEATURES_JSON, METRICS_JSON)
 _FIX = "choose a new run_name=... or pass overwrite=true to delete the old shards"
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by the `fail_after_chunks` test hook of `run_rank`."""
 
 
 def _remove_run_content(directory: Path) -> None:
@@ -157,7 +153,6 @@ def run_rank(
     world_size: int,
     *,
     barrier: Callable[[], None] | None = None,
-    fail_after_chunks: int | None = None,
 ) -> dict[str, Any]:
     """Generate and write every missing shard of `rank`'s chunks (`plan.chunks_for_rank`).
 
@@ -170,7 +165,6 @@ def run_rank(
         rank: this process's rank in [0, world_size).
         world_size: number of sampling processes.
         barrier: synchronises all ranks after the run dir is claimed (None: no synchronisation).
-        fail_after_chunks: test hook: raise `SimulatedCrash` after this many written shards.
 
     Returns:
         JSON-friendly stats: rank, world_size, device, runtime (applied settings),
@@ -180,7 +174,6 @@ def run_rank(
     Raises:
         ConfigError: the run dir belongs to another config (see `prepare_run_dir`).
         FileNotFoundError: a configured checkpoint is missing (nothing was written).
-        SimulatedCrash: from the test hook.
     """
     plan = plan_from_config(cfg)
     identity = identity_of(cfg)  # hashes the checkpoints; a missing one stops here
@@ -220,8 +213,6 @@ def run_rank(
     def written(future: Future) -> None:
         stats["chunks_generated"] += 1
         stats["images_generated"] += future.result()
-        if fail_after_chunks is not None and stats["chunks_generated"] >= fail_after_chunks:
-            raise SimulatedCrash(f"simulated crash after {fail_after_chunks} written shard(s)")
 
     start = time.perf_counter()
     # One writer thread overlaps the (atomic) write of shard c with the generation of shard c+1;

@@ -186,7 +186,7 @@ def _print_plan(cfg: Any, directory: Path) -> None:
     return None
 
 
-@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="features")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-features` / `python -m ssg_eval.stages.features` with Hydra overrides."""
     cli_main("features", run_features, cfg)
@@ -194,7 +194,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-features`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("features", "features", _hydra_main)
+    hydra_entry("features", "config", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -210,7 +210,7 @@ def _compute(cfg: Any, directory: Path, reference, inputs: dict, protocol: dict)
     return atomic_write_json(directory / METRICS_JSON, payload)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="metrics")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-metrics` / `python -m ssg_eval.stages.metrics` with Hydra overrides."""
     cli_main("metrics", run_metrics, cfg)
@@ -218,7 +218,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-metrics`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("metrics", "metrics", _hydra_main)
+    hydra_entry("metrics", "config", _hydra_main)
 
 
 if __name__ == "__main__":

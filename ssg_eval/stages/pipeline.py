@@ -86,7 +86,7 @@ def run_cell(cfg: Any, overrides: list[str]) -> Path | None:
     return run_dir(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="pipeline")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-pipeline` / `python -m ssg_eval.stages.pipeline` (supports `-m` sweeps)."""
     from hydra.core.hydra_config import HydraConfig
@@ -97,7 +97,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-pipeline`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("pipeline", "pipeline", _hydra_main)
+    hydra_entry("pipeline", "config", _hydra_main)
 
 
 if __name__ == "__main__":

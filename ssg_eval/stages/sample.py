@@ -97,7 +97,7 @@ def sample_stage(cfg: Any) -> Path | None:
         dist.destroy()
 
 
-@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="sample")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-sample` / `python -m ssg_eval.stages.sample` with Hydra overrides (or torchrun)."""
     cli_main("sample", sample_stage, cfg)
@@ -105,7 +105,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-sample`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("sample", "sample", _hydra_main)
+    hydra_entry("sample", "config", _hydra_main)
 
 
 if __name__ == "__main__":

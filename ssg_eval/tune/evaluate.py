@@ -98,7 +98,7 @@ class PipelineEvaluator:
         """
         if cand.key not in self._composed:
             with compose_context():
-                self._composed[cand.key] = compose(config_name="pipeline",
+                self._composed[cand.key] = compose(config_name="config",
                                                    overrides=self.overrides(cand, n))  # fmt: skip
         cfg = self._composed[cand.key].copy()
         cfg.sampler.num_samples = int(n)
@@ -137,7 +137,7 @@ class PipelineEvaluator:
             chunk = int(cfg.sampler.chunk_size)
             start = time.perf_counter()
             ensure_samples(cfg, self.overrides(cand, n))
-            processes = int(cfg.launch.nproc_per_node) * int(cfg.launch.get("nnodes", 1))
+            processes = int(cfg.launch.nproc_per_node) * int(cfg.launch.nnodes)
             device_s += (time.perf_counter() - start) * processes
             new_samples = n - (have // chunk) * chunk  # a partial last chunk is regenerated
         else:

@@ -25,12 +25,12 @@ STAGES = ("sample", "features", "metrics", "report", "pipeline")
 
 def test_experiment_typo_lists_the_experiments():
     with pytest.raises(ConfigError) as err:
-        check_composition("sample", ["experiment=table1/d16_cfg_sgg"])
+        check_composition("config", ["experiment=table1/d16_cfg_sgg"])
     message = str(err.value)
     assert "experiment=table1/d16_cfg_sgg does not exist" in message
     assert "'table1'" in message and "'smoke'" in message
-    check_composition("sample", ["experiment=table1", "model=var_d16"])
-    check_composition("sample", ["experiment=beta_sweep"])
+    check_composition("config", ["experiment=table1", "model=var_d16"])
+    check_composition("config", ["experiment=beta_sweep"])
 
 
 def test_experiment_typo_on_the_command_line_is_one_line_and_writes_nothing(tmp_path):
@@ -47,10 +47,10 @@ def test_experiment_typo_on_the_command_line_is_one_line_and_writes_nothing(tmp_
 
 def test_the_root_names_no_model_and_samples_with_the_evaluation_recipe():
     with pytest.raises(ConfigError, match="You must specify 'model'"):
-        check_composition("sample", [])
-    cfg = compose_config(["model=var_d16"], config_name="sample")
+        check_composition("config", [])
+    cfg = compose_config(["model=var_d16"], config_name="config")
     assert cfg.sampler.num_samples == 50_000 and cfg.sampler.top_k == 900  # the real sampler
-    check_composition("sample", ["model=tiny"])
+    check_composition("config", ["model=tiny"])
 
 
 def test_sweeps_over_experiments_compose(tmp_path):

@@ -119,7 +119,7 @@ def test_sigkill_during_features_then_resume_is_identical(tmp_path, stand_in_inc
                                                           monkeypatch):  # fmt: skip
     import ssg_eval.stages.features as features
 
-    cfg = tiny(tmp_path, *stand_in_inception, config_name="pipeline")
+    cfg = tiny(tmp_path, *stand_in_inception, config_name="config")
     directory = sample_run(cfg)
     real = features.atomic_write_npz
 
@@ -138,7 +138,7 @@ def test_sigkill_during_features_then_resume_is_identical(tmp_path, stand_in_inc
     assert len(list((directory / "features_cache").glob("*.npz"))) == 1
     features.run_features(cfg)
     resumed = (directory / "features.npz").read_bytes()
-    fresh = tiny(tmp_path / "fresh", *stand_in_inception, config_name="pipeline")
+    fresh = tiny(tmp_path / "fresh", *stand_in_inception, config_name="config")
     sample_run(fresh)
     features.run_features(fresh)
     assert resumed == (run_dir(fresh) / "features.npz").read_bytes()

@@ -208,7 +208,7 @@ def test_icg_shards_do_not_depend_on_world_size(tiny_cfg, tmp_path):
 
 # ------------------------------------------------------------------ the guide's checkpoint
 def test_guide_loads_strictly_and_names_its_own_keys(tiny, tiny_cfg, tmp_path):
-    from ssg_eval.models.load import CheckpointError
+    from ssg_eval.errors import CheckpointError
 
     model_cfg, var, _ = tiny
     torch.save(var.state_dict(), tmp_path / "guide.pth")
