@@ -65,7 +65,7 @@ class RunLockedError(UserError, RuntimeError):
     """Another process holds the run's lock; the message names it and how to clear a stale lock."""
 
 
-class IncompleteRunError(UserError, RuntimeError):
+class IncompleteRunError(UserError, ValueError):
     """A stage's inputs are missing, incomplete or from other inputs; names the stage to run."""
 
 

@@ -95,6 +95,20 @@ def _row_labels(
     return torch.cat(rows)
 
 
+def _check_separate(var: Any, guide: Any | None) -> None:
+    # The KV cache lives in the attention modules: a guide that is (or shares modules with) the
+    # main model would append its rows to the main model's cache and read them back as context.
+    if guide is None:
+        return
+    shared = {id(m) for m in var.modules()} & {id(m) for m in guide.modules()}
+    if shared:
+        raise ValueError(
+            "guide= is the main model object or shares modules with it: both would write one KV "
+            "cache and the logits would be wrong; pass a separate instance "
+            "(ssg_eval.models.load.build_guide, or copy.deepcopy(var) for the same weights)"
+        )
+
+
 def sample_scales(
     var: Any,
     vae: Any,
@@ -136,14 +150,16 @@ def sample_scales(
             the same generator; the soft one-hot times the codebook replaces the token embedding.
         random_labels_B: (B,) labels of the random-class branch (ICG), required when read.
         guide: the guide VAR (autoguidance), required when its branch is read; it shares the
-            VQVAE and scales, keeps its own KV cache and is fed the same f̂ at every scale.
+            VQVAE and scales, keeps its own KV cache and is fed the same f̂ at every scale. It
+            must be a separate module: the main model object itself is refused.
         diagnostics: also return per-scale copies of the logits, tokens and f̂.
 
     Returns:
         A `SampledScales` with the tokens of every scale.
 
     Raises:
-        ValueError: a generator list whose length is not B, or a missing branch input.
+        ValueError: a generator list whose length is not B, a missing branch input, or a guide
+            that is (or shares modules with) the main model.
     """
     patch_nums, K = var.patch_nums, len(var.patch_nums)
     device, B = labels_B.device, labels_B.shape[0]
@@ -153,6 +169,7 @@ def sample_scales(
     if GUIDE_MODEL in branches and guide is None:
         raise ValueError("a processor reads the guide-model branch (autoguidance): pass guide=")
     guided = guide if GUIDE_MODEL in branches else None
+    _check_separate(var, guided)
     states = [p.init_state(B) for p in processors]
     branch_states = {b: [p.init_state(B) if p.branch_wise else None
                          for p in processors] for b in branches}  # fmt: skip

@@ -1,6 +1,6 @@
 """`python -m ssg_eval.tune` (`make tune MODEL=...`): find SSG's beta by paired successive halving.
 
-`mode=halving` (default) runs the grid of `ssg_eval/conf/tune/<space>.yaml` through successive
+`mode=halving` (default) runs the grid of `conf/tune/<space>.yaml` through successive
 halving; `mode=trial` measures one (beta, temperature, schedule, reading) point and returns its
 objective, which is how hydra-optuna-sweeper drives it (`-m hydra/sweeper=optuna`). Sequencing
 only.

@@ -6,6 +6,7 @@ Tiny model on CPU. The guide model's logits are checked against a standalone run
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -104,6 +105,21 @@ def test_model_as_its_own_guide_is_an_identity(tiny):
     weaker, _ = build_guide(model_cfg, dataclasses.replace(_same_guide(model_cfg), depth=1))
     assert not torch.equal(_tokens(var, vae, [auto], labels, guide=weaker),
                            _tokens(var, vae, [], labels))  # fmt: skip
+
+
+def test_the_main_model_object_as_guide_is_refused(tiny):
+    # One object would hold one KV cache for both: the guide's rows would be read back as the main
+    # model's context. A separate instance with the same weights (above) is the identity.
+    model_cfg, var, vae = tiny
+    auto = build_autoguidance(AutoguidanceConfig(scale=2.0, schedule="constant"), PATCH_NUMS)
+    with pytest.raises(ValueError, match="main model object or shares modules with it"):
+        _tokens(var, vae, [auto], [0, 3], guide=var)
+    twin = copy.deepcopy(var)
+    twin.blocks[0] = var.blocks[0]  # one shared attention block is enough to share the cache
+    with pytest.raises(ValueError, match="separate instance"):
+        _tokens(var, vae, [auto], [0, 3], guide=twin)
+    assert torch.equal(_tokens(var, vae, [auto], [0, 3], guide=copy.deepcopy(var)),
+                       _tokens(var, vae, [], [0, 3]))  # fmt: skip
 
 
 class GuideSpy:

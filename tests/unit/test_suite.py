@@ -50,7 +50,7 @@ def test_table1_suite_is_four_models_by_two_guidance_on_one_experiment():
     assert len(cells) == 8 and all(c[0] == "experiment=table1" for c in cells)
 
 
-def _compose_all(overrides_list: list[list[str]], config_name: str = "pipeline") -> list:
+def _compose_all(overrides_list: list[list[str]], config_name: str = "config") -> list:
     """Compose many override lists inside one Hydra initialisation (cheaper than one each)."""
     from hydra import compose, initialize_config_dir
 
