@@ -2,7 +2,7 @@
 
 Pure math on the arrays of two runs' `bands.npz` (arrays in, records out) through
 `analysis.paired.paired_bootstrap`; it must not read runs or decide which runs are paired (that
-is `stages.report_page`).
+is `report.assets`).
 """
 
 from __future__ import annotations

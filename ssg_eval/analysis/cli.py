@@ -17,18 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from ssg_eval.analysis.images import (
-    IMAGE_BATCH,
-    iter_npz_images,
-    iter_png_images,
-    npz_array_header,
-    reference_image_shape,
-)
+from ssg_eval.analysis.images import IMAGE_BATCH, iter_png_images, reference_image_shape
 from ssg_eval.analysis.plots import plot_latent_panels, plot_pixel_ratio
 from ssg_eval.analysis.spectral import LatentPanel, PixelSpectrumAccumulator
 from ssg_eval.cli import run_cli
 from ssg_eval.errors import ConfigError, MismatchedRunsError, UnreadableFileError
+from ssg_eval.features.extract import iter_npz_images
 from ssg_eval.runs.io import atomic_write_text, read_json
+from ssg_eval.runs.npz import npz_array_header
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
@@ -143,7 +139,10 @@ def pixel_level(baseline: RunInfo, treated: RunInfo, reference: Path, paths: dic
             accumulator.update(np.asarray(images_NHWC))
         spectra[label] = accumulator.result()[1]
     accumulator = PixelSpectrumAccumulator()
-    batches = iter_png_images(reference) if reference.is_dir() else iter_npz_images(reference)
+    if reference.is_dir():
+        batches = iter_png_images(reference)
+    else:
+        batches = iter_npz_images(reference, IMAGE_BATCH)
     for images_NHWC in batches:
         accumulator.update(images_NHWC)
     freqs, ref_amplitude = accumulator.result()

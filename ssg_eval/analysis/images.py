@@ -17,13 +17,6 @@ from ssg_eval.runs.npz import npz_array_header
 IMAGE_BATCH = 256  # images per batch when streaming
 
 
-def iter_npz_images(path: Path, key: str = "arr_0", batch: int = IMAGE_BATCH) -> Iterator:
-    """Stream a uint8 (N, H, W, 3) npz array in batches without loading all of it."""
-    from ssg_eval.features.extract import iter_npz_images as stream
-
-    return stream(path, batch, key)
-
-
 def _png_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
 

@@ -29,7 +29,7 @@ log = get_logger(__name__)
 _FIX = "run the sample stage with these overrides first, or set run_name to the run you mean"
 
 
-def load_manifest(cfg: Any, stage: str) -> dict[str, Any]:
+def load_run_manifest(cfg: Any, stage: str) -> dict[str, Any]:
     """The run's manifest after the provenance checks shared by the features and metrics stages.
 
     Raises:
@@ -146,7 +146,7 @@ def run_features(cfg: Any) -> Path | None:
     if cfg.dry_run:
         return _print_plan(cfg, directory)
     with stage_lock(cfg, "features"):
-        manifest = load_manifest(cfg, "features")
+        manifest = load_run_manifest(cfg, "features")
         clean_stale_temps(directory)  # we hold the run's lock: no other writer exists
         write_run_features(cfg, directory, manifest)  # features_dinov2.npz if fd_dinov2 requested
         weights_sha = inception_weights_sha256(cfg.metrics.inception_weights)

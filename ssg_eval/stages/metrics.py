@@ -20,7 +20,7 @@ from ssg_eval.runs.claim import stage_lock
 from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json
 from ssg_eval.runs.layout import FEATURES_JSON, FEATURES_NPZ, METRICS_JSON, results_dir, run_dir
 from ssg_eval.runs.npz import load_npz
-from ssg_eval.stages.features import load_manifest
+from ssg_eval.stages.features import load_run_manifest
 from ssg_eval.stages.spectral_bands import fwd_of_run, fwd_protocol
 from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
@@ -137,7 +137,7 @@ def run_metrics(cfg: Any) -> Path | None:
         )
         return None
     with stage_lock(cfg, "metrics"):
-        manifest = load_manifest(cfg, "metrics")  # provenance first: refusals cost nothing
+        manifest = load_run_manifest(cfg, "metrics")  # provenance first: refusals cost nothing
         clean_stale_temps(directory)  # we hold the run's lock: no other writer exists
         reference = load_checked_reference(cfg)
         _check_counts(cfg, reference)

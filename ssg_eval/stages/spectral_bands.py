@@ -102,7 +102,7 @@ def _batches(images: np.ndarray, batch: int):
 
 def reference_statistics(cfg: Any, reference: Any, cache_dir: Path, device) -> dict[str, Any]:
     """Packet mean/covariance and mean band power of the reference images (cached by sha256)."""
-    from ssg_eval.analysis.images import iter_npz_images
+    from ssg_eval.features.extract import iter_npz_images
 
     settings = band_settings(cfg)
     cache = Path(cache_dir) / f"bands_ref-{reference.sha256[:16]}-{_tag(settings)}.npz"
@@ -112,7 +112,7 @@ def reference_statistics(cfg: Any, reference: Any, cache_dir: Path, device) -> d
         pass
     batch = int(cfg.metrics.feature_batch_size or 64)
     moments, power_sum, count = None, 0.0, 0
-    for images in iter_npz_images(Path(reference.path), batch=batch):
+    for images in iter_npz_images(Path(reference.path), batch):
         moments = _stream(cfg, [images], moments, device)
         power_sum = power_sum + psd_band_powers(images, settings["psd_band_edges"]).sum(0)
         count += len(images)

@@ -1,8 +1,9 @@
-"""The report page of a table: paired band deltas, paired sample grids, `<stem>_report/index.html`.
+"""The report page's assets from finished runs: band deltas, paired grids, figures, the page file.
 
 Reads finished runs (manifests, shards, `bands.npz`) and the report's own outputs, re-generates
-the few grid samples of SSG cells for their token maps, and writes every file atomically; the math
-and drawing live in `analysis.bands`, `analysis.tokens`, `report.grids` and `report.page`.
+the few grid samples of SSG cells for their token maps, and writes `<stem>_report/` atomically; it
+must not compute statistics or draw (that is `analysis.bands`, `analysis.tokens`, `report.grids`
+and `report.page`).
 """
 
 from __future__ import annotations
