@@ -45,6 +45,21 @@ def test_experiment_typo_on_the_command_line_is_one_line_and_writes_nothing(tmp_
     assert not (tmp_path / "res").exists()
 
 
+def test_a_metric_typo_fails_at_composition_in_one_line_naming_the_metrics(tmp_path):
+    # metrics.metrics is typed with the MetricName enum: the typo stops before any model is built.
+    proc = subprocess.run(
+        [sys.executable, "-m", "ssg_eval.stages.pipeline", "experiment=smoke", "model=tiny",
+         f"paths.results={tmp_path / 'res'}", "metrics.metrics=[fid,fdd_dinov2]"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ssg-pipeline: error: "), proc.stderr
+    assert "'fdd_dinov2'" in lines[0] and "metrics.metrics[1]" in lines[0]
+    assert "expected one of [fid, sfid, is, precision, recall, fd_dinov2, fwd" in lines[0]
+    assert not (tmp_path / "res").exists()
+
+
 def test_the_root_names_no_model_and_samples_with_the_evaluation_recipe():
     with pytest.raises(ConfigError, match="You must specify 'model'"):
         check_composition("config", [])
