@@ -167,9 +167,8 @@ def _composition_error(err: Exception, overrides: Sequence[str]) -> ConfigError:
     reason = getattr(cause, "msg", None)
     if reason:  # a typed value Hydra refused, e.g. an enum typo: "expected one of [...]"
         where = getattr(cause, "full_key", None)
-        return ConfigError(
-            f"{_one_line(err)}: {str(reason).splitlines()[0]}" + (f" (key {where})" if where else "")
-        )
+        key = f" (key {where})" if where else ""
+        return ConfigError(f"{_one_line(err)}: {str(reason).splitlines()[0]}{key}")
     return ConfigError(_one_line(err))
 
 

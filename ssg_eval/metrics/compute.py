@@ -44,16 +44,6 @@ from ssg_eval.utils.logging import get_logger
 log = get_logger(__name__)
 
 
-def fid_from_stats(mu1, sigma1, mu2, sigma2, method: str = "eigh") -> float:
-    """FID between pool3 statistics ((2048,), (2048, 2048)); see `frechet_distance`."""
-    return frechet_distance(mu1, sigma1, mu2, sigma2, method=method)
-
-
-def sfid_from_stats(mu1, sigma1, mu2, sigma2, method: str = "eigh") -> float:
-    """sFID between spatial-tap statistics ((2023,), (2023, 2023)); see `frechet_distance`."""
-    return frechet_distance(mu1, sigma1, mu2, sigma2, method=method)
-
-
 def too_few_samples(
     metrics: Sequence[str], num_samples: int, num_reference: int, k: int
 ) -> str | None:

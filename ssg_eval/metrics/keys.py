@@ -19,4 +19,3 @@ FD_DINOV2 = MetricName.fd_dinov2.value  # Fréchet distance in DINOv2 space (opt
 FWD = MetricName.fwd.value  # Fréchet Wavelet Distance, mean over packets (per-band values beside)
 
 ALL_METRICS = (FID, SFID, IS, PRECISION, RECALL)  # the ADM protocol, computed by compute_metrics
-OPTIONAL_METRICS = (FD_DINOV2, FWD)  # also requestable via metrics.metrics; need extra weights

@@ -25,8 +25,6 @@ METRIC_KEYS = (FID, SFID, IS, PRECISION, RECALL)
 OPTIONAL_KEYS = (FD_DINOV2,)  # a column only when some run has it
 METRIC_LABELS = {FID: "FID", SFID: "sFID", IS: "IS", PRECISION: "Pre", RECALL: "Rec",
                  FD_DINOV2: "FD-DINOv2"}  # fmt: skip
-LOWER_IS_BETTER = {FID: True, SFID: True, IS: False, PRECISION: False, RECALL: False,
-                   FD_DINOV2: True}  # fmt: skip
 # Fixed column order of the per-run table (docs/CONTRIBUTING.md plus the paper's Params/Steps/Time).
 RUN_COLUMNS = [
     "run", "model", "guidance", "guidance_params", "N", "seed", "precision_mode",
