@@ -63,6 +63,8 @@ def reference_image_shape(reference: Path) -> tuple[int, ...]:
             f"reference {reference} not found; pass an ADM batch npz (arr_0) or a folder of PNGs"
         )
     shape, dtype = npz_array_header(reference, "arr_0")
-    if len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8:
-        raise InputFileError(f"{reference}[arr_0] must be uint8 (N, H, W, 3); got {dtype} {shape}")
+    if len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8 or shape[0] < 1:
+        raise InputFileError(
+            f"{reference}[arr_0] must be uint8 (N >= 1, H, W, 3); got {dtype} {shape}"
+        )
     return tuple(shape[1:])

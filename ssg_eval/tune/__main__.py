@@ -59,7 +59,18 @@ def _lock(directory: Path) -> FileLock:
     return lock
 
 
+def _check_stats(stats: Any) -> None:
+    for key in ("confidence", "power"):
+        if not 0 < float(stats[key]) < 1:
+            raise ConfigError(f"tune.stats.{key}={stats[key]} must be in (0, 1), e.g. 0.95 / 0.8")
+    if int(stats.bootstrap_resamples) < 0:
+        raise ConfigError(
+            f"tune.stats.bootstrap_resamples={stats.bootstrap_resamples} must be >= 0 (< 2: no CIs)"
+        )
+
+
 def _setup(cfg: Any, evaluator_cls: type) -> tuple[PipelineEvaluator, list, Path]:
+    _check_stats(cfg.stats)  # the statistics run last: refuse their settings before any sampling
     directory = tune_dir_of(cfg)
     evaluator = evaluator_cls(cfg, directory)
     # the baseline experiment as it stands (its own temperature), before any candidate override
