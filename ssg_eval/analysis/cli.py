@@ -22,7 +22,6 @@ from ssg_eval.analysis.plots import plot_latent_panels, plot_pixel_ratio
 from ssg_eval.analysis.spectral import LatentPanel, PixelSpectrumAccumulator
 from ssg_eval.cli import run_cli
 from ssg_eval.errors import ConfigError, MismatchedRunsError, UnreadableFileError
-from ssg_eval.features.extract import iter_npz_images
 from ssg_eval.runs.io import atomic_write_text, read_json
 from ssg_eval.runs.npz import npz_array_header
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
@@ -142,6 +141,8 @@ def pixel_level(baseline: RunInfo, treated: RunInfo, reference: Path, paths: dic
     if reference.is_dir():
         batches = iter_png_images(reference)
     else:
+        from ssg_eval.features.extract import iter_npz_images  # torch: only when needed
+
         batches = iter_npz_images(reference, IMAGE_BATCH)
     for images_NHWC in batches:
         accumulator.update(images_NHWC)
