@@ -172,13 +172,14 @@ class PipelineEvaluator:
     def metrics_of(self, cfg: Any, run: RunFeatures) -> dict[str, float]:
         """ADM metrics of a run's features (the metrics stage's `compute_metrics`)."""
         from ssg_eval.metrics.compute import compute_metrics
+        from ssg_eval.metrics.keys import ALL_METRICS
 
         reference, ref_feats = self.reference(cfg)
         m = cfg.metrics
         return compute_metrics(
             run.features, reference, ref_feats, split_size=int(m.is_split_size), k=int(m.pr_k),
             block_size=int(m.pr_block_size), distance_dtype=str(m.pr_distance_dtype),
-            fid_method=str(m.fid_method), metrics=list(m.metrics),
+            fid_method=str(m.fid_method), metrics=[k for k in m.metrics if k in ALL_METRICS],
         )  # fmt: skip
 
     def measure(self, cand: Candidate, n: int) -> Measurement:
