@@ -31,7 +31,7 @@ from ssg_eval.utils.provenance import device_description, git_state
 def _compose(overrides: list[str]) -> Any:
     base = ["model=var_d16", "guidance=cfg_ssg"]
     with compose_context():
-        return compose(config_name="sample", overrides=base + overrides)
+        return compose(config_name="config", overrides=base + overrides)
 
 
 def _sync(device: torch.device) -> None:

@@ -25,12 +25,9 @@ from ssg_eval.cli import compose_context
 from ssg_eval.guidance import build_processors
 from ssg_eval.guidance.dse import dse_upsample
 from ssg_eval.models.load import build_model
-from ssg_eval.sampling.loop import (
-    decode_images,
-    latents_from_tokens,
-    make_generators,
-    sample_scales,
-)
+from ssg_eval.sampling.decode import decode_images, latents_from_tokens
+from ssg_eval.sampling.draw import make_generators
+from ssg_eval.sampling.loop import sample_scales
 from ssg_eval.utils.provenance import collect_provenance
 
 
@@ -42,7 +39,7 @@ def _sync(device: torch.device) -> None:
 def compose_cfg(model: str, overrides: list[str]):
     with compose_context():
         return compose(
-            config_name="sample",
+            config_name="config",
             overrides=[f"model={model}", "guidance=cfg_ssg", "sampler=var_eval", *overrides],
         )
 

@@ -43,14 +43,10 @@ from ssg_eval.metrics.inception_score import inception_score
 from ssg_eval.metrics.precision_recall import precision_recall
 from ssg_eval.metrics.stats import feature_statistics
 from ssg_eval.models.load import build_model
+from ssg_eval.sampling.decode import decode_images, latents_from_tokens
+from ssg_eval.sampling.draw import make_generators
 from ssg_eval.sampling.generate import image_shape_of
-from ssg_eval.sampling.loop import (
-    decode_images,
-    generate_batch,
-    latents_from_tokens,
-    make_generators,
-    sample_scales,
-)
+from ssg_eval.sampling.loop import generate_batch, sample_scales
 from ssg_eval.sampling.shards import to_uint8
 from ssg_eval.utils.dist import autocast_dtype, setup_runtime
 from ssg_eval.utils.provenance import git_state
@@ -117,7 +113,7 @@ def compose_cfg(args: argparse.Namespace, runtime: str, device: torch.device) ->
     ]
     overrides += (QUICK_MODEL if args.quick else []) + list(args.override)
     with compose_context():
-        cfg = compose(config_name="sample", overrides=overrides)
+        cfg = compose(config_name="config", overrides=overrides)
     validate(cfg)
     return cfg
 

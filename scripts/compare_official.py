@@ -193,12 +193,9 @@ def run_ours(cfg: dict) -> dict:
     from ssg_eval.config import ModelConfig
     from ssg_eval.guidance.cfg import CfgRamp
     from ssg_eval.models.load import build_model
-    from ssg_eval.sampling.loop import (
-        decode_images,
-        latents_from_tokens,
-        official_labels,
-        sample_scales,
-    )
+    from ssg_eval.sampling.decode import decode_images, latents_from_tokens
+    from ssg_eval.sampling.draw import official_labels
+    from ssg_eval.sampling.loop import sample_scales
 
     model_cfg = ModelConfig(
         name="compare",

@@ -163,6 +163,12 @@ def _composition_error(err: Exception, overrides: Sequence[str]) -> ConfigError:
             if missing == f"{key.replace('.', '/')}/{value}":
                 valid = sorted(o for o in options if not o.startswith("base_"))
                 return ConfigError(f"{key}={value} does not exist; valid {key}s: {valid}")
+    cause = err.__cause__
+    reason = getattr(cause, "msg", None)
+    if reason:  # a typed value Hydra refused, e.g. an enum typo: "expected one of [...]"
+        where = getattr(cause, "full_key", None)
+        key = f" (key {where})" if where else ""
+        return ConfigError(f"{_one_line(err)}: {str(reason).splitlines()[0]}{key}")
     return ConfigError(_one_line(err))
 
 

@@ -128,8 +128,17 @@ class FidMethod(StrEnum):
     sqrtm = "sqrtm"
 
 
-class Extractor(StrEnum):
-    inception = "inception"
+# Every name `metrics.metrics` accepts, in display order: the one list (`ssg_eval.metrics.keys`
+# derives its constants from it). A member's name is its value, which is what Hydra matches a YAML
+# string against; `is` is a Python keyword, hence the functional form. Which names have a
+# computation is `ssg_eval.registry.METRICS`; the others are planned and refused by `validate`.
+METRIC_NAMES = (
+    "fid", "sfid", "is", "precision", "recall",  # the ADM protocol
+    "fd_dinov2", "fwd",  # need their own weights / settings
+    "kid", "density", "coverage", "fd_inf", "per_class",  # from the same Inception features
+)  # fmt: skip
+MetricName = StrEnum("MetricName", [(name, name) for name in METRIC_NAMES], module=__name__)
+MetricName.__doc__ = "A metric `metrics.metrics` may request (see `METRIC_NAMES`)."
 
 
 class InceptionImpl(StrEnum):
@@ -304,7 +313,6 @@ class MetricsConfig:
     reference_name: str = "VIRTUAL_imagenet256_labeled.npz"  # key in reference_stats/manifest.json
     verify_reference_sha256: bool = True
     inception_weights: str | None = None  # torch-fidelity state dict; null = torch-fidelity cache
-    extractor: Extractor = Extractor.inception  # inception (torch-fidelity inception-v3-compat)
     feature_batch_size: int | None = 64  # ADM batch; null = chosen by the device (CPU 32, CUDA 256)
     inception_impl: InceptionImpl = InceptionImpl.fast  # fast | torch_fidelity (same features)
     feature_device: str = "auto"
@@ -315,7 +323,7 @@ class MetricsConfig:
     pr_distance_dtype: PrDistanceDtype = PrDistanceDtype.float16  # float16 = ADM | float32
     fid_method: FidMethod = FidMethod.eigh  # eigh (fast, symmetric) | sqrtm (ADM's literal form)
     bootstrap_resamples: int = 0  # >0: class-stratified bootstrap std of FID (one-seed spread)
-    metrics: list[str] = field(default_factory=lambda: ["fid", "sfid", "is", "precision", "recall"])
+    metrics: list[MetricName] = field(default_factory=lambda: list(METRIC_NAMES[:5]))  # ADM's
     # FD-DINOv2 (add fd_dinov2 to `metrics`): DINOv2 release weights, never downloaded.
     dinov2_weights: str | None = None  # dinov2_vitl14_pretrain.pth (SSG_EVAL_DINOV2)
     dinov2_arch: str = "vit_large_patch14_dinov2"  # timm name; ViT-L/14 is dgm-eval's default

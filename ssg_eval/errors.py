@@ -16,6 +16,7 @@ __all__ = [
     "IdentityMismatch",
     "IncompleteRunError",
     "InputFileError",
+    "MismatchedRunsError",
     "NpzError",
     "RunLockedError",
     "UnreadableFileError",
@@ -52,11 +53,19 @@ class NpzError(UnreadableFileError):
     """An npz that cannot be read or lacks a key; the message names the file and the fix."""
 
 
+class MismatchedRunsError(UserError, ValueError):
+    """Runs given together do not belong together (another model, sample plan, size or setting).
+
+    Raised where two or more finished runs are compared (analysis CLIs, the report's paired
+    deltas); the message names both runs, the differing key and which runs to pass instead.
+    """
+
+
 class RunLockedError(UserError, RuntimeError):
     """Another process holds the run's lock; the message names it and how to clear a stale lock."""
 
 
-class IncompleteRunError(UserError, RuntimeError):
+class IncompleteRunError(UserError, ValueError):
     """A stage's inputs are missing, incomplete or from other inputs; names the stage to run."""
 
 

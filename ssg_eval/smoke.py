@@ -215,7 +215,7 @@ def run_smoke(
         overrides.insert(0, f"paths.results={DEFAULT_RESULTS}")
     with compose_context():
         cells = [
-            compose(config_name="pipeline", overrides=[*cell, *overrides])
+            compose(config_name="config", overrides=[*cell, *overrides])
             for cell in load_suite(suite).cells()
         ]
     for path in make_assets(cells):

@@ -15,6 +15,7 @@ from typing import Any
 from ssg_eval.config import Config, SamplerRng, parse_choice
 from ssg_eval.errors import ConfigError
 from ssg_eval.guidance import check_guidance
+from ssg_eval.registry import METRICS
 
 __all__ = ["validate"]
 
@@ -69,13 +70,10 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"sampler.top_p={sampler.top_p} must be 0 (off) or in (0, 1]")
     if not sampler.temperature > 0:
         raise ConfigError(f"sampler.temperature={sampler.temperature} must be > 0")
+    if sampler.seed < 0:
+        raise ConfigError(f"sampler.seed={sampler.seed} must be >= 0")
     check_guidance(cfg.guidance, model)  # the builders are the only guidance rules
-    metrics = cfg.metrics
-    feature_batch = 1 if metrics.feature_batch_size is None else metrics.feature_batch_size
-    if metrics.pr_k < 1 or metrics.is_split_size < 1 or feature_batch < 1:
-        raise ConfigError(
-            "metrics.pr_k, metrics.is_split_size, metrics.feature_batch_size must be >= 1"
-        )
+    _validate_metrics(cfg.metrics)
     if cfg.launch.nproc_per_node < 1:
         raise ConfigError(f"launch.nproc_per_node={cfg.launch.nproc_per_node} must be >= 1")
     if cfg.launch.nnodes < 1:
@@ -84,6 +82,29 @@ def validate(cfg: Any) -> None:
     if node_rank is not None and not 0 <= node_rank < cfg.launch.nnodes:
         raise ConfigError(
             f"launch.node_rank={node_rank} must be in [0, launch.nnodes={cfg.launch.nnodes})"
+        )
+
+
+def _validate_metrics(metrics: Any) -> None:
+    planned = [str(m) for m in metrics.metrics if str(m) not in METRICS]
+    if planned:
+        raise ConfigError(
+            f"metrics.metrics={[str(m) for m in metrics.metrics]} names {planned}, which no code "
+            f"computes yet (planned); computed metrics: {list(METRICS)}"
+        )
+    feature_batch = 1 if metrics.feature_batch_size is None else metrics.feature_batch_size
+    if min(metrics.pr_k, metrics.pr_block_size, metrics.is_split_size, feature_batch) < 1:
+        raise ConfigError(
+            "metrics.pr_k, metrics.pr_block_size, metrics.is_split_size and "
+            "metrics.feature_batch_size must be >= 1"
+        )
+    if metrics.bootstrap_resamples == 1 or metrics.bootstrap_resamples < 0:
+        raise ConfigError(
+            f"metrics.bootstrap_resamples={metrics.bootstrap_resamples} must be 0 (off) or >= 2"
+        )
+    if metrics.band_bootstrap_resamples < 2:
+        raise ConfigError(
+            f"metrics.band_bootstrap_resamples={metrics.band_bootstrap_resamples} must be >= 2"
         )
 
 

@@ -18,7 +18,7 @@ def _keys(overrides: list[str]) -> set[str]:
 
 def compose_config(
     overrides: list[str] | None = None,
-    config_name: str = "sample",
+    config_name: str = "config",
     return_hydra_config: bool = False,
 ):
     """Compose `config_name` from the project's conf/ with `overrides` (no validation).
@@ -42,7 +42,7 @@ def compose_config(
 def tiny_cfg(tmp_path):
     """Factory: the tiny model on CPU with results under tmp_path, plus extra overrides."""
 
-    def make(*overrides: str, config_name: str = "sample"):
+    def make(*overrides: str, config_name: str = "config"):
         base = ["model=tiny", "sampler=tiny", "runtime.device=cpu", f"paths.results={tmp_path}"]
         return compose_config(base + list(overrides), config_name=config_name)
 

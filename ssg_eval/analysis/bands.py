@@ -2,7 +2,7 @@
 
 Pure math on the arrays of two runs' `bands.npz` (arrays in, records out) through
 `analysis.paired.paired_bootstrap`; it must not read runs or decide which runs are paired (that
-is `stages.report_page`).
+is `report.assets`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ssg_eval.analysis.paired import IndexStat, paired_bootstrap
+from ssg_eval.analysis.paired import paired_bootstrap
+from ssg_eval.errors import MismatchedRunsError
 from ssg_eval.features.frequency import (
     band_label,
     packet_bands,
@@ -20,6 +21,7 @@ from ssg_eval.features.frequency import (
     psd_band_names,
     psd_band_powers,
 )
+from ssg_eval.metrics.resampled import IndexStat
 from ssg_eval.metrics.wavelet import (
     PacketMoments,
     band_means,
@@ -53,7 +55,7 @@ def psd_ratio_stat(powers_N: np.ndarray, reference_mean: float) -> IndexStat:
 def _check_paired(baseline: BandArrays, guided: BandArrays) -> np.ndarray:
     labels = np.asarray(baseline["labels"])
     if not np.array_equal(labels, np.asarray(guided["labels"])):
-        raise ValueError(
+        raise MismatchedRunsError(
             "the two runs' samples do not share labels index by index; band deltas need runs of "
             "one sample plan (same sampler.seed, num_samples and chunk_size)"
         )
@@ -86,12 +88,15 @@ def band_deltas(
         of `paired_bootstrap` (`baseline`, `candidate`, `delta`, `ci_low`, `ci_high`, ...).
 
     Raises:
-        ValueError: labels differ, or the runs hold different band counts.
+        MismatchedRunsError: labels differ, or the runs hold different band counts.
     """
     labels = _check_paired(baseline, guided)
     num_bands = len(baseline["fwd_bands"])
     if num_bands != len(guided["fwd_bands"]):
-        raise ValueError("the two runs' bands.npz use different fwd_level settings")
+        raise MismatchedRunsError(
+            "the two runs' bands.npz use different metrics.fwd_level settings; recompute one "
+            "with the other's setting (ssg-metrics with fwd in metrics.metrics)"
+        )
     level = int(round(np.log2(num_bands)))
     specs: list[tuple[str, str, str, IndexStat, IndexStat]] = []
     for band in range(num_bands):

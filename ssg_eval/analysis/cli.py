@@ -17,17 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ssg_eval.analysis.images import (
-    IMAGE_BATCH,
-    iter_npz_images,
-    iter_png_images,
-    npz_array_header,
-    reference_image_shape,
-)
+from ssg_eval.analysis.images import IMAGE_BATCH, iter_png_images, reference_image_shape
 from ssg_eval.analysis.plots import plot_latent_panels, plot_pixel_ratio
 from ssg_eval.analysis.spectral import LatentPanel, PixelSpectrumAccumulator
 from ssg_eval.cli import run_cli
+from ssg_eval.errors import ConfigError, MismatchedRunsError, UnreadableFileError
 from ssg_eval.runs.io import atomic_write_text, read_json
+from ssg_eval.runs.npz import npz_array_header
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
@@ -59,7 +55,7 @@ def load_run(run_dir: str | Path) -> RunInfo:
 
     Raises:
         FileNotFoundError: the directory, `manifest.json` or the shards are missing.
-        ValueError: the manifest has no `config`.
+        UnreadableFileError: the manifest has no `config`.
     """
     run_dir = Path(run_dir)
     manifest_path = run_dir / "manifest.json"
@@ -70,7 +66,7 @@ def load_run(run_dir: str | Path) -> RunInfo:
         )
     manifest = read_json(manifest_path)
     if "config" not in manifest:
-        raise ValueError(f"{manifest_path} has no 'config'; re-run the sample stage")
+        raise UnreadableFileError(f"{manifest_path} has no 'config'; re-run the sample stage")
     shards = sorted((run_dir / "shards").glob("chunk_*.npz"))
     if not shards:
         raise FileNotFoundError(f"no shards under {run_dir / 'shards'}; sampling is unfinished")
@@ -82,7 +78,8 @@ def check_pair(baseline: RunInfo, treated: RunInfo, reference_shape: tuple[int, 
     """Fail before any work unless the two runs are a paired comparison at the reference size.
 
     Raises:
-        ValueError: image sizes differ, model configs differ, or the sample plans differ.
+        MismatchedRunsError: image sizes differ, model configs differ, or the sample plans
+            differ.
     """
     shapes = {
         "baseline": baseline.image_shape,
@@ -90,14 +87,14 @@ def check_pair(baseline: RunInfo, treated: RunInfo, reference_shape: tuple[int, 
         "reference": reference_shape,
     }
     if len(set(shapes.values())) > 1:
-        raise ValueError(
+        raise MismatchedRunsError(
             f"image sizes differ (H, W, C): {shapes}; compare runs of one "
             "model against a reference at the same resolution"
         )
     model_b, model_t = baseline.config["model"], treated.config["model"]
     differing = sorted(k for k in set(model_b) | set(model_t) if model_b.get(k) != model_t.get(k))
     if differing:
-        raise ValueError(
+        raise MismatchedRunsError(
             f"{baseline.name} and {treated.name} use different models "
             f"(model.{differing[0]}: {model_b.get(differing[0])!r} vs "
             f"{model_t.get(differing[0])!r}); pair runs of the same model"
@@ -106,7 +103,7 @@ def check_pair(baseline: RunInfo, treated: RunInfo, reference_shape: tuple[int, 
         value_b = baseline.config["sampler"].get(key)
         value_t = treated.config["sampler"].get(key)
         if value_b != value_t:
-            raise ValueError(
+            raise MismatchedRunsError(
                 f"sampler.{key} differs ({value_b!r} vs {value_t!r}); the spectra "
                 "compare paired samples, so both runs need the same plan"
             )
@@ -141,7 +138,12 @@ def pixel_level(baseline: RunInfo, treated: RunInfo, reference: Path, paths: dic
             accumulator.update(np.asarray(images_NHWC))
         spectra[label] = accumulator.result()[1]
     accumulator = PixelSpectrumAccumulator()
-    batches = iter_png_images(reference) if reference.is_dir() else iter_npz_images(reference)
+    if reference.is_dir():
+        batches = iter_png_images(reference)
+    else:
+        from ssg_eval.features.extract import iter_npz_images  # torch: only when needed
+
+        batches = iter_npz_images(reference, IMAGE_BATCH)
     for images_NHWC in batches:
         accumulator.update(images_NHWC)
     freqs, ref_amplitude = accumulator.result()
@@ -235,17 +237,17 @@ def run_spectral_analysis(
         Output paths keyed `latent_png`, `latent_csv`, `pixel_png`, `pixel_csv`.
 
     Raises:
-        FileNotFoundError, FileExistsError, ValueError: naming the input and the fix.
+        FileNotFoundError, FileExistsError, UserError: naming the input and the fix.
     """
     if latent_mode not in LATENT_MODES:
-        raise ValueError(f"latent_mode={latent_mode!r}; expected one of {list(LATENT_MODES)}")
+        raise ConfigError(f"latent_mode={latent_mode!r}; expected one of {list(LATENT_MODES)}")
     paths = _check_outputs(Path(out_dir), overwrite)
     baseline, treated = load_run(baseline_dir), load_run(ssg_dir)
     reference = Path(reference)
     check_pair(baseline, treated, reference_image_shape(reference))
     total = int(baseline.config["sampler"]["num_samples"])
     if not 1 <= num_latent_samples <= total:
-        raise ValueError(f"num_latent_samples={num_latent_samples} must be in [1, {total}]")
+        raise ConfigError(f"num_latent_samples={num_latent_samples} must be in [1, {total}]")
     for key in ("var_ckpt", "vae_ckpt"):
         ckpt = baseline.config["model"].get(key)
         if ckpt is not None and not Path(ckpt).is_file():

@@ -11,16 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ssg_eval.errors import InputFileError
 from ssg_eval.runs.npz import npz_array_header
 
 IMAGE_BATCH = 256  # images per batch when streaming
-
-
-def iter_npz_images(path: Path, key: str = "arr_0", batch: int = IMAGE_BATCH) -> Iterator:
-    """Stream a uint8 (N, H, W, 3) npz array in batches without loading all of it."""
-    from ssg_eval.features.extract import iter_npz_images as stream
-
-    return stream(path, batch, key)
 
 
 def _png_files(folder: Path) -> list[Path]:
@@ -45,7 +39,7 @@ def reference_image_shape(reference: Path) -> tuple[int, ...]:
 
     Raises:
         FileNotFoundError: the reference is missing, or a folder holds no PNG.
-        ValueError: a malformed npz, or PNGs of different sizes.
+        InputFileError: a malformed npz, or PNGs of different sizes.
     """
     if reference.is_dir():
         from PIL import Image
@@ -58,7 +52,7 @@ def reference_image_shape(reference: Path) -> tuple[int, ...]:
             with Image.open(path) as image:
                 sizes.setdefault(image.size, path)
         if len(sizes) > 1:
-            raise ValueError(
+            raise InputFileError(
                 f"reference PNGs differ in size: {sorted(sizes)} (e.g. "
                 f"{[p.name for p in sizes.values()][:2]})"
             )
@@ -69,6 +63,8 @@ def reference_image_shape(reference: Path) -> tuple[int, ...]:
             f"reference {reference} not found; pass an ADM batch npz (arr_0) or a folder of PNGs"
         )
     shape, dtype = npz_array_header(reference, "arr_0")
-    if len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8:
-        raise ValueError(f"{reference}[arr_0] must be uint8 (N, H, W, 3); got {dtype} {shape}")
+    if len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8 or shape[0] < 1:
+        raise InputFileError(
+            f"{reference}[arr_0] must be uint8 (N >= 1, H, W, 3); got {dtype} {shape}"
+        )
     return tuple(shape[1:])

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ssg_eval.analysis.spectral import LatentPanel, latent_delta_spectrum, nyquist_bin
+from ssg_eval.errors import ConfigError
 from ssg_eval.sampling.generate import sampling_kwargs
 from ssg_eval.utils.logging import get_logger
 
@@ -54,8 +55,8 @@ class TokenForcer:
     state when the draw count does not depend on the logits.
     """
 
-    needs_uncond = False
     branch_wise = False
+    branches: tuple[str, ...] = ()
 
     def __init__(self, tokens_by_scale: dict[int, Any], until_scale: int) -> None:
         self.tokens_by_scale = tokens_by_scale  # scale -> (B, l) int64, this batch's rows
@@ -97,12 +98,9 @@ def sample_indices(
     import torch
 
     from ssg_eval.guidance.base import RANDOM_CLASS
-    from ssg_eval.sampling.loop import (
-        decode_images,
-        latents_from_tokens,
-        make_generators,
-        sample_scales,
-    )
+    from ssg_eval.sampling.decode import decode_images, latents_from_tokens
+    from ssg_eval.sampling.draw import make_generators
+    from ssg_eval.sampling.loop import sample_scales
     from ssg_eval.sampling.plan import plan_from_config
     from ssg_eval.sampling.shards import to_uint8
 
@@ -110,7 +108,7 @@ def sample_indices(
     kwargs = sampling_kwargs(config)
     decode_dtype = kwargs.pop("decode_dtype")
     labels_B = torch.as_tensor(plan.labels(list(indices)), dtype=torch.long, device=device)
-    if any(RANDOM_CLASS in getattr(p, "branches", ()) for p in processors):
+    if any(RANDOM_CLASS in p.branches for p in processors):
         random_B = plan.reference_labels(list(indices))
         kwargs["random_labels_B"] = torch.as_tensor(random_B, dtype=torch.long, device=device)
     generators = make_generators([plan.sample_seed(int(i)) for i in indices], device)
@@ -151,7 +149,7 @@ def latent_transitions(
         One `LatentPanel` per transition, steps 1→2 … (K−1)→K.
 
     Raises:
-        ValueError: `sampler.rng` is not `per_sample` (stored images could not be matched).
+        ConfigError: `sampler.rng` is not `per_sample` (stored images could not be matched).
     """
     from omegaconf import OmegaConf
 
@@ -161,7 +159,7 @@ def latent_transitions(
 
     cfg_b, cfg_t = OmegaConf.create(baseline_config), OmegaConf.create(treated_config)
     if cfg_b.sampler.rng != "per_sample":
-        raise ValueError(
+        raise ConfigError(
             f"sampler.rng={cfg_b.sampler.rng!r}: the latent panels re-generate single samples "
             "and need sampler.rng=per_sample (one generator per sample)"
         )

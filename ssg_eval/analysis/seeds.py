@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["bootstrap_metric", "paired_delta", "resample_indices", "seed_summary", "strata_groups"]
+__all__ = [
+    "bootstrap_metric",
+    "fid_bootstrap_std",
+    "paired_delta",
+    "resample_indices",
+    "seed_summary",
+    "strata_groups",
+]
 
 
 def _finite(value: Any) -> float | None:
@@ -192,6 +199,37 @@ def bootstrap_metric(
         index = resample_indices(rng, groups)
         values[r] = float(metric_fn(*[a[index] for a in arrays]))
     return float(values.mean()), float(values.std(ddof=1))
+
+
+def fid_bootstrap_std(
+    pool: np.ndarray,
+    labels: np.ndarray,
+    mu_ref: np.ndarray,
+    sigma_ref: np.ndarray,
+    *,
+    seed: int,
+    num_resamples: int,
+    method: str = "eigh",
+) -> float:
+    """Std of FID over class-stratified bootstrap resamples of one run's pool features.
+
+    A cheap, documented stand-in for seed spread when only one seed exists
+    (`metrics.bootstrap_resamples`); it does not replace more seeds (see `bootstrap_metric`).
+
+    Args:
+        pool: (N, 2048) pool features of the samples. labels: (N,) their classes (the strata).
+        mu_ref, sigma_ref: the fixed reference statistics. seed, num_resamples: of the draws
+            (>= 2). method: `metrics.fid_method`.
+    """
+    from ssg_eval.metrics.frechet import frechet_distance
+    from ssg_eval.metrics.stats import feature_statistics
+
+    def fid(features: np.ndarray) -> float:
+        mu, sigma = feature_statistics(features)
+        return frechet_distance(mu, sigma, mu_ref, sigma_ref, method=method)
+
+    _, std = bootstrap_metric(fid, pool, seed=seed, num_resamples=num_resamples, strata=labels)
+    return float(std)
 
 
 def strata_groups(num: int, strata: np.ndarray | None = None) -> list[np.ndarray]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ssg_eval.analysis.latent import LatentRecorder, sample_indices
+from ssg_eval.errors import ConfigError
 
 __all__ = ["PairedTokens", "paired_tokens"]
 
@@ -51,7 +52,7 @@ def paired_tokens(
         device: `cpu`, `cuda`, `auto` or None (the baseline manifest's `runtime.device`).
 
     Raises:
-        ValueError: `sampler.rng` is not `per_sample`.
+        ConfigError: `sampler.rng` is not `per_sample`.
     """
     from omegaconf import OmegaConf
 
@@ -61,7 +62,7 @@ def paired_tokens(
 
     cfg_b, cfg_g = OmegaConf.create(baseline_config), OmegaConf.create(guided_config)
     if cfg_b.sampler.rng != "per_sample":
-        raise ValueError(f"sampler.rng={cfg_b.sampler.rng!r}: re-generating single samples needs "
+        raise ConfigError(f"sampler.rng={cfg_b.sampler.rng!r}: re-generating single samples needs "
                          "sampler.rng=per_sample (one generator per sample)")  # fmt: skip
     torch_device = resolve_device(device or str(cfg_b.runtime.device))
     setup_runtime(cfg_b.runtime)

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ssg_eval.errors import InputFileError, UnreadableFileError
 from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
 
@@ -63,7 +64,10 @@ def resample_pos_embed(pos_embed_1LC: torch.Tensor, grid: int) -> torch.Tensor:
     cls_1C, patch_1PC = pos_embed_1LC[:, :1], pos_embed_1LC[:, 1:]
     release = math.isqrt(patch_1PC.shape[1])
     if release * release != patch_1PC.shape[1]:
-        raise ValueError(f"pos_embed has {patch_1PC.shape[1]} patch positions, not a square grid")
+        raise InputFileError(
+            f"the DINOv2 weights' pos_embed has {patch_1PC.shape[1]} patch positions, not a square "
+            "grid; use DINOv2's release file (metrics.dinov2_weights)"
+        )
     if release == grid:
         return pos_embed_1LC
     channels = patch_1PC.shape[-1]
@@ -78,12 +82,22 @@ def resample_pos_embed(pos_embed_1LC: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a DINOv2 weights file: DINOv2's release `.pth` or timm's `.safetensors`."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """Tensors of a DINOv2 weights file: DINOv2's release `.pth` or timm's `.safetensors`.
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    Raises:
+        UnreadableFileError: the file cannot be loaded (truncated, not a weights file).
+    """
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any read failure of the user's file is the same problem
+        raise UnreadableFileError(
+            f"metrics.dinov2_weights: {path} cannot be loaded ({type(err).__name__}: {err}); "
+            "replace it with a complete copy of the weights file"
+        ) from err
     return state.get("model", state) if isinstance(state, dict) else state
 
 
@@ -109,7 +123,8 @@ def build_dinov2(
 
     Raises:
         FileNotFoundError: no weights configured or the file is missing (one line with the fix).
-        ValueError: the file's keys or shapes do not match the architecture.
+        UnreadableFileError: the file cannot be loaded.
+        InputFileError: the file's keys or shapes do not match the architecture.
     """
     import timm
 
@@ -137,7 +152,7 @@ def build_dinov2(
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise InputFileError(
             f"metrics.dinov2_weights: {path} does not match {arch}: missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}, wrong shapes {wrong[:3]}; use DINOv2's {RELEASE_FILE} "
             "with metrics.dinov2_arch=vit_large_patch14_dinov2"

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ssg_eval.errors import InputFileError
 from ssg_eval.features import FEATURE_DIMS, FEATURE_KEYS
 from ssg_eval.runs.npz import open_npz_array
 
@@ -232,7 +233,10 @@ def collect_features(parts: list[dict[str, torch.Tensor]]) -> dict[str, np.ndarr
 def _checked(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for key, value in features.items():
         if not np.isfinite(value).all():
-            raise ValueError(f"Inception produced non-finite {key} features; check the weights")
+            raise InputFileError(
+                f"Inception produced non-finite {key} features: the weights file is damaged or "
+                "not Inception's; check metrics.inception_weights"
+            )
     return features
 
 
@@ -291,11 +295,14 @@ def iter_npz_images(path: str | Path, batch: int, key: str = "arr_0") -> Iterato
         Read-only uint8 (n, H, W, 3) views (`extract_features` copies them into its batches).
 
     Raises:
-        ValueError: the member is not uint8 NHWC with 3 channels.
+        InputFileError: the member is not uint8 NHWC with 3 channels (names the file).
     """
     if batch < 1:
         raise ValueError(f"batch={batch} must be >= 1")
     images = open_npz_array(path, key)
-    validate_images(images[:0], where=f"{path}:{key}")
+    try:
+        validate_images(images[:0], where=f"{path}:{key}")
+    except ValueError as err:  # the file is the user's: say so
+        raise InputFileError(str(err)) from None
     for start in range(0, len(images), batch):
         yield images[start : start + batch]

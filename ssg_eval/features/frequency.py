@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ssg_eval.errors import ConfigError
 from ssg_eval.features.luma import to_grayscale
 
 __all__ = [
@@ -37,12 +38,12 @@ def packet_names(level: int) -> list[str]:
     """Paths of the 4**level packets in ptwt's natural order ('aaaa', 'aaah', ...).
 
     Raises:
-        ValueError: `level` < 1.
+        ConfigError: `level` < 1.
     """
     import ptwt
 
     if level < 1:
-        raise ValueError(f"metrics.fwd_level={level} must be >= 1")
+        raise ConfigError(f"metrics.fwd_level={level} must be >= 1")
     return list(ptwt.WaveletPacket2D.get_natural_order(level))
 
 
@@ -117,7 +118,7 @@ def psd_band_masks(height: int, width: int, edges: Sequence[float]) -> np.ndarra
     The DC term (radius 0) is in no band; corners beyond the last edge are in none either.
 
     Raises:
-        ValueError: edges not strictly increasing from >= 0, or a band without frequencies.
+        ConfigError: edges not strictly increasing from >= 0, or a band without frequencies.
     """
     edges = [float(e) for e in edges]
     if (
@@ -125,7 +126,7 @@ def psd_band_masks(height: int, width: int, edges: Sequence[float]) -> np.ndarra
         or edges[0] < 0
         or any(b <= a for a, b in zip(edges, edges[1:], strict=False))
     ):
-        raise ValueError(
+        raise ConfigError(
             f"metrics.psd_band_edges={edges} must be >= 2 strictly increasing values from >= 0 "
             "(fractions of the Nyquist radius, e.g. [0, 0.25, 0.5, 1])"
         )
@@ -135,7 +136,7 @@ def psd_band_masks(height: int, width: int, edges: Sequence[float]) -> np.ndarra
     )
     empty = [i for i, mask in enumerate(masks) if not mask.any()]
     if empty:
-        raise ValueError(
+        raise ConfigError(
             f"metrics.psd_band_edges={edges}: band(s) {empty} hold no frequency of a "
             f"{height}x{width} image; widen them"
         )

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d, FeatureExtractorInceptionV3
 
+from ssg_eval.errors import ConfigError, InputFileError, UnreadableFileError
 from ssg_eval.features.preprocess import INCEPTION_SIZE, uint8_to_inception_input
 from ssg_eval.features.spatial import SpatialTap
 from ssg_eval.runs.io import atomic_write_bytes
@@ -155,28 +156,33 @@ def make_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> str
 
 
 def check_inception_state_dict(path: Path) -> None:
-    """Raise ValueError unless `path` is a loadable state dict with torch-fidelity's keys/shapes."""
+    """Raise unless `path` is a loadable state dict with torch-fidelity's keys and shapes.
+
+    Raises:
+        UnreadableFileError: torch cannot load the file (truncated, not a state dict).
+        InputFileError: the keys or shapes are not torch-fidelity's Inception layout.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as err:
-        raise ValueError(
+        raise UnreadableFileError(
             f"Inception weights {path} are not a loadable torch state dict "
             f"({type(err).__name__}: {err}); a truncated download fails this way. Replace the file "
             f"with a complete copy of {WEIGHTS_FILE_NAME} ({WEIGHTS_KEY} / ${WEIGHTS_ENV})"
         ) from err
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"Inception weights {path} do not hold a state dict of tensors")
+        raise InputFileError(f"Inception weights {path} do not hold a state dict of tensors")
     layout = inception_layout()
     missing = [k for k in layout if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in layout]
     if missing or unexpected:
-        raise ValueError(
+        raise InputFileError(
             f"Inception weights {path} do not match torch-fidelity's {EXTRACTOR_NAME} layout: "
             f"first missing keys {missing[:5]}, first unexpected keys {unexpected[:5]}"
         )
     for key, (shape, _) in layout.items():
         if key in state and tuple(state[key].shape) != shape:
-            raise ValueError(
+            raise InputFileError(
                 f"Inception weights {path}: {key} has shape {tuple(state[key].shape)}, "
                 f"expected {shape}"
             )
@@ -232,7 +238,7 @@ class InceptionFeatures(nn.Module):
     ):
         super().__init__()
         if impl not in INCEPTION_IMPLS:
-            raise ValueError(
+            raise ConfigError(
                 f"metrics.inception_impl={impl!r} is not valid; expected one of {INCEPTION_IMPLS}"
             )
         self.network = network
@@ -287,11 +293,11 @@ def build_inception(
 
     Raises:
         FileNotFoundError: no weights file (one message: where to put it).
-        ValueError: the file is not a loadable state dict in torch-fidelity's layout, or `impl`
-            is unknown.
+        UnreadableFileError / InputFileError: the file is not a loadable state dict in
+            torch-fidelity's layout. ConfigError: `impl` is unknown.
     """
     if impl not in INCEPTION_IMPLS:
-        raise ValueError(
+        raise ConfigError(
             f"metrics.inception_impl={impl!r} is not valid; expected one of {INCEPTION_IMPLS}"
         )
     path = resolve_inception_weights(weights_path)

@@ -58,11 +58,10 @@ class LogitProcessor(Protocol):
     sampler then rebuilds `ctx` from the edited branches. All other processors run in listed
     order on the running (B, l, V) logits.
 
-    `branches` names the extra forward branches it reads (a subset of `BRANCHES`);
-    `needs_uncond` is True exactly when it contains the null class.
+    `branches` names the extra forward branches it reads (a subset of `BRANCHES`); the sampler
+    runs, and pays for, exactly those (the null class is CFG's unconditional branch).
     """
 
-    needs_uncond: bool
     branch_wise: bool
     branches: tuple[str, ...]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ssg_eval.config import Arithmetic
 from ssg_eval.guidance.base import NULL_CLASS
 from ssg_eval.guidance.family import BranchReference, ReferenceGuidance, ramp_weights
 
@@ -30,7 +29,7 @@ class CfgRamp(ReferenceGuidance):
 
     Where t == 0 (scale 0, or si = 0 of the ramp) the running logits are returned as they are:
     bit-identical to VAR's (1 + 0)·cond − 0·uncond for finite logits, and independent of uncond.
-    The processor is stateless (state is None) but `needs_uncond` is always True.
+    The processor is stateless (state is None) but always reads the null-class branch.
     """
 
     def __init__(
@@ -93,5 +92,10 @@ def build_cfg_ramp(cfg_ramp_cfg: Any, patch_nums: list[int]) -> CfgRamp:
         schedule=cfg_ramp_cfg.schedule,
         num_scales=len(patch_nums),
         scale_indices=None if indices is None else list(indices),
-        arithmetic=getattr(cfg_ramp_cfg, "arithmetic", Arithmetic.mix),
+        arithmetic=cfg_ramp_cfg.arithmetic,
     )
+
+
+def describe_cfg_ramp(params: dict[str, Any]) -> str:
+    """The report's one-line summary of a run's resolved `guidance.cfg_ramp` section."""
+    return f"cfg={params['scale']:g} ({params['schedule']})"

@@ -148,7 +148,7 @@ class ReferenceGuidance:
 
     The reference's state is carried between scales (SSG's previous-scale prior) and recorded at
     every scale, w_k = 0 included. `branches` names the extra forward branch the sampler must run
-    (none for the DSE prior); `needs_uncond` is True for the null-class branch only.
+    (none for the DSE prior).
     """
 
     def __init__(
@@ -168,7 +168,6 @@ class ReferenceGuidance:
         self.logit_space = parse_choice(f"guidance.{name}.logit_space", logit_space, LogitSpace)
         self.branch_wise = bool(branch_wise)
         self.branches = () if reference.branch is None else (reference.branch,)
-        self.needs_uncond = reference.branch == NULL_CLASS
 
     def weight(self, scale_index: int) -> float:
         """w_k at 0-based scale `scale_index`."""
@@ -260,3 +259,13 @@ def build_autoguidance(autoguidance_cfg: Any, patch_nums: list[int]) -> Autoguid
         ConfigError: invalid scale, schedule, window or arithmetic (names the key).
     """
     return Autoguidance(**_ramp_term("autoguidance", autoguidance_cfg, patch_nums, GUIDE_MODEL))
+
+
+def describe_icg(params: dict[str, Any]) -> str:
+    """The report's one-line summary of a run's resolved `guidance.icg` section."""
+    return f"icg={params['scale']:g} ({params['schedule']})"
+
+
+def describe_autoguidance(params: dict[str, Any]) -> str:
+    """The report's one-line summary of a run's resolved `guidance.autoguidance` section."""
+    return f"autoguidance={params['scale']:g} ({params['schedule']})"

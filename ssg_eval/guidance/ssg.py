@@ -180,7 +180,7 @@ class Ssg(ReferenceGuidance):
     si = 0 and scales with β_k = 0 return the input itself (a bit-exact no-op); every call still
     records the state for the next scale.
 
-    `needs_uncond` is False in both placements: after_cfg only reads the running (mixed) logits,
+    `branches` is empty in both placements: after_cfg only reads the running logits,
     and per_branch (`branch_wise`) is applied by the sampler to whichever branches exist (cond
     only, or cond and each extra branch with its own state), so SSG never forces another branch.
 
@@ -292,5 +292,17 @@ def build_ssg(ssg_cfg: Any, patch_nums: list[int]) -> Ssg:
         coarse_block_scale=ssg_cfg.coarse_block_scale,
         band_fusion=ssg_cfg.band_fusion,
         dct_norm=ssg_cfg.dct_norm,
-        arithmetic=getattr(ssg_cfg, "arithmetic", Arithmetic.delta),
+        arithmetic=ssg_cfg.arithmetic,
+    )
+
+
+def describe_ssg(params: dict[str, Any]) -> str:
+    """The report's one-line summary of a run's resolved `guidance.ssg` section."""
+    schedule = params["beta_schedule"]
+    beta = params["beta_list"] if schedule == "list" else params["beta"]
+    end = f"->{params['beta_end']:g}" if schedule in ("linear_decay", "linear_ramp") else ""
+    return (
+        f"ssg beta={beta}{end} ({schedule}), {params['placement']}, "
+        f"prior={params['prior_source']}, {params['prior_mode']}/{params['interpolation']}, "
+        f"alpha={params['coarse_block_scale']}"
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ssg_eval.errors import ConfigError
+
 IMPLS = ("sort", "fast")
 
 
@@ -77,13 +79,13 @@ def apply_truncation(
         A new (B, l, V) tensor with removed entries set to −inf.
 
     Raises:
-        ValueError: unknown `impl`, or `top_k` outside [0, V].
+        ConfigError: unknown `impl`, or `top_k` outside [0, V].
     """
     if impl not in IMPLS:
-        raise ValueError(f"sampler.truncation_impl={impl!r} is not valid; expected one of {IMPLS}")
+        raise ConfigError(f"sampler.truncation_impl={impl!r} is not valid; expected one of {IMPLS}")
     B, l, V = logits_BlV.shape
     if not 0 <= top_k <= V:
-        raise ValueError(f"sampler.top_k={top_k} must be in [0, {V}] (0 disables top-k)")
+        raise ConfigError(f"sampler.top_k={top_k} must be in [0, {V}] (0 disables top-k)")
     logits_NV = logits_BlV.reshape(B * l, V)
     if temperature != 1.0:
         logits_NV = logits_NV / temperature

@@ -16,7 +16,17 @@ import numpy as np
 from ssg_eval.errors import ConfigError, InputFileError
 from ssg_eval.metrics.frechet import frechet_distance, frechet_distance_features
 from ssg_eval.metrics.inception_score import check_prediction_order, inception_score
-from ssg_eval.metrics.keys import ALL_METRICS, FID, IS, IS_STD, PRECISION, RECALL, SFID
+from ssg_eval.metrics.keys import (
+    ALL_METRICS,
+    FD_DINOV2,
+    FID,
+    FWD,
+    IS,
+    IS_STD,
+    PRECISION,
+    RECALL,
+    SFID,
+)
 from ssg_eval.metrics.precision_recall import precision_recall
 from ssg_eval.metrics.reference import (
     DEFAULT_MANIFEST,
@@ -34,14 +44,31 @@ from ssg_eval.utils.logging import get_logger
 log = get_logger(__name__)
 
 
-def fid_from_stats(mu1, sigma1, mu2, sigma2, method: str = "eigh") -> float:
-    """FID between pool3 statistics ((2048,), (2048, 2048)); see `frechet_distance`."""
-    return frechet_distance(mu1, sigma1, mu2, sigma2, method=method)
+def too_few_samples(
+    metrics: Sequence[str], num_samples: int, num_reference: int, k: int
+) -> str | None:
+    """Why `metrics` cannot be computed from sets of these sizes (None when they can).
 
+    A Fréchet distance needs a covariance (N >= 2 samples); precision/recall need k + 1 points
+    on both sides (each point's k-th nearest *other* point); IS needs one sample. Checked before
+    any feature work, so a too-small run fails in a line, not in the middle of the metric.
 
-def sfid_from_stats(mu1, sigma1, mu2, sigma2, method: str = "eigh") -> float:
-    """sFID between spatial-tap statistics ((2023,), (2023, 2023)); see `frechet_distance`."""
-    return frechet_distance(mu1, sigma1, mu2, sigma2, method=method)
+    Args:
+        metrics: the requested metric names. num_samples, num_reference: the two set sizes.
+        k: the P/R neighbourhood (`metrics.pr_k`).
+    """
+    frechet = [m for m in metrics if m in (FID, SFID, FD_DINOV2, FWD)]
+    manifold = [m for m in metrics if m in (PRECISION, RECALL)]
+    if frechet and num_samples < 2:
+        return f"{frechet} need at least 2 samples, got {num_samples}"
+    if manifold and min(num_samples, num_reference) < k + 1:
+        return (
+            f"{manifold} need at least metrics.pr_k+1={k + 1} samples and reference images, got "
+            f"{num_samples} and {num_reference}"
+        )
+    if metrics and num_samples < 1:
+        return "no samples"
+    return None
 
 
 def _frechet(
@@ -192,7 +219,8 @@ def evaluate_npz(
 
     Raises:
         FileExistsError: `out_json` exists and `overwrite` is False.
-        FileNotFoundError / ValueError: missing or invalid inputs (named in the message).
+        FileNotFoundError / InputFileError / NpzError: missing or invalid inputs (named in the
+            message), or too few images for the requested metrics.
     """
     from ssg_eval.features.extract import extract_features, iter_npz_images
     from ssg_eval.features.inception import build_inception
@@ -217,6 +245,9 @@ def evaluate_npz(
     reference = load_reference(
         reference_npz, manifest_path=manifest_path, verify_sha256=verify_sha256
     )
+    problem = too_few_samples(list(metrics), int(shape[0]), reference.num_images, k)
+    if problem:
+        raise InputFileError(f"{samples_npz} against {reference_npz}: {problem}")
     torch_device = resolve_device(device)
     model = build_inception(inception_weights, torch_device)
     sample_feats = extract_features(

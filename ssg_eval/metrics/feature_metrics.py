@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ssg_eval.errors import ConfigError
 from ssg_eval.metrics.keys import (
     COVERAGE,
     DENSITY,
@@ -21,23 +20,11 @@ from ssg_eval.metrics.keys import (
     FD_INF_ERR,
     KID,
     KID_STD,
-    METRIC_NAMES,
     PER_CLASS,
 )
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-
-def check_metric_names(names: Sequence[str]) -> None:
-    """Refuse unknown names in `metrics.metrics` before any work.
-
-    Raises:
-        ConfigError: naming the unknown entries and the valid names.
-    """
-    unknown = [name for name in names if name not in METRIC_NAMES]
-    if unknown:
-        raise ConfigError(f"metrics.metrics contains {unknown}; valid names: {list(METRIC_NAMES)}")
 
 
 def _kid(sample: np.ndarray, real: np.ndarray) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import scipy.linalg
 
+from ssg_eval.errors import ConfigError
 from ssg_eval.metrics.stats import feature_statistics
 from ssg_eval.utils.logging import get_logger
 
@@ -119,7 +120,7 @@ def frechet_distance(
     elif method == "sqrtm":
         tr_covmean = trace_sqrt_product_sqrtm(sigma1, sigma2)
     else:
-        raise ValueError(
+        raise ConfigError(
             f"metrics.fid_method={method!r} is not valid; expected one of {FID_METHODS}"
         )
     diff = mu1 - mu2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ssg_eval.errors import ConfigError
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -56,7 +57,7 @@ def inception_score(logits: np.ndarray, split_size: int = 5000) -> tuple[float, 
     if logits.ndim != 2 or logits.shape[0] == 0:
         raise ValueError(f"logits must be (N >= 1, C), got shape {logits.shape}")
     if split_size < 1:
-        raise ValueError(f"metrics.is_split_size={split_size} must be >= 1")
+        raise ConfigError(f"metrics.is_split_size={split_size} must be >= 1")
     if not np.isfinite(logits).all():
         raise ValueError("logits contain non-finite values")
     scores = _split_scores(logits, split_size)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ssg_eval.errors import ConfigError
 from ssg_eval.features.extract import full_precision
 from ssg_eval.utils.logging import get_logger
 
@@ -157,7 +158,7 @@ def precision_recall(
         ValueError: shapes, non-finite values, fewer than k+1 points, or an unknown dtype.
     """
     if distance_dtype not in DISTANCE_DTYPES:
-        raise ValueError(
+        raise ConfigError(
             f"metrics.pr_distance_dtype={distance_dtype!r} is not valid; expected one of "
             f"{list(DISTANCE_DTYPES)}"
         )

@@ -13,21 +13,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ssg_eval.models.checkpoint import CheckpointError, check_checkpoint_path, load_checkpoint
+from ssg_eval.models.checkpoint import check_checkpoint_path, load_checkpoint
 from ssg_eval.models.var import VAR
 from ssg_eval.models.vqvae import VQVAE
 from ssg_eval.utils.hashing import sha256_file
 
-# Re-exported: callers import the loading entry points and the error from this module.
 __all__ = [
-    "CheckpointError",
     "build_guide",
     "build_model",
     "build_var",
     "build_vqvae",
     "count_parameters",
     "init_from_names",
-    "load_checkpoint",
     "name_seed",
 ]
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssg_eval.errors import ConfigError
 from ssg_eval.models.blocks import Conv2d, Embedding
 
 
@@ -78,12 +79,12 @@ class MultiScaleQuantizer(nn.Module):
     ) -> None:
         super().__init__()
         if share_quant_resi < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"model.share_quant_resi={share_quant_resi} is not supported; the released VQVAE "
                 "uses partially shared phis (4); use a value >= 2"
             )
         if not 0 < abs(quant_resi) <= 1:
-            raise ValueError(f"model.quant_resi={quant_resi} must satisfy 0 < |quant_resi| <= 1")
+            raise ConfigError(f"model.quant_resi={quant_resi} must satisfy 0 < |quant_resi| <= 1")
         self.vocab_size, self.cvae = vocab_size, cvae
         self.patch_nums = tuple(int(pn) for pn in patch_nums)
         self.phi_index = phi_index_table(len(self.patch_nums), share_quant_resi)

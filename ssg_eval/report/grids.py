@@ -1,7 +1,7 @@
 """Paired sample grids: baseline | guided | |difference| | per-scale token-change maps, as PNGs.
 
 Pure drawing with PIL (arrays in, deterministic PNG bytes out: the bitmap default font, nearest
-resizes, no timestamp in the file); it must not read runs or sample (that is `stages.report_page`).
+resizes, no timestamp in the file); it must not read runs or sample (that is `report.assets`).
 """
 
 from __future__ import annotations

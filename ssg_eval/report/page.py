@@ -2,7 +2,7 @@
 
 This module turns pandas tables and figure records into `index.html` text through the jinja2
 template shipped in `report/templates/` (no JavaScript, no external resource); it must not read
-runs, compute numbers or write files (that is `stages.report_page`).
+runs, compute numbers or write files (that is `report.assets`).
 """
 
 from __future__ import annotations

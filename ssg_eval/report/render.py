@@ -118,7 +118,7 @@ def plot_sweep(sweep: pd.DataFrame, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def render_report(
+def render_tables(
     results_dir: str | Path,
     *,
     stem: str,

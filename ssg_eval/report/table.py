@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ssg_eval.analysis.seeds import paired_delta, seed_summary
+from ssg_eval.errors import ConfigError, IncompleteRunError
 from ssg_eval.metrics.keys import (
     COVERAGE,
     DENSITY,
@@ -28,6 +29,7 @@ from ssg_eval.metrics.keys import (
     RECALL,
     SFID,
 )
+from ssg_eval.registry import PROCESSOR_DISPLAY, lookup
 from ssg_eval.runs.io import read_json
 from ssg_eval.utils.logging import get_logger
 
@@ -38,9 +40,6 @@ OPTIONAL_KEYS = (FD_DINOV2, KID, DENSITY, COVERAGE, FD_INF)  # a column only whe
 METRIC_LABELS = {FID: "FID", SFID: "sFID", IS: "IS", PRECISION: "Pre", RECALL: "Rec",
                  FD_DINOV2: "FD-DINOv2", KID: "KID", DENSITY: "Dens", COVERAGE: "Cov",
                  FD_INF: "FD∞"}  # fmt: skip
-LOWER_IS_BETTER = {FID: True, SFID: True, IS: False, PRECISION: False, RECALL: False,
-                   FD_DINOV2: True, KID: True, DENSITY: False, COVERAGE: False,
-                   FD_INF: True}  # fmt: skip
 # Fixed column order of the per-run table (docs/CONTRIBUTING.md plus the paper's Params/Steps/Time).
 RUN_COLUMNS = [
     "run", "model", "guidance", "guidance_params", "N", "seed", "precision_mode",
@@ -58,24 +57,15 @@ def metric_keys(frame: pd.DataFrame) -> tuple[str, ...]:
 
 
 def guidance_params(guidance: dict[str, Any]) -> str:
-    """One-line summary of the active guidance settings of a run's resolved config."""
-    parts = []
-    order = guidance.get("order", [])
-    cfg_ramp, ssg = guidance.get("cfg_ramp", {}), guidance.get("ssg", {})
-    for name in ("icg", "autoguidance"):
-        if name in order:
-            term = guidance[name]
-            parts.append(f"{name}={term['scale']:g} ({term['schedule']})")
-    if "cfg_ramp" in order:
-        parts.append(f"cfg={cfg_ramp['scale']:g} ({cfg_ramp['schedule']})")
-    if "ssg" in order:
-        sched = ssg["beta_schedule"]
-        beta = ssg["beta_list"] if sched == "list" else ssg["beta"]
-        end = f"->{ssg['beta_end']:g}" if sched in ("linear_decay", "linear_ramp") else ""
-        parts.append(
-            f"ssg beta={beta}{end} ({sched}), {ssg['placement']}, prior={ssg['prior_source']}, "
-            f"{ssg['prior_mode']}/{ssg['interpolation']}, alpha={ssg['coarse_block_scale']}"
-        )
+    """One-line summary of the active guidance settings of a run's resolved config.
+
+    Each processor in `guidance.order` is summarised by its registered describer
+    (`ssg_eval.registry.PROCESSOR_DISPLAY`), in application order; "none" without processors.
+    """
+    parts = [
+        lookup(PROCESSOR_DISPLAY, str(name), "guidance.order")(guidance[name])
+        for name in guidance.get("order", [])
+    ]
     return "; ".join(parts) if parts else "none"
 
 
@@ -147,6 +137,7 @@ def collect_runs(
 
     Raises:
         FileNotFoundError: an explicitly requested run has no metrics yet.
+        IncompleteRunError: an explicitly requested run's metrics are not of its own features.
     """
     runs_dir = Path(results_dir) / "runs"
     if runs is not None:
@@ -173,7 +164,7 @@ def collect_runs(
         if problem is None:
             rows.append(_run_row(directory, manifest, metrics))
         elif runs is not None:
-            raise ValueError(
+            raise IncompleteRunError(
                 f"run {directory.name} is inconsistent ({problem}); rerun its features and "
                 "metrics stages with overwrite=true"
             )
@@ -206,7 +197,7 @@ def quoted_source(quoted: dict[str, Any], paper: dict[str, Any]) -> str | None:
     key = quoted.get("source") or "default"
     sources = (paper or {}).get("sources", {}) or {}
     if key != "default" and key not in sources:
-        raise ValueError(
+        raise ConfigError(
             f"report.paper: a quoted cell names source {key!r}, which is not a key of "
             f"report.paper.sources ({sorted(sources)}); add it there with the paper and table"
         )

@@ -12,14 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ssg_eval.errors import IdentityMismatch
+from ssg_eval.errors import IdentityMismatch, UnreadableFileError
 from ssg_eval.runs.identity import identity_diff, identity_hash
 from ssg_eval.runs.io import atomic_write_json, read_json
 from ssg_eval.runs.layout import IDENTITY_JSON, results_dir
 from ssg_eval.runs.lock import RunLock
 
-__all__ = ["IdentityMismatch", "check_identity", "stage_lock", "stored_identity",
-           "write_identity"]  # fmt: skip
+__all__ = ["check_identity", "stage_lock", "stored_identity", "write_identity"]
 
 
 def stored_identity(directory: str | Path) -> dict[str, Any] | None:
@@ -31,7 +30,14 @@ def stored_identity(directory: str | Path) -> dict[str, Any] | None:
     path = Path(directory) / IDENTITY_JSON
     if not path.is_file():
         return None
-    return dict(read_json(path)["identity"])
+    content = read_json(path)
+    identity = content.get("identity") if isinstance(content, dict) else None
+    if not isinstance(identity, dict):
+        raise UnreadableFileError(
+            f"{path} holds no 'identity' object: a damaged artifact; delete it and rerun with "
+            "overwrite=true (the run is then resampled)"
+        )
+    return dict(identity)
 
 
 def write_identity(directory: str | Path, identity: dict[str, Any]) -> Path:
@@ -72,7 +78,7 @@ def check_identity(
     directory = Path(directory)
     try:
         stored = stored_identity(directory)
-    except (ValueError, KeyError, TypeError):
+    except UnreadableFileError:
         if overwrite:
             return "replace"
         raise

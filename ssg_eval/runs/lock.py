@@ -17,10 +17,10 @@ from typing import Any
 
 import filelock
 
-from ssg_eval.errors import RunLockedError
+from ssg_eval.errors import RunLockedError, UnreadableFileError
 from ssg_eval.runs.io import atomic_write_json, ensure_dir, read_json
 
-__all__ = ["RunLock", "RunLockedError"]
+__all__ = ["RunLock"]
 
 
 class RunLock:
@@ -41,7 +41,7 @@ class RunLock:
     def _holder(self) -> str:
         try:
             info: dict[str, Any] = read_json(self.holder_path)
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, UnreadableFileError):
             return "another process (holder unknown)"
         return (f"{info.get('stage', '?')} on host {info.get('host', '?')}, pid "
                 f"{info.get('pid', '?')}, since {info.get('since', '?')}")  # fmt: skip

@@ -16,7 +16,6 @@ import numpy as np
 from ssg_eval.errors import NpzError
 
 __all__ = [
-    "NpzError",
     "load_npz",
     "npz_array_header",
     "npz_headers",

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ssg_eval.errors import IncompleteRunError, UnreadableFileError
 from ssg_eval.lint.scan import ImageScanner, scan_to_arrays
 from ssg_eval.runs.claim import stored_identity, write_identity
 from ssg_eval.runs.identity import identity_hash, resolved_config
@@ -57,7 +58,7 @@ def check_complete(
         every later reader of a shard as it reads it).
 
     Raises:
-        RuntimeError: naming the first missing or invalid shards.
+        IncompleteRunError: naming the first missing or invalid shards.
     """
     directory = Path(run_dir)
     known = known or {}
@@ -75,7 +76,7 @@ def check_complete(
         shas[path.name] = digest
     if problems:
         listed = ", ".join(f"{c}: {p}" for c, p in list(problems.items())[:5])
-        raise RuntimeError(
+        raise IncompleteRunError(
             f"{len(problems)} of {plan.num_chunks} shards in {directory / 'shards'} are missing or "
             f"invalid ({listed}); re-run the sample stage to complete them"
         )
@@ -142,7 +143,7 @@ def _previous(directory: Path, digest: str, plan: SamplePlan) -> dict[str, Any] 
     # The finished manifest of this identity and this N (a damaged one counts as absent).
     try:
         manifest = read_json(directory / MANIFEST_JSON)
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, UnreadableFileError):
         return None
     same_n = (manifest.get("samples") or {}).get("num_samples") == plan.num_samples
     return manifest if manifest.get("config_hash") == digest and same_n else None
@@ -186,7 +187,7 @@ def finalize_run(
         The manifest path.
 
     Raises:
-        RuntimeError: a shard is missing or invalid, or an index is not covered exactly once.
+        IncompleteRunError: a shard is missing or invalid.
     """
     directory = Path(run_dir)
     rank_stats = list(rank_stats or [])

@@ -30,6 +30,7 @@ __all__ = [
     "build_sampling_model",
     "chunk_tokens",
     "decode_groups",
+    "generate_images",
     "generate_chunk",
     "image_shape_of",
     "measure_latency",
@@ -80,7 +81,7 @@ def sampling_kwargs(cfg: Any) -> dict[str, Any]:
         "top_k": int(sampler.top_k),
         "top_p": float(sampler.top_p),
         "truncation_impl": str(sampler.truncation_impl),
-        "more_smooth": bool(getattr(sampler, "more_smooth", False)),
+        "more_smooth": bool(sampler.more_smooth),
         "autocast_dtype": autocast_dtype(str(cfg.runtime.autocast_dtype)),
         "decode_dtype": autocast_dtype(str(cfg.runtime.decode_dtype)),
     }
@@ -96,7 +97,7 @@ def batch_inputs(
         "labels_B": torch.as_tensor(plan.labels(indices), dtype=torch.long, device=device),
         "guide": model.guide,
     }
-    if any(RANDOM_CLASS in getattr(p, "branches", ()) for p in model.processors):
+    if any(RANDOM_CLASS in p.branches for p in model.processors):
         random_B = plan.reference_labels(indices)
         inputs["random_labels_B"] = torch.as_tensor(random_B, dtype=torch.long, device=device)
     return inputs
@@ -108,7 +109,7 @@ def _generators(cfg: Any, plan: SamplePlan, indices: np.ndarray, chunk: int, dev
     from ssg_eval.sampling.draw import make_generators
 
     if cfg.sampler.rng == "official":
-        g_seed = getattr(cfg.sampler, "g_seed", None)  # one official call per chunk
+        g_seed = cfg.sampler.g_seed  # one official call per chunk
         generator = torch.Generator(device=device)
         generator.manual_seed(plan.chunk_seed(chunk) if g_seed is None else int(g_seed))
         return generator
@@ -125,19 +126,24 @@ class ChunkTokens:
 
 
 def chunk_tokens(
-    model: SamplingModel, cfg: Any, plan: SamplePlan, chunk: int, device: torch.device
+    model: SamplingModel,
+    cfg: Any,
+    plan: SamplePlan,
+    chunk: int,
+    device: torch.device,
+    indices: np.ndarray | None = None,
 ) -> ChunkTokens:
     """Step 1 of `generate_chunk`: the tokens of one chunk, in forward batches from its start.
 
     rng=per_sample splits the chunk into batches of `sampler.batch_size` with one generator per
     sample, so the tokens do not depend on the batch size; rng=official samples the whole chunk
-    as one batch (one official call).
+    as one batch (one official call). `indices` (default: the chunk's) may be a prefix of it.
     """
     from ssg_eval.sampling.loop import sample_scales
 
     kwargs = sampling_kwargs(cfg)
     kwargs.pop("decode_dtype")
-    indices = plan.chunk_indices(chunk)
+    indices = plan.chunk_indices(chunk) if indices is None else indices
     size = len(indices) if cfg.sampler.rng == "official" else int(cfg.sampler.batch_size)
     samples = []
     for start in range(0, len(indices), size):
@@ -179,7 +185,19 @@ def decode_groups(model: SamplingModel, cfg: Any, sampled: ChunkTokens) -> Itera
 def generate_chunk(
     model: SamplingModel, cfg: Any, plan: SamplePlan, chunk: int, device: torch.device
 ) -> np.ndarray:
-    """Generate the images of one chunk as uint8 NHWC, in index order.
+    """The images of one chunk as uint8 NHWC, in index order (`generate_images` of its indices)."""
+    return generate_images(model, cfg, plan, plan.chunk_indices(chunk), chunk, device)
+
+
+def generate_images(
+    model: SamplingModel,
+    cfg: Any,
+    plan: SamplePlan,
+    indices: np.ndarray,
+    chunk: int,
+    device: torch.device,
+) -> np.ndarray:
+    """Generate the images of `indices` (a chunk's, from its first index) as uint8 NHWC.
 
     1. Tokens (`chunk_tokens`): forward batches from the chunk's first index, one generator per
        sample, so the tokens do not depend on the batch size.
@@ -191,13 +209,14 @@ def generate_chunk(
         model: built once per rank by `build_sampling_model`.
         cfg: the composed config (sampler, runtime).
         plan: the run's plan.
-        chunk: chunk number.
+        indices: the sample indices, in order (`plan.chunk_indices(chunk)` or a prefix of it).
+        chunk: their chunk number (seeds the chunk's generator with rng=official).
         device: sampling device (the generators live there too).
 
     Returns:
-        (n, H, W, 3) uint8 images of `plan.chunk_indices(chunk)`.
+        (n, H, W, 3) uint8 images of `indices`.
     """
-    sampled = chunk_tokens(model, cfg, plan, chunk, device)
+    sampled = chunk_tokens(model, cfg, plan, chunk, device, indices)
     rounding = str(cfg.sampler.uint8_rounding)
     return np.concatenate([to_uint8(x, rounding) for x in decode_groups(model, cfg, sampled)])
 
@@ -210,12 +229,12 @@ def _sync(device: torch.device) -> None:
 def measure_latency(
     model: SamplingModel, cfg: Any, plan: SamplePlan, device: torch.device
 ) -> dict[str, Any]:
-    """The Time column: seconds per image of `generate_batch` at `runtime.latency_batch_size`.
+    """The Time column: seconds per image of the production path at `runtime.latency_batch_size`.
 
+    The timed call is `generate_images` of the first `runtime.latency_batch_size` plan indices
+    (modulo N): exactly what a chunk of that size costs (tokens, decode, uint8), except writing.
     Protocol: one warm-up call, then the median of `runtime.latency_repeats` timed calls, with
-    `torch.cuda.synchronize` before and after each on GPU. Labels and seeds are those of the
-    first plan indices; generators are created outside the timed region and the images are
-    neither quantized nor written.
+    `torch.cuda.synchronize` before and after each on GPU.
 
     Returns:
         `seconds_per_image`, `seconds_per_batch`, `times_s`, `batch_size`, `repeats`,
@@ -224,9 +243,6 @@ def measure_latency(
     Raises:
         ConfigError: a latency batch size or repeat count below 1.
     """
-    from ssg_eval.sampling.loop import generate_batch
-
-    kwargs = sampling_kwargs(cfg)
     batch, repeats = int(cfg.runtime.latency_batch_size), int(cfg.runtime.latency_repeats)
     if batch < 1 or repeats < 1:
         raise ConfigError(
@@ -234,15 +250,11 @@ def measure_latency(
             ">= 1; or set runtime.measure_latency=false"
         )
     indices = np.arange(batch, dtype=np.int64) % plan.num_samples
-    inputs = batch_inputs(model, plan, indices, device)
 
     def timed() -> float:
-        generators = _generators(cfg, plan, indices, 0, device)
         _sync(device)
         start = time.perf_counter()
-        with torch.inference_mode():
-            generate_batch(model.var, model.vae, generators=generators,
-                           processors=model.processors, **inputs, **kwargs)  # fmt: skip
+        generate_images(model, cfg, plan, indices, 0, device)
         _sync(device)
         return time.perf_counter() - start
 

@@ -21,24 +21,9 @@ from ssg_eval.guidance.base import GUIDE_MODEL, NULL_CLASS, RANDOM_CLASS, StepCo
 from ssg_eval.guidance.truncation import apply_truncation
 from ssg_eval.sampling.decode import autocast_context as _autocast
 from ssg_eval.sampling.decode import decode_images, latents_from_tokens
-from ssg_eval.sampling.draw import (
-    gumbel_soft_weights,
-    make_generators,
-    official_labels,
-    sample_tokens,
-)
+from ssg_eval.sampling.draw import gumbel_soft_weights, sample_tokens
 
-__all__ = [
-    "SampledScales",
-    "decode_images",
-    "generate_batch",
-    "gumbel_soft_weights",
-    "latents_from_tokens",
-    "make_generators",
-    "official_labels",
-    "sample_scales",
-    "sample_tokens",
-]
+__all__ = ["SampledScales", "generate_batch", "sample_scales"]
 
 
 @dataclass(frozen=True)
@@ -63,11 +48,7 @@ class SampledScales:
 
 def _branches(processors: Sequence[Any]) -> list[str]:
     """The extra forward branches the processors read, in row order (null, random, guide)."""
-    wanted = set()
-    for proc in processors:
-        wanted.update(getattr(proc, "branches", ()))
-        if proc.needs_uncond:
-            wanted.add(NULL_CLASS)
+    wanted = {branch for proc in processors for branch in proc.branches}
     return [b for b in (NULL_CLASS, RANDOM_CLASS, GUIDE_MODEL) if b in wanted]
 
 
@@ -76,7 +57,7 @@ def _apply_processors(
 ) -> Tensor:
     """Branch-wise processors on every branch (own states), then the others on the running ones."""
     for i, proc in enumerate(processors):
-        if getattr(proc, "branch_wise", False):
+        if proc.branch_wise:
             cond_BlV, states[i] = proc(ctx.logits_cond_BlV, ctx, states[i])
             uncond_BlV = ctx.logits_uncond_BlV
             if uncond_BlV is not None:
@@ -91,7 +72,7 @@ def _apply_processors(
             )
     logits_BlV = ctx.logits_cond_BlV
     for i, proc in enumerate(processors):
-        if not getattr(proc, "branch_wise", False):
+        if not proc.branch_wise:
             logits_BlV, states[i] = proc(logits_BlV, ctx, states[i])
     return logits_BlV
 
@@ -112,6 +93,20 @@ def _row_labels(
             )
         rows.append(random_labels_B.to(labels_B.device))
     return torch.cat(rows)
+
+
+def _check_separate(var: Any, guide: Any | None) -> None:
+    # The KV cache lives in the attention modules: a guide that is (or shares modules with) the
+    # main model would append its rows to the main model's cache and read them back as context.
+    if guide is None:
+        return
+    shared = {id(m) for m in var.modules()} & {id(m) for m in guide.modules()}
+    if shared:
+        raise ValueError(
+            "guide= is the main model object or shares modules with it: both would write one KV "
+            "cache and the logits would be wrong; pass a separate instance "
+            "(ssg_eval.models.load.build_guide, or copy.deepcopy(var) for the same weights)"
+        )
 
 
 def sample_scales(
@@ -155,14 +150,16 @@ def sample_scales(
             the same generator; the soft one-hot times the codebook replaces the token embedding.
         random_labels_B: (B,) labels of the random-class branch (ICG), required when read.
         guide: the guide VAR (autoguidance), required when its branch is read; it shares the
-            VQVAE and scales, keeps its own KV cache and is fed the same f̂ at every scale.
+            VQVAE and scales, keeps its own KV cache and is fed the same f̂ at every scale. It
+            must be a separate module: the main model object itself is refused.
         diagnostics: also return per-scale copies of the logits, tokens and f̂.
 
     Returns:
         A `SampledScales` with the tokens of every scale.
 
     Raises:
-        ValueError: a generator list whose length is not B, or a missing branch input.
+        ValueError: a generator list whose length is not B, a missing branch input, or a guide
+            that is (or shares modules with) the main model.
     """
     patch_nums, K = var.patch_nums, len(var.patch_nums)
     device, B = labels_B.device, labels_B.shape[0]
@@ -172,8 +169,9 @@ def sample_scales(
     if GUIDE_MODEL in branches and guide is None:
         raise ValueError("a processor reads the guide-model branch (autoguidance): pass guide=")
     guided = guide if GUIDE_MODEL in branches else None
+    _check_separate(var, guided)
     states = [p.init_state(B) for p in processors]
-    branch_states = {b: [p.init_state(B) if getattr(p, "branch_wise", False) else None
+    branch_states = {b: [p.init_state(B) if p.branch_wise else None
                          for p in processors] for b in branches}  # fmt: skip
     tokens, embeddings, records = [], [] if more_smooth else None, [] if diagnostics else None
     times = [] if diagnostics else None

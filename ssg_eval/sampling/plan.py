@@ -173,7 +173,7 @@ class SamplePlan:
 
 def plan_from_config(cfg: Any) -> SamplePlan:
     """The plan of a composed config (`sampler.*` and `model.num_classes`)."""
-    listed = getattr(cfg.sampler, "official_labels", None)
+    listed = cfg.sampler.official_labels
     return SamplePlan(
         num_samples=int(cfg.sampler.num_samples),
         num_classes=int(cfg.model.num_classes),

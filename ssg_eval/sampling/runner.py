@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ssg_eval.errors import ConfigError
+from ssg_eval.errors import ConfigError, NpzError, UnreadableFileError
 from ssg_eval.runs.claim import check_identity, stage_lock, stored_identity, write_identity
 from ssg_eval.runs.identity import identity_diff, identity_hash
 from ssg_eval.runs.io import clean_stale_temps, read_json
@@ -48,17 +48,13 @@ from ssg_eval.utils.dist import resolve_device, setup_runtime
 from ssg_eval.utils.logging import get_logger
 from ssg_eval.validation import validate
 
-__all__ = ["SimulatedCrash", "plan_status", "prepare_run_dir", "run_rank", "sample_run"]
+__all__ = ["plan_status", "prepare_run_dir", "run_rank", "sample_run"]
 
 log = get_logger(__name__)
 # Artifacts derived from a run's samples; `overwrite=true` removes them with the shards, unread.
 DERIVED = (MANIFEST_JSON, IDENTITY_JSON, SAMPLES_NPZ, SAMPLES_SCAN, FEATURES_NPZ, FEATURES_JSON,
            METRICS_JSON, FEATURES_DINOV2_NPZ)  # fmt: skip
 _FIX = "choose a new run_name=... or pass overwrite=true to delete the old shards"
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by the `fail_after_chunks` test hook of `run_rank`."""
 
 
 def _remove_run_content(directory: Path) -> None:
@@ -121,7 +117,7 @@ def _recorded_shard_sha256(directory: Path, identity: dict[str, Any]) -> dict[st
     # Shard sha256s of a finished run of the same identity (empty when there is none).
     try:
         manifest = read_json(directory / MANIFEST_JSON)
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, UnreadableFileError):
         return {}
     if manifest.get("config_hash") != identity_hash(identity):
         return {}
@@ -152,7 +148,7 @@ def _resized(path: Path, plan: SamplePlan, chunk: int, shape) -> bool:
     # A readable shard whose images differ from the plan in their count only.
     try:
         held, _ = npz_array_header(path, "images")
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, NpzError):
         return False
     return held[1:] == tuple(shape) and held[0] != len(plan.chunk_indices(chunk))
 
@@ -163,7 +159,6 @@ def run_rank(
     world_size: int,
     *,
     barrier: Callable[[], None] | None = None,
-    fail_after_chunks: int | None = None,
 ) -> dict[str, Any]:
     """Generate and write every missing shard of `rank`'s chunks (`plan.chunks_for_rank`).
 
@@ -176,7 +171,6 @@ def run_rank(
         rank: this process's rank in [0, world_size).
         world_size: number of sampling processes.
         barrier: synchronises all ranks after the run dir is claimed (None: no synchronisation).
-        fail_after_chunks: test hook: raise `SimulatedCrash` after this many written shards.
 
     Returns:
         JSON-friendly stats: rank, world_size, device, runtime (applied settings),
@@ -186,7 +180,6 @@ def run_rank(
     Raises:
         ConfigError: the run dir belongs to another config (see `prepare_run_dir`).
         FileNotFoundError: a configured checkpoint is missing (nothing was written).
-        SimulatedCrash: from the test hook.
     """
     plan = plan_from_config(cfg)
     identity = identity_of(cfg)  # hashes the checkpoints; a missing one stops here
@@ -230,8 +223,6 @@ def run_rank(
         stats["chunks_generated"] += 1
         stats["images_generated"] += count
         shard_sha256[name] = digest
-        if fail_after_chunks is not None and stats["chunks_generated"] >= fail_after_chunks:
-            raise SimulatedCrash(f"simulated crash after {fail_after_chunks} written shard(s)")
 
     start = time.perf_counter()
     # One writer thread overlaps the (atomic) write of shard c with the generation of shard c+1;
@@ -296,7 +287,7 @@ def plan_status(cfg: Any, world_size: int) -> dict[str, Any]:
     identity = identity_of(cfg, require_checkpoints=False)
     try:
         stored = stored_identity(directory)
-    except ValueError:
+    except UnreadableFileError:
         stored = {"<unreadable identity.json>": True}
     done = set()
     if stored is not None and not identity_diff(stored, identity):

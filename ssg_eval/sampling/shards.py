@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssg_eval.errors import ConfigError, IncompleteRunError, NpzError
 from ssg_eval.runs.hashed import (
     HashingWriter,
     array_crc32,
@@ -27,7 +28,7 @@ from ssg_eval.runs.hashed import (
     write_npz_sha256,
 )
 from ssg_eval.runs.io import atomic_open
-from ssg_eval.runs.npz import NpzError, load_npz, npz_array_header, npz_problem
+from ssg_eval.runs.npz import load_npz, npz_array_header, npz_problem
 from ssg_eval.sampling.plan import SamplePlan
 from ssg_eval.utils.hashing import sha256_file
 
@@ -75,11 +76,11 @@ def to_uint8(images_B3HW: torch.Tensor | np.ndarray, rounding: str = "nearest") 
         (B, H, W, 3) uint8 C-contiguous array.
 
     Raises:
-        ValueError: an unknown rounding rule, a wrong shape, or any NaN/inf value (nothing is
-            written in that case).
+        ConfigError: an unknown rounding rule, or any NaN/inf value (nothing is written then).
+        ValueError: a wrong shape.
     """
     if rounding not in ROUNDING_RULES:
-        raise ValueError(
+        raise ConfigError(
             f"sampler.uint8_rounding={rounding!r} is not valid; expected one of {ROUNDING_RULES}"
         )
     if isinstance(images_B3HW, torch.Tensor):
@@ -90,7 +91,7 @@ def to_uint8(images_B3HW: torch.Tensor | np.ndarray, rounding: str = "nearest") 
         raise ValueError(f"images must have shape (B, 3, H, W); got {tuple(x.shape)}")
     finite = np.isfinite(x)
     if not finite.all():
-        raise ValueError(
+        raise ConfigError(
             f"{int(x.size - finite.sum())} of {x.size} image values are NaN or inf; refusing to "
             "quantize (check runtime.autocast_dtype / runtime.decode_dtype or the checkpoint)"
         )
@@ -328,7 +329,7 @@ def iter_run_images(
 
     Raises:
         FileNotFoundError: the run has no shards, or a chunk of `plan` is missing.
-        ValueError: a shard's indices do not continue the previous shard's (missing shard).
+        IncompleteRunError: a shard's indices do not continue the previous shard's.
         NpzError: a shard is damaged or differs from its recorded sha256 (named, with the fix).
     """
     if batch_size <= 0:
@@ -347,7 +348,7 @@ def iter_run_images(
         if len(indices) and not np.array_equal(
             indices, np.arange(next_index, next_index + len(indices))
         ):
-            raise ValueError(
+            raise IncompleteRunError(
                 f"{path} starts at index {int(indices[0])}, expected {next_index}: a shard is "
                 "missing or foreign; re-run the sample stage to complete the run"
             )
@@ -436,7 +437,7 @@ def export_samples_npz_sha256(
 
     Raises:
         FileNotFoundError: a chunk's shard is missing.
-        ValueError: the shards do not hold exactly indices 0..N-1 in order.
+        IncompleteRunError: the shards do not hold exactly indices 0..N-1 in order.
         NpzError: a shard is damaged or differs from its recorded sha256.
     """
     run_dir = Path(run_dir)
@@ -463,7 +464,10 @@ def _write_export(
             np.lib.format.write_array_header_1_0(member, header)
             for images, labels_n, _ in stream:
                 if images.shape[1:] != shape[1:]:
-                    raise ValueError(f"image shape {images.shape[1:]} != {shape[1:]}")
+                    raise IncompleteRunError(
+                        f"{run_dir / 'shards'} mixes image sizes ({images.shape[1:]} and "
+                        f"{shape[1:]}): a foreign shard; rerun the sample stage"
+                    )
                 data = np.ascontiguousarray(images).reshape(-1).data
                 member.write(data)
                 if hasher is not None:
@@ -473,7 +477,10 @@ def _write_export(
                 labels.append(labels_n)
                 count += len(images)
             if count != plan.num_samples:
-                raise ValueError(f"shards hold {count} images, expected {plan.num_samples}")
+                raise IncompleteRunError(
+                    f"{run_dir / 'shards'} holds {count} images, the plan {plan.num_samples}; "
+                    "rerun the sample stage to complete the run"
+                )
         with _npy_member(archive, "labels.npy") as member:
             np.lib.format.write_array(member, np.concatenate(labels).astype(np.int64))
 

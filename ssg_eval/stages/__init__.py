@@ -1,5 +1,7 @@
-"""The stage entry points: sample, features, metrics, report, and the pipeline and suite drivers.
+"""The command-line stages and their run-level file handling.
 
-Each module is a Hydra CLI (`python -m ssg_eval.stages.<stage>`, console script `ssg-<stage>`) that
+A stage module is named after its command (`sample`, `features`, `metrics`, `report`, `pipeline`,
+`suite`: console script `ssg-<name>`, or `python -m ssg_eval.stages.<name>`); the others hold what
+those commands do with a run's files (`dinov2`, `spectral_bands`, `preflight`, `tuned`). Everything
 goes through the run layer (`ssg_eval.runs`); this package holds no sampling or metric math.
 """

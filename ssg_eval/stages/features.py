@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
-from ssg_eval.errors import NpzError
+from ssg_eval.errors import IncompleteRunError, NpzError
 from ssg_eval.runs.claim import check_identity, stage_lock
 from ssg_eval.runs.hashed import read_verified, write_npz_sha256
 from ssg_eval.runs.identity import identity_hash
@@ -40,13 +40,13 @@ _FIX = "run the sample stage with these overrides first, or set run_name to the 
 RECORD_KEYS = ("features_sha256", "dinov2")  # what features.json adds to the inputs' record
 
 
-def load_manifest(cfg: Any, stage: str) -> dict[str, Any]:
+def load_run_manifest(cfg: Any, stage: str) -> dict[str, Any]:
     """The run's manifest after the provenance checks shared by the features and metrics stages.
 
     Raises:
         FileNotFoundError: sampling has not finished.
         IdentityMismatch: the run was sampled with another identity (names the keys).
-        ValueError: the run holds another number of samples than `sampler.num_samples`.
+        IncompleteRunError: the run holds another number of samples than `sampler.num_samples`.
     """
     directory = run_dir(cfg)
     manifest_path = directory / MANIFEST_JSON
@@ -61,7 +61,7 @@ def load_manifest(cfg: Any, stage: str) -> dict[str, Any]:
     )
     have, want = manifest["samples"]["num_samples"], int(cfg.sampler.num_samples)
     if have != want:
-        raise ValueError(
+        raise IncompleteRunError(
             f"sampler.num_samples: the run has {have} samples, this command asks {want}; run the "
             f"sample stage with sampler.num_samples={want} first (it only adds the new chunks)"
         )
@@ -196,7 +196,7 @@ def run_features(cfg: Any) -> Path | None:
 
     Raises:
         FileNotFoundError: the run has no manifest (sampling not finished) or no Inception weights.
-        IdentityMismatch / ValueError: the samples are of another config or another N.
+        IdentityMismatch / IncompleteRunError: the samples are of another config or another N.
         RunLockedError: another process holds the run.
     """
     from ssg_eval.utils import dist
@@ -222,7 +222,7 @@ def _features(cfg: Any, directory: Path, rank: int, world_size: int) -> Path | N
     from ssg_eval.stages.dinov2 import dinov2_meta, write_run_features
     from ssg_eval.utils import dist
 
-    manifest = load_manifest(cfg, "features")
+    manifest = load_run_manifest(cfg, "features")
     plan = plan_from_config(cfg)
     nets = feature_nets(cfg)
     meta = _features_meta(manifest, nets, plan.num_chunks)
@@ -259,7 +259,7 @@ def _print_plan(cfg: Any, directory: Path) -> None:
     return None
 
 
-@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="features")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-features` / `python -m ssg_eval.stages.features` with Hydra overrides (or torchrun)."""
     cli_main("features", run_features, cfg)
@@ -267,7 +267,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-features`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("features", "features", _hydra_main)
+    hydra_entry("features", "config", _hydra_main)
 
 
 if __name__ == "__main__":

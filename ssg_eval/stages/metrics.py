@@ -14,12 +14,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
+from ssg_eval.errors import ConfigError, IncompleteRunError
 from ssg_eval.metrics.keys import FID
 from ssg_eval.runs.claim import stage_lock
 from ssg_eval.runs.hashed import load_npz_verified
 from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json
 from ssg_eval.runs.layout import FEATURES_JSON, FEATURES_NPZ, METRICS_JSON, results_dir, run_dir
-from ssg_eval.stages.features import load_manifest
+from ssg_eval.stages.features import load_run_manifest
 from ssg_eval.stages.spectral_bands import fwd_of_run, fwd_protocol
 from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
@@ -28,9 +29,10 @@ from ssg_eval.utils.provenance import collect_provenance
 log = get_logger(__name__)
 
 PROTOCOL_KEYS = (
-    "extractor", "feature_batch_size", "inception_impl", "is_split_size", "pr_k", "pr_block_size",
+    "feature_batch_size", "inception_impl", "is_split_size", "pr_k", "pr_block_size",
     "pr_distance_dtype", "fid_method", "reference_name", "bootstrap_resamples",
 )  # fmt: skip
+EXTRACTOR = "inception"  # the only feature network (torch-fidelity's inception-v3-compat)
 
 
 def load_checked_reference(cfg: Any):
@@ -44,42 +46,45 @@ def load_checked_reference(cfg: Any):
     )
 
 
-def fid_bootstrap_std(pool, labels, reference, ref_feats, cfg: Any) -> float:
-    """Std of FID over class-stratified bootstrap resamples of the sample features.
-
-    A cheap, documented stand-in for seed spread when only one seed exists
-    (`metrics.bootstrap_resamples`); it does not replace more seeds.
-    """
-    from ssg_eval.analysis.seeds import bootstrap_metric
-    from ssg_eval.metrics.frechet import frechet_distance
+def _fid_bootstrap_std(cfg: Any, pool, labels, reference, ref_feats) -> float:
+    """`metrics.bootstrap_resamples` draws of FID's class-stratified bootstrap std (one seed)."""
+    from ssg_eval.analysis.seeds import fid_bootstrap_std
     from ssg_eval.metrics.stats import feature_statistics
 
-    if reference.mu is not None:
+    if reference.mu is not None:  # ADM's rule: the reference's stored statistics win
         mu_ref, sigma_ref = reference.mu, reference.sigma
     else:
         mu_ref, sigma_ref = feature_statistics(ref_feats["pool"])
-
-    def fid(features):
-        mu, sigma = feature_statistics(features)
-        return frechet_distance(mu, sigma, mu_ref, sigma_ref, method=cfg.metrics.fid_method)
-
-    _, std = bootstrap_metric(
-        fid, pool, seed=int(cfg.sampler.seed), num_resamples=int(cfg.metrics.bootstrap_resamples),
-        strata=labels,
+    return fid_bootstrap_std(
+        pool, labels, mu_ref, sigma_ref, seed=int(cfg.sampler.seed),
+        num_resamples=int(cfg.metrics.bootstrap_resamples), method=str(cfg.metrics.fid_method),
     )  # fmt: skip
-    return float(std)
+
+
+def _check_counts(cfg: Any, reference: Any) -> None:
+    from ssg_eval.metrics.compute import too_few_samples
+
+    metrics = [str(m) for m in cfg.metrics.metrics]
+    problem = too_few_samples(
+        metrics, int(cfg.sampler.num_samples), reference.num_images, int(cfg.metrics.pr_k)
+    )
+    if problem:
+        raise ConfigError(
+            f"metrics.metrics={metrics}: {problem} ({cfg.metrics.reference}); raise "
+            "sampler.num_samples, lower metrics.pr_k or drop those metrics"
+        )
 
 
 def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[str, Any]:
     """Provenance of the numbers: the features (sha256 and record) and the reference sha256.
 
     Raises:
-        FileNotFoundError: no features yet. IdentityMismatch / ValueError: features of another
-        config or N. ValueError: samples and reference differ in image size.
+        FileNotFoundError: no features yet. IdentityMismatch / IncompleteRunError: features of
+        another config or N. ConfigError: samples and reference differ in image size.
     """
     sample_shape = tuple(manifest.get("image_shape") or ())
     if sample_shape and sample_shape != tuple(reference.image_shape):
-        raise ValueError(
+        raise ConfigError(
             f"image size mismatch: the run's samples are {sample_shape[0]}x{sample_shape[1]}, "
             f"the reference {reference.path} holds {reference.image_shape[0]}x"
             f"{reference.image_shape[1]} images; use the reference for this model's resolution "
@@ -94,7 +99,7 @@ def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[s
     if meta.get("config_hash") != manifest["config_hash"] or meta.get("num_samples") != int(
         cfg.sampler.num_samples
     ):
-        raise ValueError(
+        raise IncompleteRunError(
             f"{features_path} was extracted from other samples (config {meta.get('config_hash')}, "
             f"N={meta.get('num_samples')}; the run is {manifest['config_hash']}, "
             f"N={cfg.sampler.num_samples}); rerun the features stage"
@@ -119,7 +124,8 @@ def run_metrics(cfg: Any) -> Path | None:
     Raises:
         FileNotFoundError: the reference file, the Inception weights or the run's features are
             missing (each message names the file and the fix).
-        IdentityMismatch / ValueError: features of another config, N or image size.
+        IdentityMismatch / IncompleteRunError: features of another config or N.
+        ConfigError: samples and reference differ in image size.
         FileExistsError: metrics from other inputs exist and `overwrite` is false.
         RunLockedError: another process holds the run.
     """
@@ -132,11 +138,12 @@ def run_metrics(cfg: Any) -> Path | None:
         )
         return None
     with stage_lock(cfg, "metrics"):
-        manifest = load_manifest(cfg, "metrics")  # provenance first: refusals cost nothing
+        manifest = load_run_manifest(cfg, "metrics")  # provenance first: refusals cost nothing
         clean_stale_temps(directory)  # we hold the run's lock: no other writer exists
         reference = load_checked_reference(cfg)
+        _check_counts(cfg, reference)
         inputs = _inputs(cfg, directory, manifest, reference)
-        protocol = {key: cfg.metrics[key] for key in PROTOCOL_KEYS}
+        protocol = {"extractor": EXTRACTOR, **{key: cfg.metrics[key] for key in PROTOCOL_KEYS}}
         protocol.update(fwd_protocol(cfg, reference.image_shape))  # {} unless fwd is requested
         out_path = directory / METRICS_JSON
         if out_path.is_file() and not cfg.overwrite:
@@ -180,7 +187,6 @@ def _compute(
 ) -> Path:
     from ssg_eval.lint.preflight import lint_run
     from ssg_eval.metrics.compute import compute_metrics
-    from ssg_eval.metrics.feature_metrics import check_metric_names
     from ssg_eval.metrics.inception_score import check_class_order
     from ssg_eval.metrics.keys import ALL_METRICS
     from ssg_eval.metrics.reference import reference_features
@@ -188,7 +194,6 @@ def _compute(
     from ssg_eval.stages.feature_metrics import feature_metrics_of_run
     from ssg_eval.utils.dist import resolve_device
 
-    check_metric_names(cfg.metrics.metrics)
     sample_feats, _ = load_npz_verified(
         directory / FEATURES_NPZ, inputs["features_sha256"],
         fix="rerun the features stage: it recomputes a damaged features.npz",
@@ -223,8 +228,8 @@ def _compute(
     extra = feature_metrics_of_run(cfg, directory, sample_feats, labels, reference, ref_feats)
     values.update(extra)  # kid, density, coverage, fd_inf, per_class (+ per_class.csv)
     if cfg.metrics.bootstrap_resamples > 0:
-        values[f"{FID}_bootstrap_std"] = fid_bootstrap_std(
-            sample_feats["pool"], labels, reference, ref_feats, cfg
+        values[f"{FID}_bootstrap_std"] = _fid_bootstrap_std(
+            cfg, sample_feats["pool"], labels, reference, ref_feats
         )
     payload = {
         "metrics": values,
@@ -266,7 +271,7 @@ class _LazyInception:
         return self._built()(images_BCHW)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="metrics")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-metrics` / `python -m ssg_eval.stages.metrics` with Hydra overrides."""
     cli_main("metrics", run_metrics, cfg)
@@ -274,7 +279,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-metrics`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("metrics", "metrics", _hydra_main)
+    hydra_entry("metrics", "config", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
+from ssg_eval.errors import UnreadableFileError
 from ssg_eval.runs.identity import identity_diff
 from ssg_eval.runs.io import read_json
 from ssg_eval.runs.layout import MANIFEST_JSON, run_dir
@@ -37,7 +38,7 @@ def sampling_done(cfg: Any) -> bool:
     """
     try:
         manifest = read_json(run_dir(cfg) / MANIFEST_JSON)
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, UnreadableFileError):
         return False
     wanted = identity_of(cfg, require_checkpoints=False)
     samples = manifest.get("samples") or {}
@@ -97,7 +98,7 @@ def run_cell(cfg: Any, overrides: list[str]) -> Path | None:
     return run_dir(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="pipeline")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-pipeline` / `python -m ssg_eval.stages.pipeline` (supports `-m` sweeps)."""
     from hydra.core.hydra_config import HydraConfig
@@ -108,7 +109,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-pipeline`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("pipeline", "pipeline", _hydra_main)
+    hydra_entry("pipeline", "config", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def missing_inputs(cfg: Any) -> list[str]:
                 " copy it there or set SSG_EVAL_INCEPTION)"
             )
     if not measured and "fd_dinov2" in cfg.metrics.metrics:
-        dinov2 = cfg.metrics.get("dinov2_weights")
+        dinov2 = cfg.metrics.dinov2_weights
         if not dinov2 or not Path(dinov2).is_file():
             missing.append(
                 f"metrics.dinov2_weights: {dinov2} (DINOv2's dinov2_vitl14_pretrain.pth for "

@@ -21,7 +21,7 @@ def _plain(node: Any) -> Any:
 
 def run_report(cfg: Any) -> dict[str, Path]:
     """Write the report selected by `report.*` under `paths.results` (nothing for `dry_run`)."""
-    from ssg_eval.report.render import render_report
+    from ssg_eval.report.render import render_tables
 
     report = cfg.report
     if cfg.dry_run:
@@ -31,7 +31,7 @@ def run_report(cfg: Any) -> dict[str, Path]:
             f"{report.run_prefix}); nothing was written"
         )
         return {}
-    written = render_report(
+    written = render_tables(
         results_dir(cfg),
         stem=report.output_stem,
         title=report.title,
@@ -44,7 +44,7 @@ def run_report(cfg: Any) -> dict[str, Path]:
         sweep_plot=report.sweep_plot,
     )
     if report.page:  # band deltas, paired grids and <stem>_report/index.html
-        from ssg_eval.stages.report_page import write_report_page
+        from ssg_eval.report.assets import write_report_page
 
         written.update(write_report_page(cfg))
     return written

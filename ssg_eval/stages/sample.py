@@ -64,9 +64,9 @@ def sample_stage(cfg: Any) -> Path | None:
             launched = int(cfg.launch.nproc_per_node) * int(cfg.launch.nnodes)
             print_sample_plan(cfg, world_size if world_size > 1 else launched)
         return None
+    from ssg_eval.errors import RunLockedError
     from ssg_eval.runs.claim import stage_lock
     from ssg_eval.runs.layout import run_dir
-    from ssg_eval.runs.lock import RunLockedError
     from ssg_eval.sampling.finalize import finalize_run
     from ssg_eval.sampling.plan import plan_from_config
     from ssg_eval.sampling.runner import run_rank
@@ -97,7 +97,7 @@ def sample_stage(cfg: Any) -> Path | None:
         dist.destroy()
 
 
-@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="sample")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     """`ssg-sample` / `python -m ssg_eval.stages.sample` with Hydra overrides (or torchrun)."""
     cli_main("sample", sample_stage, cfg)
@@ -105,7 +105,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """`ssg-sample`: the strict override checks, then the Hydra entry point."""
-    hydra_entry("sample", "sample", _hydra_main)
+    hydra_entry("sample", "config", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssg_eval.errors import ConfigError, NpzError
 from ssg_eval.features.frequency import packet_bands, packet_coefficients, psd_band_powers
 from ssg_eval.metrics.keys import FWD
 from ssg_eval.metrics.wavelet import (
@@ -28,7 +29,7 @@ from ssg_eval.metrics.wavelet import (
     sensitivity_matrices,
 )
 from ssg_eval.runs.io import atomic_write_json, atomic_write_npz, read_json
-from ssg_eval.runs.npz import NpzError, load_npz
+from ssg_eval.runs.npz import load_npz
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -64,7 +65,7 @@ def check_band_settings(cfg: Any, image_shape: tuple[int, ...]) -> None:
     """Fail before any work on settings that cannot apply to images of `image_shape`.
 
     Raises:
-        ValueError: naming the key and the fix.
+        ConfigError: naming the key and the fix.
     """
     import pywt
 
@@ -72,11 +73,11 @@ def check_band_settings(cfg: Any, image_shape: tuple[int, ...]) -> None:
 
     settings = band_settings(cfg)
     if settings["fwd_wavelet"] not in pywt.wavelist(kind="discrete"):
-        raise ValueError(f"metrics.fwd_wavelet={settings['fwd_wavelet']!r} is not a discrete "
+        raise ConfigError(f"metrics.fwd_wavelet={settings['fwd_wavelet']!r} is not a discrete "
                          "PyWavelets wavelet (e.g. haar, db2, sym5)")  # fmt: skip
     side = min(image_shape[:2])
     if not 1 <= settings["fwd_level"] or side % 2 ** settings["fwd_level"]:
-        raise ValueError(
+        raise ConfigError(
             f"metrics.fwd_level={settings['fwd_level']} must be >= 1 and 2**level "
             f"must divide the image side {side} (FWD uses level 4 at 256 px)"
         )
@@ -101,7 +102,7 @@ def _batches(images: np.ndarray, batch: int):
 
 def reference_statistics(cfg: Any, reference: Any, cache_dir: Path, device) -> dict[str, Any]:
     """Packet mean/covariance and mean band power of the reference images (cached by sha256)."""
-    from ssg_eval.analysis.images import iter_npz_images
+    from ssg_eval.features.extract import iter_npz_images
 
     settings = band_settings(cfg)
     cache = Path(cache_dir) / f"bands_ref-{reference.sha256[:16]}-{_tag(settings)}.npz"
@@ -111,7 +112,7 @@ def reference_statistics(cfg: Any, reference: Any, cache_dir: Path, device) -> d
         pass
     batch = int(cfg.metrics.feature_batch_size or 64)
     moments, power_sum, count = None, 0.0, 0
-    for images in iter_npz_images(Path(reference.path), batch=batch):
+    for images in iter_npz_images(Path(reference.path), batch):
         moments = _stream(cfg, [images], moments, device)
         power_sum = power_sum + psd_band_powers(images, settings["psd_band_edges"]).sum(0)
         count += len(images)

@@ -133,14 +133,14 @@ def compose_cells(
     for seed in seeds:
         for cell in suite.cells():
             cell_overrides = [*cell, *overrides, f"sampler.seed={seed}"]
-            cfg = compose(config_name="pipeline", overrides=cell_overrides)
+            cfg = compose(config_name="config", overrides=cell_overrides)
             if guidance == "tuned":
                 from ssg_eval.stages.tuned import tuned_cell_overrides
 
                 extra = tuned_cell_overrides(cfg)
                 if extra:
                     cell_overrides += extra
-                    cfg = compose(config_name="pipeline", overrides=cell_overrides)
+                    cfg = compose(config_name="config", overrides=cell_overrides)
             validate(cfg)
             cells.append((cfg, cell_overrides))
     check_run_names([cfg for cfg, _ in cells])

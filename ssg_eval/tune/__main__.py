@@ -1,6 +1,6 @@
 """`python -m ssg_eval.tune` (`make tune MODEL=...`): find SSG's beta by paired successive halving.
 
-`mode=halving` (default) runs the grid of `ssg_eval/conf/tune/<space>.yaml` through successive
+`mode=halving` (default) runs the grid of `conf/tune/<space>.yaml` through successive
 halving; `mode=trial` measures one (beta, temperature, schedule, reading) point and returns its
 objective, which is how hydra-optuna-sweeper drives it (`-m hydra/sweeper=optuna`). Sequencing
 only.
@@ -59,7 +59,18 @@ def _lock(directory: Path) -> FileLock:
     return lock
 
 
+def _check_stats(stats: Any) -> None:
+    for key in ("confidence", "power"):
+        if not 0 < float(stats[key]) < 1:
+            raise ConfigError(f"tune.stats.{key}={stats[key]} must be in (0, 1), e.g. 0.95 / 0.8")
+    if int(stats.bootstrap_resamples) < 0:
+        raise ConfigError(
+            f"tune.stats.bootstrap_resamples={stats.bootstrap_resamples} must be >= 0 (< 2: no CIs)"
+        )
+
+
 def _setup(cfg: Any, evaluator_cls: type) -> tuple[PipelineEvaluator, list, Path]:
+    _check_stats(cfg.stats)  # the statistics run last: refuse their settings before any sampling
     directory = tune_dir_of(cfg)
     evaluator = evaluator_cls(cfg, directory)
     # the baseline experiment as it stands (its own temperature), before any candidate override

@@ -98,7 +98,7 @@ class PipelineEvaluator:
         """
         if cand.key not in self._composed:
             with compose_context():
-                self._composed[cand.key] = compose(config_name="pipeline",
+                self._composed[cand.key] = compose(config_name="config",
                                                    overrides=self.overrides(cand, n))  # fmt: skip
         cfg = self._composed[cand.key].copy()
         cfg.sampler.num_samples = int(n)
@@ -137,7 +137,7 @@ class PipelineEvaluator:
             chunk = int(cfg.sampler.chunk_size)
             start = time.perf_counter()
             ensure_samples(cfg, self.overrides(cand, n))
-            processes = int(cfg.launch.nproc_per_node) * int(cfg.launch.get("nnodes", 1))
+            processes = int(cfg.launch.nproc_per_node) * int(cfg.launch.nnodes)
             device_s += (time.perf_counter() - start) * processes
             new_samples = n - (have // chunk) * chunk  # a partial last chunk is regenerated
         else:
@@ -172,13 +172,14 @@ class PipelineEvaluator:
     def metrics_of(self, cfg: Any, run: RunFeatures) -> dict[str, float]:
         """ADM metrics of a run's features (the metrics stage's `compute_metrics`)."""
         from ssg_eval.metrics.compute import compute_metrics
+        from ssg_eval.metrics.keys import ALL_METRICS
 
         reference, ref_feats = self.reference(cfg)
         m = cfg.metrics
         return compute_metrics(
             run.features, reference, ref_feats, split_size=int(m.is_split_size), k=int(m.pr_k),
             block_size=int(m.pr_block_size), distance_dtype=str(m.pr_distance_dtype),
-            fid_method=str(m.fid_method), metrics=list(m.metrics),
+            fid_method=str(m.fid_method), metrics=[k for k in m.metrics if k in ALL_METRICS],
         )  # fmt: skip
 
     def measure(self, cand: Candidate, n: int) -> Measurement:

@@ -15,14 +15,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ssg_eval.analysis.paired import (
-    fid_stat,
-    inception_score_stat,
-    manifold_stats,
-    paired_bootstrap,
-    project_mde,
-)
+from ssg_eval.analysis.paired import paired_bootstrap, project_mde
 from ssg_eval.metrics.keys import FID, IS, PRECISION, RECALL
+from ssg_eval.metrics.resampled import fid_stat, inception_score_stat, manifold_stats
 from ssg_eval.metrics.stats import feature_statistics
 from ssg_eval.runs.io import atomic_write_json, atomic_write_text
 from ssg_eval.tune.space import BASELINE, Candidate

@@ -182,11 +182,14 @@ def first_slurm_host(nodelist: str) -> str:
     """First host name of a Slurm node list (`gpu[012-015,020],cpu3` -> `gpu012`).
 
     Raises:
-        ValueError: the list is empty or not in Slurm's `prefix[ranges]` syntax.
+        ConfigError: the list is empty or not in Slurm's `prefix[ranges]` syntax.
     """
     match = re.match(r"\s*([^,\[\s]+)(?:\[([^\]]+)\])?", nodelist or "")
     if not match:
-        raise ValueError(f"SLURM_JOB_NODELIST={nodelist!r} is not a Slurm node list")
+        raise ConfigError(
+            f"SLURM_JOB_NODELIST={nodelist!r} is not a Slurm node list; run under Slurm or set "
+            "launch.rdzv_endpoint=HOST:PORT"
+        )
     prefix, ranges = match.groups()
     if ranges is None:
         return prefix

@@ -56,7 +56,7 @@ def test_tiny_512_cell_samples_on_its_own_schedule(tmp_path):
     cfg = compose_config(
         ["experiment=smoke_512", "model.var_ckpt=null", "model.vae_ckpt=null",
          f"paths.results={tmp_path}", "runtime.device=cpu", *FAST, SAMPLING_ONLY],
-        config_name="pipeline",
+        config_name="config",
     )  # fmt: skip
     sample_run(cfg)
     with np.load(tmp_path / "runs" / "tiny_512_cfg_s0" / "samples.npz") as data:
@@ -88,7 +88,7 @@ def test_tiny_autoguidance_cell_samples_with_its_guide(tmp_path):
     cell = [c for c in suite.cells() if c[1:3] == ["model=tiny_d3", "guidance=autoguidance_ssg"]]
     cfg = compose_config(
         [*cell[0], f"paths.results={tmp_path}", "runtime.device=cpu", *FAST, SAMPLING_ONLY],
-        config_name="pipeline",
+        config_name="config",
     )
     created = {p.name for p in make_checkpoints([cfg])}
     assert {"tiny_d1.pth", "tiny_d3.pth"} <= created  # the guide's checkpoint too

@@ -29,7 +29,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny(results, *overrides: str, config_name: str = "sample"):
+def tiny(results, *overrides: str, config_name: str = "config"):
     """The tiny model on CPU with results under `results`."""
     return compose_config([*TINY, f"paths.results={results}", *overrides], config_name)
 

@@ -25,12 +25,12 @@ STAGES = ("sample", "features", "metrics", "report", "pipeline")
 
 def test_experiment_typo_lists_the_experiments():
     with pytest.raises(ConfigError) as err:
-        check_composition("sample", ["experiment=table1/d16_cfg_sgg"])
+        check_composition("config", ["experiment=table1/d16_cfg_sgg"])
     message = str(err.value)
     assert "experiment=table1/d16_cfg_sgg does not exist" in message
     assert "'table1'" in message and "'smoke'" in message
-    check_composition("sample", ["experiment=table1", "model=var_d16"])
-    check_composition("sample", ["experiment=beta_sweep"])
+    check_composition("config", ["experiment=table1", "model=var_d16"])
+    check_composition("config", ["experiment=beta_sweep"])
 
 
 def test_experiment_typo_on_the_command_line_is_one_line_and_writes_nothing(tmp_path):
@@ -45,12 +45,27 @@ def test_experiment_typo_on_the_command_line_is_one_line_and_writes_nothing(tmp_
     assert not (tmp_path / "res").exists()
 
 
+def test_a_metric_typo_fails_at_composition_in_one_line_naming_the_metrics(tmp_path):
+    # metrics.metrics is typed with the MetricName enum: the typo stops before any model is built.
+    proc = subprocess.run(
+        [sys.executable, "-m", "ssg_eval.stages.pipeline", "experiment=smoke", "model=tiny",
+         f"paths.results={tmp_path / 'res'}", "metrics.metrics=[fid,fdd_dinov2]"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ssg-pipeline: error: "), proc.stderr
+    assert "'fdd_dinov2'" in lines[0] and "metrics.metrics[1]" in lines[0]
+    assert "expected one of [fid, sfid, is, precision, recall, fd_dinov2, fwd" in lines[0]
+    assert not (tmp_path / "res").exists()
+
+
 def test_the_root_names_no_model_and_samples_with_the_evaluation_recipe():
     with pytest.raises(ConfigError, match="You must specify 'model'"):
-        check_composition("sample", [])
-    cfg = compose_config(["model=var_d16"], config_name="sample")
+        check_composition("config", [])
+    cfg = compose_config(["model=var_d16"], config_name="config")
     assert cfg.sampler.num_samples == 50_000 and cfg.sampler.top_k == 900  # the real sampler
-    check_composition("sample", ["model=tiny"])
+    check_composition("config", ["model=tiny"])
 
 
 def test_sweeps_over_experiments_compose(tmp_path):

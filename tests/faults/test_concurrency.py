@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import ssg_eval.sampling.overlap as overlap
+from ssg_eval.errors import RunLockedError
 from ssg_eval.runs.layout import run_dir
-from ssg_eval.runs.lock import RunLockedError
 from ssg_eval.sampling.runner import sample_run
 from ssg_eval.stages.sample import sample_stage
 from tests.faults.conftest import contents, fork_child, in_child, tiny

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ssg_eval.cli import run_cli
-from ssg_eval.runs.io import UnreadableFileError
+from ssg_eval.errors import UnreadableFileError
 from ssg_eval.sampling.plan import plan_from_config
 from ssg_eval.sampling.runner import sample_run
 from ssg_eval.sampling.shards import export_samples_npz, shard_path
@@ -64,7 +64,7 @@ def test_truncated_json_names_the_file_and_overwrite_replaces_it(sampled, name, 
     path.write_text(path.read_text()[:40])
     stage = run_features if name == "manifest.json" else sample_run
     with pytest.raises(UnreadableFileError) as err:
-        stage(tiny(directory.parents[1], config_name="pipeline"))
+        stage(tiny(directory.parents[1], config_name="config"))
     assert str(path) in str(err.value) and "delete it" in str(err.value)
     sample_run(tiny(directory.parents[1], "overwrite=true"))
     assert contents(directory) == reference[0]
@@ -76,7 +76,7 @@ def test_image_size_mismatch_with_the_reference_is_refused(sampled, tmp_path):
     reference = tmp_path / "ref32.npz"
     np.savez(reference, arr_0=np.zeros((10, 32, 32, 3), np.uint8))
     cfg = tiny(tmp_path, f"metrics.reference={reference}", "metrics.reference_name=ref32.npz",
-               config_name="pipeline")  # fmt: skip
+               config_name="config")  # fmt: skip
     with pytest.raises(ValueError, match="image size mismatch: the run's samples are 48x48"):
         run_metrics(cfg)
     assert not (directory / "metrics.json").exists()

@@ -25,7 +25,7 @@ def test_growing_n_samples_and_extracts_only_new_chunks(tmp_path, monkeypatch, s
             ["model=tiny", "sampler=tiny", "runtime.device=cpu", "runtime.measure_latency=false",
              f"paths.results={results}", f"sampler.num_samples={n}", "sampler.chunk_size=10",
              *stand_in_inception],
-            config_name="pipeline",
+            config_name="config",
         )  # fmt: skip
 
     small = cfg(tmp_path / "grown", 10)

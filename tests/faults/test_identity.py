@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from ssg_eval.errors import ConfigError
-from ssg_eval.models.load import CheckpointError, build_var, build_vqvae, init_from_names
-from ssg_eval.runs.claim import IdentityMismatch
+from ssg_eval.errors import CheckpointError, ConfigError, IdentityMismatch
+from ssg_eval.models.load import build_var, build_vqvae, init_from_names
 from ssg_eval.runs.layout import run_dir
-from ssg_eval.sampling.runner import SimulatedCrash, run_rank, sample_run
+from ssg_eval.sampling.runner import run_rank, sample_run
 from ssg_eval.stages.features import run_features
 from ssg_eval.stages.metrics import run_metrics
 from tests.faults.conftest import contents, tiny
+from tests.shard_helpers import SimulatedCrash, crash_after_shards
 
 
 @pytest.fixture
@@ -42,8 +42,8 @@ def with_ckpts(results, folder, *overrides):
 
 
 def test_moved_checkpoint_resumes(tmp_path, checkpoints, reference):
-    with pytest.raises(SimulatedCrash):
-        run_rank(with_ckpts(tmp_path, checkpoints), 0, 1, fail_after_chunks=1)
+    with pytest.raises(SimulatedCrash), crash_after_shards(1):
+        run_rank(with_ckpts(tmp_path, checkpoints), 0, 1)
     moved = tmp_path / "ckpt_b"
     shutil.move(checkpoints, moved)
     cfg = with_ckpts(tmp_path, moved)
@@ -86,7 +86,7 @@ def ssg_run(tmp_path):
 @pytest.mark.parametrize("stage", [run_features, run_metrics])
 def test_features_and_metrics_refuse_another_beta_naming_the_key(ssg_run, stage):
     cfg = tiny(ssg_run, "guidance=ssg", "run_name=ssg", "guidance.ssg.beta=1.0",
-               config_name="pipeline")  # fmt: skip
+               config_name="config")  # fmt: skip
     with pytest.raises(IdentityMismatch) as err:
         stage(cfg)
     message = str(err.value)

@@ -121,7 +121,7 @@ def test_sigkill_during_features_then_resume_is_identical(tmp_path, stand_in_inc
     import ssg_eval.sampling.shard_features as shard_features
     import ssg_eval.stages.features as features
 
-    cfg = tiny(tmp_path, *stand_in_inception, config_name="pipeline")
+    cfg = tiny(tmp_path, *stand_in_inception, config_name="config")
     directory = sample_run(cfg)
     real = shard_features.write_npz_sha256
 
@@ -140,7 +140,7 @@ def test_sigkill_during_features_then_resume_is_identical(tmp_path, stand_in_inc
     assert len(list((directory / "features_cache").glob("*.npz"))) == 1
     features.run_features(cfg)
     resumed = (directory / "features.npz").read_bytes()
-    fresh = tiny(tmp_path / "fresh", *stand_in_inception, config_name="pipeline")
+    fresh = tiny(tmp_path / "fresh", *stand_in_inception, config_name="config")
     sample_run(fresh)
     features.run_features(fresh)
     assert resumed == (run_dir(fresh) / "features.npz").read_bytes()
@@ -154,7 +154,7 @@ def test_sigkill_between_a_shard_and_its_features_resumes_to_the_same_bytes(
     from ssg_eval.stages.features import run_features
 
     on = (*stand_in_inception, "metrics.features_while_sampling=true")
-    cfg = tiny(tmp_path, *on, config_name="pipeline")
+    cfg = tiny(tmp_path, *on, config_name="config")
     real = shard_features.write_npz_sha256
 
     def die_before_features_of_chunk_1(path, **arrays):
@@ -173,7 +173,7 @@ def test_sigkill_between_a_shard_and_its_features_resumes_to_the_same_bytes(
     assert not list((directory / "features_cache").glob("chunk_00001*"))
     sample_run(cfg)  # shard 1 verifies and is kept; chunk 2 is sampled with its features
     run_features(cfg)  # extracts shard 1's features from the shard
-    fresh = tiny(tmp_path / "fresh", *on, config_name="pipeline")
+    fresh = tiny(tmp_path / "fresh", *on, config_name="config")
     sample_run(fresh)
     run_features(fresh)
     assert contents(directory) == reference[0]

@@ -31,7 +31,7 @@ def _logging(monkeypatch):
 
 def test_damaged_features_npz_is_recomputed_not_skipped(tmp_path, with_reference, caplog,
                                                         monkeypatch):  # fmt: skip
-    cfg = tiny(tmp_path, *with_reference, config_name="pipeline")
+    cfg = tiny(tmp_path, *with_reference, config_name="config")
     directory = sample_run(cfg)
     run_features(cfg)
     good = (directory / "features.npz").read_bytes()
@@ -94,7 +94,7 @@ def test_pipeline_with_a_grown_or_shrunk_n_recomputes_features_and_metrics(
 ):
     def cell(n):
         return tiny(tmp_path, *with_reference, f"sampler.num_samples={n}",
-                    config_name="pipeline")  # fmt: skip
+                    config_name="config")  # fmt: skip
 
     for n in (10, 20, 10):
         directory = run_cell(cell(n), [])

@@ -33,7 +33,7 @@ def sizes(directory, pattern: str) -> dict[str, int]:
 @pytest.mark.parametrize("while_sampling", [True, False])
 def test_a_row_reads_its_samples_once_after_sampling(tmp_path, with_reference, while_sampling):
     cfg = tiny(tmp_path, *with_reference, f"metrics.features_while_sampling={while_sampling}",
-               config_name="pipeline")  # fmt: skip
+               config_name="config")  # fmt: skip
     directory = run_dir(cfg)
     counts = {}
     for stage, call in (("sample", sample_run), ("features", run_features),

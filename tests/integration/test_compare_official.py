@@ -27,7 +27,8 @@ import torch
 from ssg_eval.guidance.cfg import CfgRamp
 from ssg_eval.models.var import VAR
 from ssg_eval.models.vqvae import VQVAE
-from ssg_eval.sampling.loop import decode_images, latents_from_tokens, sample_scales
+from ssg_eval.sampling.decode import decode_images, latents_from_tokens
+from ssg_eval.sampling.loop import sample_scales
 
 
 def sample_with_top_k_top_p_(tokens_Bl, **kwargs):  # the hook the script records through

@@ -113,7 +113,7 @@ def test_features_on_two_gloo_ranks_equal_one_process_byte_for_byte(tmp_path, ti
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cfg = tiny_cfg(*overrides, f"paths.results={tmp_path / 'one'}", config_name="pipeline")
+        cfg = tiny_cfg(*overrides, f"paths.results={tmp_path / 'one'}", config_name="config")
         one = sample_run(cfg)
         shutil.copytree(tmp_path / "one", tmp_path / "two")
         run_features(cfg)

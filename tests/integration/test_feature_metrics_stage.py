@@ -36,7 +36,7 @@ def test_metrics_stage_writes_feature_metrics_and_lints_first(tiny_cfg, tmp_path
         f"metrics.inception_weights={weights}", f"metrics.reference={tmp_path / 'ref.npz'}",
         "metrics.reference_name=ref.npz", FEATURE_METRICS,
     ]  # fmt: skip
-    cfg = tiny_cfg(*overrides, config_name="pipeline")
+    cfg = tiny_cfg(*overrides, config_name="config")
     sample_run(cfg)
     run_features(cfg)
     run = tmp_path / "runs" / str(cfg.run_name)
@@ -71,7 +71,7 @@ def test_metrics_stage_writes_feature_metrics_and_lints_first(tiny_cfg, tmp_path
         raise AssertionError("Inception was built before the linter stopped the stage")
 
     monkeypatch.setattr(inception, "build_inception", no_inception)
-    again = tiny_cfg(*overrides, "overwrite=true", config_name="pipeline")
+    again = tiny_cfg(*overrides, "overwrite=true", config_name="config")
     with pytest.raises(SampleLintError, match="constant_images"):
         run_metrics(again)
     # a run without a recorded scan (an older run) is scanned from its samples.npz instead

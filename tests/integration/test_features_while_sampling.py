@@ -40,7 +40,7 @@ def cell(results, *overrides: str):
         [*TINY, f"paths.results={results}", f"metrics.inception_weights={random_weights_path()}",
          "metrics.feature_batch_size=3", "sampler.num_samples=10", "sampler.chunk_size=4",
          *overrides],
-        config_name="pipeline",
+        config_name="config",
     )  # fmt: skip
 
 
@@ -107,7 +107,7 @@ def test_features_while_sampling_equal_the_stage_on_the_d16_shape(tmp_path):
          "sampler.batch_size=2", f"paths.results={tmp_path}",
          f"metrics.inception_weights={random_weights_path()}", "metrics.feature_batch_size=1",
          "metrics.features_while_sampling=true"],
-        config_name="pipeline",
+        config_name="config",
     )  # fmt: skip
     directory = sample_run(cfg)
     made = files(directory / FEATURES_CACHE, "*.npz")

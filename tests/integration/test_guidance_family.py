@@ -6,6 +6,7 @@ Tiny model on CPU. The guide model's logits are checked against a standalone run
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -19,8 +20,9 @@ from ssg_eval.guidance.family import build_autoguidance, build_icg
 from ssg_eval.guidance.ssg import build_ssg
 from ssg_eval.models.load import build_guide, build_model
 from ssg_eval.sampling import generate as generate_module
+from ssg_eval.sampling.draw import make_generators
 from ssg_eval.sampling.generate import build_sampling_model, generate_chunk
-from ssg_eval.sampling.loop import make_generators, sample_scales
+from ssg_eval.sampling.loop import sample_scales
 from ssg_eval.sampling.plan import SamplePlan, plan_from_config
 from ssg_eval.sampling.runner import run_rank
 from tests.integration.test_distributed import _contents
@@ -105,10 +107,25 @@ def test_model_as_its_own_guide_is_an_identity(tiny):
                            _tokens(var, vae, [], labels))  # fmt: skip
 
 
+def test_the_main_model_object_as_guide_is_refused(tiny):
+    # One object would hold one KV cache for both: the guide's rows would be read back as the main
+    # model's context. A separate instance with the same weights (above) is the identity.
+    model_cfg, var, vae = tiny
+    auto = build_autoguidance(AutoguidanceConfig(scale=2.0, schedule="constant"), PATCH_NUMS)
+    with pytest.raises(ValueError, match="main model object or shares modules with it"):
+        _tokens(var, vae, [auto], [0, 3], guide=var)
+    twin = copy.deepcopy(var)
+    twin.blocks[0] = var.blocks[0]  # one shared attention block is enough to share the cache
+    with pytest.raises(ValueError, match="separate instance"):
+        _tokens(var, vae, [auto], [0, 3], guide=twin)
+    assert torch.equal(_tokens(var, vae, [auto], [0, 3], guide=copy.deepcopy(var)),
+                       _tokens(var, vae, [], [0, 3]))  # fmt: skip
+
+
 class GuideSpy:
     """Reads the guide branch and records it (a processor that changes nothing)."""
 
-    needs_uncond, branch_wise, branches = False, False, (GUIDE_MODEL,)
+    branch_wise, branches = False, (GUIDE_MODEL,)
 
     def __init__(self) -> None:
         self.seen: list[torch.Tensor] = []
@@ -207,7 +224,7 @@ def test_icg_shards_do_not_depend_on_world_size(tiny_cfg, tmp_path):
 
 # ------------------------------------------------------------------ the guide's checkpoint
 def test_guide_loads_strictly_and_names_its_own_keys(tiny, tiny_cfg, tmp_path):
-    from ssg_eval.models.load import CheckpointError
+    from ssg_eval.errors import CheckpointError
 
     model_cfg, var, _ = tiny
     torch.save(var.state_dict(), tmp_path / "guide.pth")

@@ -5,14 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ssg_eval.guidance.base import NULL_CLASS
 from ssg_eval.guidance.cfg import CfgRamp
 from ssg_eval.models.load import build_model
-from ssg_eval.sampling.loop import (
-    generate_batch,
-    make_generators,
-    official_labels,
-    sample_tokens,
-)
+from ssg_eval.sampling.draw import make_generators, official_labels, sample_tokens
+from ssg_eval.sampling.loop import generate_batch
 from tests.unit.test_models import load_model_config
 
 
@@ -43,7 +40,7 @@ def _generate(var, vae, labels, generators, processors, **kwargs):
 class Identity:
     """A processor that needs only the conditional branch."""
 
-    needs_uncond = False
+    branches = ()
     branch_wise = False
 
     def init_state(self, batch_size: int) -> None:
@@ -56,7 +53,7 @@ class Identity:
 class BranchShift:
     """Branch-wise: adds `delta` to whichever branch it gets; counts calls in its state."""
 
-    needs_uncond = True
+    branches = (NULL_CLASS,)
     branch_wise = True
 
     def __init__(self, delta: float) -> None:
@@ -75,7 +72,7 @@ class BranchShift:
 class CheckRunning:
     """Non-branch-wise: records what it is given."""
 
-    needs_uncond = False
+    branches = ()
     branch_wise = False
 
     def __init__(self) -> None:

@@ -87,7 +87,7 @@ def test_slurm_launcher_spans_launch_nnodes_with_one_task_per_node():
     cfg = compose_config(
         ["hydra/launcher=slurm", "launch.nnodes=3", "launch.nproc_per_node=8",
          "experiment=beta_sweep"],
-        config_name="pipeline", return_hydra_config=True,
+        config_name="config", return_hydra_config=True,
     )  # fmt: skip
     assert cfg.hydra.launcher.nodes == 3 and cfg.hydra.launcher.tasks_per_node == 1
     assert cfg.hydra.launcher.gpus_per_node == 8

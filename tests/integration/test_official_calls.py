@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from ssg_eval.guidance.cfg import CfgRamp
 from ssg_eval.models.load import build_model
-from ssg_eval.sampling.loop import generate_batch, make_generators
+from ssg_eval.sampling.draw import make_generators
+from ssg_eval.sampling.loop import generate_batch
 from ssg_eval.sampling.runner import sample_run
 from ssg_eval.sampling.shards import shard_path, to_uint8
 from tests.conftest import compose_config

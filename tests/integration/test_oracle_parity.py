@@ -23,7 +23,8 @@ from omegaconf import OmegaConf
 
 from ssg_eval.guidance.cfg import CfgRamp
 from ssg_eval.models.load import build_model
-from ssg_eval.sampling.loop import generate_batch, official_labels
+from ssg_eval.sampling.draw import official_labels
+from ssg_eval.sampling.loop import generate_batch
 from tests.unit.test_models import load_model_config
 
 REPO = Path(__file__).resolve().parents[2]

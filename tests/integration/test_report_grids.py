@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
+from ssg_eval.report.assets import write_grid
 from ssg_eval.runs.layout import run_dir
 from ssg_eval.sampling.finalize import finalize_run
 from ssg_eval.sampling.plan import plan_from_config
 from ssg_eval.sampling.runner import run_rank, sample_run
-from ssg_eval.stages.report_page import write_grid
 
 FAST = ("runtime.measure_latency=false", "runtime.num_threads=1")
 

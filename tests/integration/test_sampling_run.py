@@ -21,9 +21,10 @@ from ssg_eval.runs.layout import run_dir
 from ssg_eval.sampling.finalize import finalize_run
 from ssg_eval.sampling.identity import identity_of
 from ssg_eval.sampling.plan import plan_from_config
-from ssg_eval.sampling.runner import SimulatedCrash, run_rank, sample_run
+from ssg_eval.sampling.runner import run_rank, sample_run
 from ssg_eval.sampling.shards import shard_path
 from ssg_eval.stages.sample import sample_stage
+from tests.shard_helpers import SimulatedCrash, crash_after_shards
 
 _REAL_BUILD = model_load.build_model
 _MODELS: dict[str, tuple] = {}
@@ -140,8 +141,8 @@ def test_world_size_does_not_change_images(tiny_cfg, reference):
 
 def test_crash_then_resume_gives_identical_run(tiny_cfg, reference):
     cfg = tiny_cfg(*FAST)
-    with pytest.raises(SimulatedCrash):
-        run_rank(cfg, 0, 1, fail_after_chunks=1)
+    with pytest.raises(SimulatedCrash), crash_after_shards(1):
+        run_rank(cfg, 0, 1)
     directory = run_dir(cfg)
     assert len(contents(directory)) == 1 and not (directory / "manifest.json").exists()
     assert not list(directory.rglob("*.tmp"))
@@ -176,8 +177,8 @@ def test_deleted_or_corrupt_shard_is_regenerated(tiny_cfg, reference, monkeypatc
 
 def test_other_config_in_same_run_dir_is_refused(tiny_cfg, reference):
     cfg = tiny_cfg(*FAST, "run_name=shared")
-    with pytest.raises(SimulatedCrash):
-        run_rank(cfg, 0, 1, fail_after_chunks=1)  # identity is claimed before the manifest
+    with pytest.raises(SimulatedCrash), crash_after_shards(1):
+        run_rank(cfg, 0, 1)  # identity is claimed before the manifest
     other = tiny_cfg(*FAST, "run_name=shared", "guidance.cfg_ramp.scale=3.0")
     with pytest.raises(ConfigError) as err:
         sample_run(other)
@@ -208,8 +209,8 @@ def test_official_rng_is_independent_of_world_and_batch_size(tiny_cfg, reference
 
 def test_dry_run_prints_plan_without_loading_weights(tiny_cfg, monkeypatch, capsys):
     cfg = tiny_cfg(*FAST, "run_name=dry")
-    with pytest.raises(SimulatedCrash):
-        run_rank(cfg, 0, 1, fail_after_chunks=1)
+    with pytest.raises(SimulatedCrash), crash_after_shards(1):
+        run_rank(cfg, 0, 1)
     monkeypatch.setattr(model_load, "build_model", no_build)
     assert sample_stage(tiny_cfg("dry_run=true", "run_name=dry", "launch.nproc_per_node=2")) is None
     out = capsys.readouterr().out

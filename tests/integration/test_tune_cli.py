@@ -49,9 +49,9 @@ def test_tune_cli_halving_then_optuna_then_table1_cell(tmp_path):
     # the winner feeds Table 1 through Hydra's search path
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cell = ["experiment=smoke", "model=tiny_d1", "guidance=cfg_ssg"]
-        ssg = compose(config_name="pipeline", overrides=cell)
+        ssg = compose(config_name="config", overrides=cell)
         extra = tuned_cell_overrides(ssg, tmp_path / "local")
         if state["winner"] != "baseline":
-            tuned = compose(config_name="pipeline",
+            tuned = compose(config_name="config",
                             overrides=[*cell, *extra])  # fmt: skip
             assert tuned.guidance.ssg.beta == 2.0 and tuned.run_name.endswith("_tuned")

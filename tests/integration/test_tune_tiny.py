@@ -81,7 +81,7 @@ def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("tune_assets")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
-            config_name="pipeline",
+            config_name="config",
             overrides=[
                 "experiment=smoke",
                 "model=tiny_d1",
@@ -200,10 +200,10 @@ def test_beta_zero_reproduces_the_baseline_bit_identically(assets):
     common = ["experiment=smoke", "model=tiny_d1", f"paths.results={assets}", "runtime.device=cpu",
               "sampler.num_samples=20", "sampler.chunk_size=20"]  # fmt: skip
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        base = compose(config_name="pipeline", overrides=common)
-        zero = compose(config_name="pipeline",
+        base = compose(config_name="config", overrides=common)
+        zero = compose(config_name="config",
                        overrides=[*common, "guidance=cfg_ssg", "guidance.ssg.beta=0"])  # fmt: skip
-        on = compose(config_name="pipeline",
+        on = compose(config_name="config",
                      overrides=[*common, "guidance=cfg_ssg", "guidance.ssg.beta=2"])  # fmt: skip
     device = torch.device("cpu")
     images = [generate_chunk(build_sampling_model(c, device), c, plan_from_config(c), 0, device)

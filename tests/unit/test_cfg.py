@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from ssg_eval.config import CfgRampConfig
 from ssg_eval.errors import ConfigError
-from ssg_eval.guidance.base import StepContext
+from ssg_eval.guidance.base import NULL_CLASS, StepContext
 from ssg_eval.guidance.cfg import CfgRamp, build_cfg_ramp
 
 PATCH_NUMS_256 = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
@@ -84,7 +84,7 @@ def test_missing_uncond_raises_clearly() -> None:
 
 def test_flags_and_dictconfig_builder() -> None:
     proc = build_cfg_ramp(OmegaConf.structured(CfgRampConfig(scale=1.5)), PATCH_NUMS_256)
-    assert proc.needs_uncond and not proc.branch_wise and proc.num_scales == 10
+    assert proc.branches == (NULL_CLASS,) and not proc.branch_wise and proc.num_scales == 10
     assert proc.init_state(4) is None
 
 

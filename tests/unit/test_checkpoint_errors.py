@@ -8,14 +8,9 @@ import os
 import pytest
 import torch
 
-from ssg_eval.models.load import (
-    CheckpointError,
-    build_model,
-    build_var,
-    build_vqvae,
-    init_from_names,
-    load_checkpoint,
-)
+from ssg_eval.errors import CheckpointError
+from ssg_eval.models.checkpoint import load_checkpoint
+from ssg_eval.models.load import build_model, build_var, build_vqvae, init_from_names
 from tests.unit.test_models import load_model_config
 
 

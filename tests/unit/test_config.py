@@ -16,12 +16,12 @@ EXPERIMENTS = sorted(
     str(p.relative_to(CONF_DIR / "experiment").with_suffix(""))
     for p in (CONF_DIR / "experiment").rglob("*.yaml")
 )
-STAGES = ["sample", "features", "metrics", "report", "pipeline"]
+STAGES = ["config", "report"]  # the roots: sample, features, metrics, pipeline compose config
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_validates(experiment):
-    cfg = compose_config([f"experiment={experiment}"], config_name="pipeline")
+    cfg = compose_config([f"experiment={experiment}"], config_name="config")
     validate(cfg)
     assert "${" not in str(cfg.run_name)  # resolvable, deterministic run dir name
     assert cfg.run_name and cfg.experiment_name
@@ -137,8 +137,8 @@ def test_num_samples_error_suggests_fix():
 
 def test_table1_cells_share_sampling_plan():
     """Paired comparison: with and without SSG differ only in the guidance group."""
-    base = compose_config(["experiment=table1", "guidance=cfg"], config_name="pipeline")
-    ssg = compose_config(["experiment=table1", "guidance=cfg_ssg"], config_name="pipeline")
+    base = compose_config(["experiment=table1", "guidance=cfg"], config_name="config")
+    ssg = compose_config(["experiment=table1", "guidance=cfg_ssg"], config_name="config")
     assert base.sampler == ssg.sampler and base.model == ssg.model
     assert base.guidance.cfg_ramp == ssg.guidance.cfg_ramp
     assert list(base.guidance.order) == ["cfg_ramp"]
@@ -149,12 +149,12 @@ def test_table1_cells_share_sampling_plan():
 def test_unknown_experiment_is_an_error_not_the_default():
     """A removed or mistyped experiment must never silently run the default (tiny) config."""
     with pytest.raises(MissingConfigException, match="experiment/table1/d16_cfg"):
-        compose_config(["experiment=table1/d16_cfg"], config_name="pipeline")
+        compose_config(["experiment=table1/d16_cfg"], config_name="config")
 
 
 def test_run_name_has_no_timestamp_and_follows_overrides():
-    a = compose_config(["experiment=beta_sweep", "guidance.ssg.beta=0.25"], config_name="pipeline")
-    b = compose_config(["experiment=beta_sweep", "guidance.ssg.beta=0.5"], config_name="pipeline")
+    a = compose_config(["experiment=beta_sweep", "guidance.ssg.beta=0.25"], config_name="config")
+    b = compose_config(["experiment=beta_sweep", "guidance.ssg.beta=0.5"], config_name="config")
     assert a.run_name != b.run_name and "0.25" in a.run_name
 
 
@@ -175,7 +175,7 @@ def test_slurm_launcher_config_composes():
     """The submitit Slurm launcher example composes with a sweep (no cluster needed)."""
     cfg = compose_config(
         ["hydra/launcher=slurm", "launch.nproc_per_node=8", "experiment=beta_sweep"],
-        config_name="pipeline",
+        config_name="config",
         return_hydra_config=True,
     )
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")

@@ -173,7 +173,7 @@ def test_stages_write_fd_dinov2_beside_fid(tiny_cfg, tmp_path, monkeypatch):
         f"metrics.reference={tmp_path / 'ref.npz'}", "metrics.reference_name=ref.npz",
         f"metrics.inception_weights={weights}", f"metrics.dinov2_weights={path}",
         f"metrics.dinov2_arch={ARCH}", "metrics.metrics=[fid,fd_dinov2]",
-        config_name="pipeline",
+        config_name="config",
     )  # fmt: skip
     sample_run(cfg)
     run_features(cfg)

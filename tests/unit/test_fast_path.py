@@ -12,7 +12,8 @@ import torch
 
 from ssg_eval.guidance import build_processors
 from ssg_eval.models.load import build_model
-from ssg_eval.sampling.loop import generate_batch, make_generators
+from ssg_eval.sampling.draw import make_generators
+from ssg_eval.sampling.loop import generate_batch
 
 BATCH = 8
 

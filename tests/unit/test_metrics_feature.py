@@ -9,10 +9,10 @@ import scipy.linalg
 import torch
 from torch_fidelity.metric_kid import kid_features_to_metric
 
+from ssg_eval.config import METRIC_NAMES
 from ssg_eval.metrics.density_coverage import density_coverage
 from ssg_eval.metrics.fd_inf import fd_infinity, jackknife_std, linear_fit_intercept
-from ssg_eval.metrics.feature_metrics import check_metric_names, feature_metrics
-from ssg_eval.metrics.keys import METRIC_NAMES
+from ssg_eval.metrics.feature_metrics import feature_metrics
 from ssg_eval.metrics.kid import kid
 from ssg_eval.metrics.per_class import (
     frechet_distance_lowrank,
@@ -21,6 +21,7 @@ from ssg_eval.metrics.per_class import (
     per_class_table,
 )
 from ssg_eval.metrics.precision_recall import precision_membership, precision_recall
+from tests.conftest import compose_config
 
 TF_KID = dict(  # torch-fidelity's own defaults for KID, written out
     kid_subsets=10, kid_subset_size=200, kid_kernel="poly", kid_kernel_poly_degree=3,
@@ -183,8 +184,10 @@ def test_per_class_delta_flags_classes_against_the_mean():
 
 def test_feature_metrics_names_and_values():
     assert set(METRIC_NAMES) >= {"kid", "density", "coverage", "fd_inf", "per_class", "fid"}
-    with pytest.raises(ValueError, match="valid names"):
-        check_metric_names(["fid", "fdi"])
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="fdi"):
+        compose_config(["metrics.metrics=[fid,fdi]"])  # a typo fails at composition
     real, fake = relu_features(8, 300, 32), relu_features(9, 200, 32, 0.2)
 
     class Reference:

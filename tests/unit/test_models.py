@@ -20,7 +20,8 @@ from ssg_eval.models.load import (
 from ssg_eval.models.quant import phi_index_table
 from ssg_eval.models.var import VAR
 from ssg_eval.models.vqvae import VQVAE
-from ssg_eval.sampling.loop import generate_batch, make_generators
+from ssg_eval.sampling.draw import make_generators
+from ssg_eval.sampling.loop import generate_batch
 from ssg_eval.utils.hashing import sha256_file
 
 PATCH_256 = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]

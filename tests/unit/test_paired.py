@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from ssg_eval.analysis.paired import (
-    fid_stat,
-    inception_score_stat,
-    manifold_stats,
-    minimum_detectable_delta,
-    paired_bootstrap,
-    project_mde,
-)
+from ssg_eval.analysis.paired import minimum_detectable_delta, paired_bootstrap, project_mde
 from ssg_eval.metrics.precision_recall import precision_recall
+from ssg_eval.metrics.resampled import fid_stat, inception_score_stat, manifold_stats
 
 
 def numpy_fid(x: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray) -> float:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssg_eval.analysis.paired import inception_score_stat, paired_bootstrap
+from ssg_eval.analysis.paired import paired_bootstrap
+from ssg_eval.metrics.resampled import inception_score_stat
 
 WIDTH = 30
 

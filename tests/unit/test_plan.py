@@ -130,8 +130,8 @@ def test_out_of_range_queries_raise():
 
 
 def test_plan_is_frozen_and_shared_by_paired_runs():
-    base = plan_from_config(compose_config(["experiment=table1", "guidance=cfg"], "pipeline"))
-    ssg = plan_from_config(compose_config(["experiment=table1", "guidance=cfg_ssg"], "pipeline"))
+    base = plan_from_config(compose_config(["experiment=table1", "guidance=cfg"], "config"))
+    ssg = plan_from_config(compose_config(["experiment=table1", "guidance=cfg_ssg"], "config"))
     assert base == ssg
     with pytest.raises(AttributeError):
         base.seed = 1  # type: ignore[misc]

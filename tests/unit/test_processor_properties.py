@@ -1,8 +1,8 @@
 """Contract tests run over every processor registered in `ssg_eval.registry.PROCESSORS`.
 
 Each property of the processor contract in docs/CONTRIBUTING.md (inputs untouched, shape/dtype
-kept, neutral = identity, needs_uncond, no RNG, frozen attributes, per-batch state) is checked for
-several configs of every processor;
+kept, neutral = identity, declared branches, no RNG, frozen attributes, per-batch state) is
+checked for several configs of every processor;
 `build_processors` is checked on the conf/guidance files.
 """
 
@@ -201,17 +201,16 @@ def _run_shifted(proc: LogitProcessor, steps: list[tuple], branch: str) -> list[
 
 
 @pytest.mark.parametrize(("name", "cfg", "neutral"), PARAMS)
-def test_needs_uncond_and_branches_honoured(name, cfg, neutral) -> None:
+def test_branches_honoured(name, cfg, neutral) -> None:
     # The sampler runs (and pays for) exactly the declared branches: a processor must read every
     # branch it declares (unless neutral) and none that it does not.
     proc = _build(name, cfg)
     assert isinstance(proc, LogitProcessor)
-    assert isinstance(proc.needs_uncond, bool) and isinstance(proc.branch_wise, bool)
+    assert isinstance(proc.branch_wise, bool)
     assert set(proc.branches) <= set(BRANCHES)
-    assert proc.needs_uncond == (NULL_CLASS in proc.branches)
     steps = _steps(2, 2)
     plain = _run(proc, steps)
-    if not proc.needs_uncond:
+    if NULL_CLASS not in proc.branches:
         without = _run(proc, steps, with_uncond=False)
         assert all(map(torch.equal, plain, without))
     for branch in BRANCHES:

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from ssg_eval.report.render import render_report
+from ssg_eval.report.render import render_tables
 from ssg_eval.report.table import RUN_COLUMNS, collect_runs, summary_table
 
 PAPER = {
@@ -80,7 +80,7 @@ def test_render_writes_csv_md_and_sweep(tmp_path):
     for beta, fid in [(0.0, 3.5), (0.5, 3.3), (1.0, 3.4)]:
         guidance = "cfg_ssg"
         write_run(tmp_path, f"b{beta}", guidance=guidance, fid=fid, beta=beta)
-    out = render_report(tmp_path, stem="t", title="T", paper=PAPER, sweep_plot=True)
+    out = render_tables(tmp_path, stem="t", title="T", paper=PAPER, sweep_plot=True)
     assert {"csv", "md", "runs_csv", "sweep_csv", "sweep_md", "sweep_png"} <= set(out)
     md = out["md"].read_text()
     assert "quoted, not re-measured: test source" in md
@@ -92,7 +92,7 @@ def test_render_writes_csv_md_and_sweep(tmp_path):
 
 def test_render_without_runs_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no finished runs"):
-        render_report(tmp_path, stem="t", title="T")
+        render_tables(tmp_path, stem="t", title="T")
 
 
 def test_explicit_missing_run_is_named(tmp_path):
@@ -133,7 +133,7 @@ def test_quoted_cells_carry_their_source_and_mixed_sources_give_no_paper_delta(t
     }  # fmt: skip
     for guidance in ("none", "cfg", "cfg_ssg"):
         write_run(tmp_path, guidance, guidance=guidance)
-    out = render_report(tmp_path, stem="t", title="T", paper=paper, baseline="cfg")
+    out = render_tables(tmp_path, stem="t", title="T", paper=paper, baseline="cfg")
     table = pd.read_csv(out["csv"]).set_index("guidance")
     assert table.loc["none", "paper_source"] == "other"
     assert table.loc["cfg_ssg", "paper_source"] == "default"
@@ -154,12 +154,12 @@ def test_unknown_quoted_source_is_a_clear_error(tmp_path):
 def test_fd_dinov2_is_a_column_only_when_measured(tmp_path):
     for guidance, fd in (("cfg", 50.0), ("cfg_ssg", 47.5)):
         write_run(tmp_path, guidance, guidance=guidance, extra={"fd_dinov2": fd})
-    out = render_report(tmp_path, stem="t", title="T", paper=PAPER)
+    out = render_tables(tmp_path, stem="t", title="T", paper=PAPER)
     table = pd.read_csv(out["csv"]).set_index("guidance")
     assert table.loc["cfg_ssg", "delta_fd_dinov2"] == pytest.approx(-2.5)
     assert "FD-DINOv2" in out["md"].read_text()
     plain = tmp_path / "plain"
     write_run(plain, "a")
-    out = render_report(plain, stem="t", title="T", paper=PAPER)
+    out = render_tables(plain, stem="t", title="T", paper=PAPER)
     assert "FD-DINOv2" not in out["md"].read_text()
     assert "fd_dinov2" not in pd.read_csv(out["csv"]).columns

@@ -8,12 +8,9 @@ import numpy as np
 import pytest
 
 from ssg_eval.analysis.cli import OUTPUT_NAMES, main, run_spectral_analysis
-from ssg_eval.analysis.images import (
-    iter_npz_images,
-    iter_png_images,
-    npz_array_header,
-    reference_image_shape,
-)
+from ssg_eval.analysis.images import iter_png_images, reference_image_shape
+from ssg_eval.features.extract import iter_npz_images
+from ssg_eval.runs.npz import npz_array_header
 
 
 def _images(num, side, seed=0):

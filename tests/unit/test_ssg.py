@@ -203,7 +203,7 @@ def test_state_is_private_copy() -> None:
 def test_branch_wise_follows_placement() -> None:
     assert not _ssg(placement="after_cfg").branch_wise
     assert _ssg(placement="per_branch").branch_wise
-    assert not _ssg(placement="per_branch").needs_uncond
+    assert _ssg(placement="per_branch").branches == ()
 
 
 def test_build_from_dictconfig() -> None:

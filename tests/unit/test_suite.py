@@ -35,7 +35,7 @@ def test_smoke_suite_keeps_its_run_names():
     names = []
     for seed in suite.seeds:
         for cell in suite.cells():
-            cfg = compose_config([*cell, f"sampler.seed={seed}"], config_name="pipeline")
+            cfg = compose_config([*cell, f"sampler.seed={seed}"], config_name="config")
             names.append(str(cfg.run_name))
     guidance = ("cfg", "cfg_ssg")
     expected = [f"tiny_d{d}_{g}_s{s}" for s in (0, 1) for d in (1, 2, 3) for g in guidance]
@@ -50,7 +50,7 @@ def test_table1_suite_is_four_models_by_two_guidance_on_one_experiment():
     assert len(cells) == 8 and all(c[0] == "experiment=table1" for c in cells)
 
 
-def _compose_all(overrides_list: list[list[str]], config_name: str = "pipeline") -> list:
+def _compose_all(overrides_list: list[list[str]], config_name: str = "config") -> list:
     """Compose many override lists inside one Hydra initialisation (cheaper than one each)."""
     from hydra import compose, initialize_config_dir
 
@@ -99,7 +99,7 @@ def test_suite_overrides_follow_the_cell_and_keep_interpolations(tmp_path):
     _write_suite(conf, "ov", overrides=["model.var_ckpt=${paths.results}/x.pth"])
     cell = load_suite("ov", conf).cells()[0]
     assert cell[3] == "model.var_ckpt=${paths.results}/x.pth"
-    cfg = compose_config([*cell, "paths.results=/r"], config_name="pipeline")
+    cfg = compose_config([*cell, "paths.results=/r"], config_name="config")
     assert cfg.model.var_ckpt == "/r/x.pth"
 
 
@@ -145,7 +145,7 @@ def _write_suite(conf: Path, name: str, **change) -> None:
 
 
 def test_512_table_uses_the_512_model_and_reference():
-    cfg = compose_config(["experiment=table512", "guidance=cfg_ssg"], config_name="pipeline")
+    cfg = compose_config(["experiment=table512", "guidance=cfg_ssg"], config_name="config")
     assert cfg.model.name == "var_d36" and cfg.model.shared_aln
     assert list(cfg.model.patch_nums) == [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
     assert cfg.metrics.reference_name == "VIRTUAL_imagenet512.npz"

@@ -1,8 +1,9 @@
-"""The report page of a table: paired band deltas, paired sample grids, `<stem>_report/index.html`.
+"""The report page's assets from finished runs: band deltas, paired grids, figures, the page file.
 
 Reads finished runs (manifests, shards, `bands.npz`) and the report's own outputs, re-generates
-the few grid samples of SSG cells for their token maps, and writes every file atomically; the math
-and drawing live in `analysis.bands`, `analysis.tokens`, `report.grids` and `report.page`.
+the few grid samples of SSG cells for their token maps, and writes `<stem>_report/` atomically; it
+must not compute statistics or draw (that is `analysis.bands`, `analysis.tokens`, `report.grids`
+and `report.page`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ssg_eval.errors import UserError
 from ssg_eval.report.page import Figure, band_page_table, render_page, table1_page_table
 from ssg_eval.runs.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from ssg_eval.runs.layout import results_dir
@@ -129,7 +131,7 @@ def _token_maps(base_cfg, guided_cfg, indices, base_images, guided_images):
 
     try:
         tokens = paired_tokens(base_cfg, guided_cfg, indices)
-    except (FileNotFoundError, ValueError) as error:  # no checkpoint here, or rng=official
+    except (FileNotFoundError, UserError) as error:  # no checkpoint here, or rng=official
         log.warning("paired grid without token maps: %s", error)
         return None, f" Token maps left out: {error}."
     same = np.array_equal(tokens.baseline_images, base_images) and np.array_equal(
