@@ -40,7 +40,7 @@ STAGES = ("check", "sample", "features", "metrics", "report")
 IMAGE_KINDS = ("shards", "samples.npz")  # files holding the images: "reads of the samples"
 
 
-def compose_row(args: argparse.Namespace, work: Path, name: str, config: str = "pipeline") -> Any:
+def compose_row(args: argparse.Namespace, work: Path, name: str, config: str = "config") -> Any:
     """The cell's config: the model with random weights on CPU, one run per `name`."""
     overrides = [
         f"model={args.model}", f"guidance={args.guidance}",
