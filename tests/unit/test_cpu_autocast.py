@@ -47,7 +47,8 @@ def test_sampler_float16_autocast_runs_on_cpu_and_stays_close(tiny_models):
 def test_sampler_keeps_guided_logits_and_latents_float32_under_autocast(tiny_models, dtype):
     # Autocast covers the transformer passes only: the processors, truncation and f̂ see float32.
     from ssg_eval.guidance import build_processors
-    from ssg_eval.sampling.loop import generate_batch, make_generators
+    from ssg_eval.sampling.draw import make_generators
+    from ssg_eval.sampling.loop import generate_batch
 
     cfg, var, vae = tiny_models
     seen: list[tuple] = []
