@@ -12,10 +12,10 @@ from dataclasses import fields, is_dataclass
 from enum import StrEnum
 from typing import Any
 
+from ssg_eval import registry
 from ssg_eval.config import Config, SamplerRng, parse_choice
 from ssg_eval.errors import ConfigError
 from ssg_eval.guidance import check_guidance
-from ssg_eval.registry import METRICS
 
 __all__ = ["validate"]
 
@@ -86,11 +86,11 @@ def validate(cfg: Any) -> None:
 
 
 def _validate_metrics(metrics: Any) -> None:
-    planned = [str(m) for m in metrics.metrics if str(m) not in METRICS]
+    planned = [str(m) for m in metrics.metrics if str(m) not in registry.METRICS]
     if planned:
         raise ConfigError(
             f"metrics.metrics={[str(m) for m in metrics.metrics]} names {planned}, which no code "
-            f"computes yet (planned); computed metrics: {list(METRICS)}"
+            f"computes yet (planned); computed metrics: {list(registry.METRICS)}"
         )
     feature_batch = 1 if metrics.feature_batch_size is None else metrics.feature_batch_size
     if min(metrics.pr_k, metrics.pr_block_size, metrics.is_split_size, feature_batch) < 1:

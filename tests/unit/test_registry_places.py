@@ -94,8 +94,10 @@ def test_metric_names_are_one_enum_and_the_registry_names_a_subset():
         assert callable(lookup(METRICS, name, "metrics.metrics")), target
 
 
-@pytest.mark.parametrize("planned", sorted(set(METRIC_NAMES) - set(METRICS)))
-def test_a_planned_metric_fails_validation_in_one_line(planned):
+@pytest.mark.parametrize("planned", ["kid", "fwd"])
+def test_a_planned_metric_fails_validation_in_one_line(planned, monkeypatch):
+    # a name in MetricName without a METRICS line (planned, not built yet) is refused up front
+    monkeypatch.setattr(registry, "METRICS", {k: v for k, v in METRICS.items() if k != planned})
     cfg = compose_config([f"metrics.metrics=[fid,{planned}]"])
     with pytest.raises(ConfigError, match=f"names \\['{planned}'\\].*computed metrics") as err:
         validate(cfg)
