@@ -28,6 +28,15 @@ DEFAULT_RESULTS = "results/smoke"
 REFERENCE_IMAGES = 40
 REFERENCE_SEED = 1_000_003
 LOGIT_STD = 4.0  # spread of the calibrated random classifier's logits (IS > 1, finite)
+# Real reference images are never a draw from the model under test: the two distributions only
+# overlap. The smoke reference stands for that: its held-out baseline samples are brightened by
+# this many grey levels, so precision and recall measure a partial overlap and lie inside (0, 1)
+# on every row (with the bare held-out draw most of them are exactly 1 at N = 20).
+REFERENCE_SHIFT = 8
+# The name-derived init gives every weight std 0.02, which leaves the class almost without effect
+# on the tiny models' logits (CFG on tiny_d1 then changes no token). The smoke checkpoints scale
+# the class embedding to std 0.5 (the codebook's), so every guidance changes the samples.
+CLASS_EMB_SCALE = 25.0
 
 
 def synthetic_images(
@@ -62,7 +71,7 @@ def held_out_baseline_images(cfg, num: int = REFERENCE_IMAGES, seed: int = REFER
     """Samples of the baseline cell `cfg` at another sampling seed (uint8 NHWC, index order).
 
     The seed differs from every evaluated seed, so these per-sample seeds never occur in a smoke
-    run: the reference is a held-out draw from the baseline's own distribution.
+    run: a held-out draw from the baseline's own distribution (`shifted` moves it off that).
     """
     from omegaconf import open_dict
 
@@ -77,6 +86,11 @@ def held_out_baseline_images(cfg, num: int = REFERENCE_IMAGES, seed: int = REFER
     model = build_sampling_model(cfg, device)
     plan = SamplePlan(num, int(cfg.model.num_classes), num, seed)
     return generate_chunk(model, cfg, plan, 0, device)
+
+
+def shifted(images: np.ndarray, levels: int = REFERENCE_SHIFT) -> np.ndarray:
+    """`images` (uint8) brightened by `levels` grey levels, clipped to [0, 255]."""
+    return np.clip(images.astype(np.int16) + levels, 0, 255).astype(np.uint8)
 
 
 def calibrate_classifier(state: dict, pool: np.ndarray, logit_std: float = LOGIT_STD) -> dict:
@@ -106,12 +120,12 @@ def calibrate_classifier(state: dict, pool: np.ndarray, logit_std: float = LOGIT
 
 
 def make_inception_and_reference(baseline_cfg, weights: Path, reference: Path) -> None:
-    """Random Inception calibrated on, and a reference batch made of, held-out baseline samples."""
+    """Random Inception calibrated on, and a reference batch made of, shifted held-out samples."""
     from ssg_eval.features.extract import extract_features
     from ssg_eval.features.inception import build_inception, make_random_inception_weights
     from ssg_eval.metrics.stats import feature_statistics
 
-    images = held_out_baseline_images(baseline_cfg)
+    images = shifted(held_out_baseline_images(baseline_cfg))
     raw = weights.with_name(weights.name + ".raw")
     make_random_inception_weights(raw, seed=0)
     try:
@@ -166,6 +180,8 @@ def make_checkpoints(cell_cfgs: Sequence) -> list[Path]:
             if not var_path.is_file():
                 var = build_var(model)
                 init_from_names(var, seed_prefix=model.init_seed + model.depth)
+                with torch.no_grad():
+                    var.class_emb.weight.mul_(CLASS_EMB_SCALE)
                 _save_state_dict(var, var_path)
                 created.append(var_path)
         vae_path = Path(cfg.model.vae_ckpt)
@@ -181,8 +197,10 @@ def make_assets(cell_cfgs: Sequence) -> list[Path]:
     """Write every missing asset the smoke cells reference (checkpoints, Inception, reference).
 
     The reference batch holds held-out samples of the first baseline cell (guidance `cfg`,
-    sampling seed `REFERENCE_SEED`), and the random Inception's classifier is calibrated on them
-    (`calibrate_classifier`), so FID, IS, precision and recall respond to the samples.
+    sampling seed `REFERENCE_SEED`) brightened by `REFERENCE_SHIFT` grey levels (a reference that
+    only overlaps the model's distribution, as real images do), and the random Inception's
+    classifier is calibrated on them (`calibrate_classifier`), so FID, IS, precision and recall
+    respond to the samples.
 
     Args:
         cell_cfgs: composed configs of the smoke cells.
