@@ -14,9 +14,10 @@ from typing import Any
 
 from ssg_eval.errors import IdentityMismatch
 from ssg_eval.runs.identity import identity_diff, identity_hash
-from ssg_eval.runs.io import atomic_write_json, read_json
+from ssg_eval.runs.io import atomic_write_json
 from ssg_eval.runs.layout import IDENTITY_JSON, results_dir
 from ssg_eval.runs.lock import RunLock
+from ssg_eval.runs.records import read_record
 
 __all__ = ["IdentityMismatch", "check_identity", "stage_lock", "stored_identity",
            "write_identity"]  # fmt: skip
@@ -31,7 +32,7 @@ def stored_identity(directory: str | Path) -> dict[str, Any] | None:
     path = Path(directory) / IDENTITY_JSON
     if not path.is_file():
         return None
-    return dict(read_json(path)["identity"])
+    return dict(read_record(path, "identity", need=("identity",))["identity"])
 
 
 def write_identity(directory: str | Path, identity: dict[str, Any]) -> Path:

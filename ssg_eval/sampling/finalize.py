@@ -15,9 +15,10 @@ import numpy as np
 
 from ssg_eval.runs.claim import stored_identity, write_identity
 from ssg_eval.runs.identity import identity_hash, resolved_config
-from ssg_eval.runs.io import atomic_write_json, read_json
+from ssg_eval.runs.io import atomic_write_json
 from ssg_eval.runs.layout import MANIFEST_JSON
 from ssg_eval.runs.npz import load_npz
+from ssg_eval.runs.records import read_record
 from ssg_eval.sampling.generate import build_sampling_model, image_shape_of, measure_latency
 from ssg_eval.sampling.identity import identity_of
 from ssg_eval.sampling.plan import SamplePlan
@@ -112,7 +113,7 @@ def _export(
 def _previous(directory: Path, digest: str, plan: SamplePlan) -> dict[str, Any] | None:
     # The finished manifest of this identity and this N (a damaged one counts as absent).
     try:
-        manifest = read_json(directory / MANIFEST_JSON)
+        manifest = read_record(directory / MANIFEST_JSON, "manifest")
     except (FileNotFoundError, ValueError):
         return None
     same_n = (manifest.get("samples") or {}).get("num_samples") == plan.num_samples

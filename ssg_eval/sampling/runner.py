@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ssg_eval.errors import ConfigError
 from ssg_eval.runs.claim import check_identity, stage_lock, stored_identity, write_identity
 from ssg_eval.runs.identity import identity_diff, identity_hash
-from ssg_eval.runs.io import clean_stale_temps, read_json
+from ssg_eval.runs.io import clean_stale_temps
 from ssg_eval.runs.layout import (
     FEATURES_CACHE,
     FEATURES_JSON,
@@ -31,6 +31,7 @@ from ssg_eval.runs.layout import (
 )
 from ssg_eval.runs.layout import run_dir as resolve_run_dir
 from ssg_eval.runs.npz import npz_array_header
+from ssg_eval.runs.records import read_record
 from ssg_eval.sampling.finalize import finalize_run
 from ssg_eval.sampling.generate import (
     build_sampling_model,
@@ -116,8 +117,8 @@ def prepare_run_dir(
 def _recorded_shard_sha256(directory: Path, identity: dict[str, Any]) -> dict[str, str]:
     # Shard sha256s of a finished run of the same identity (empty when there is none).
     try:
-        manifest = read_json(directory / MANIFEST_JSON)
-    except (FileNotFoundError, ValueError):
+        manifest = read_record(directory / MANIFEST_JSON, "manifest")
+    except (FileNotFoundError, ValueError):  # a damaged manifest counts as absent
         return {}
     if manifest.get("config_hash") != identity_hash(identity):
         return {}

@@ -21,6 +21,7 @@ from ssg_eval.runs.identity import identity_hash
 from ssg_eval.runs.io import atomic_write_json, atomic_write_npz, clean_stale_temps, read_json
 from ssg_eval.runs.layout import FEATURES_CACHE, FEATURES_JSON, FEATURES_NPZ, MANIFEST_JSON, run_dir
 from ssg_eval.runs.npz import NpzError, load_npz
+from ssg_eval.runs.records import read_record
 from ssg_eval.sampling.identity import identity_of
 from ssg_eval.utils.logging import get_logger
 
@@ -43,7 +44,9 @@ def load_manifest(cfg: Any, stage: str) -> dict[str, Any]:
             f"{manifest_path} is missing: sampling of run {cfg.run_name!r} has not finished; "
             "run the sample stage first (make sample EXP=...)"
         )
-    manifest = read_json(manifest_path)
+    manifest = read_record(
+        manifest_path, "manifest", need=("config_hash", "samples.num_samples", "shards")
+    )
     check_identity(
         directory, identity_of(cfg, require_checkpoints=False), overwrite=False, fix=_FIX
     )

@@ -16,9 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 from ssg_eval.metrics.keys import FID
 from ssg_eval.runs.claim import stage_lock
-from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json
+from ssg_eval.runs.io import atomic_write_json, clean_stale_temps
 from ssg_eval.runs.layout import FEATURES_JSON, FEATURES_NPZ, METRICS_JSON, results_dir, run_dir
 from ssg_eval.runs.npz import load_npz
+from ssg_eval.runs.records import read_record
 from ssg_eval.stages.features import load_manifest
 from ssg_eval.stages.spectral_bands import fwd_of_run, fwd_protocol
 from ssg_eval.utils.hashing import sha256_file
@@ -90,7 +91,7 @@ def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[s
         raise FileNotFoundError(
             f"{features_path} is missing; run the features stage first (make features EXP=...)"
         )
-    meta = read_json(meta_path)
+    meta = read_record(meta_path, "features", need=("config_hash", "num_samples"))
     if meta.get("config_hash") != manifest["config_hash"] or meta.get("num_samples") != int(
         cfg.sampler.num_samples
     ):
@@ -139,7 +140,7 @@ def run_metrics(cfg: Any) -> Path | None:
         protocol.update(fwd_protocol(cfg, reference.image_shape))  # {} unless fwd is requested
         out_path = directory / METRICS_JSON
         if out_path.is_file() and not cfg.overwrite:
-            previous = read_json(out_path)
+            previous = read_record(out_path, "metrics")
             same = previous.get("inputs") == inputs and previous.get("protocol") == protocol
             if same and set(cfg.metrics.metrics) <= set(previous.get("metrics", {})):
                 log.info("metrics of %s are up to date; skipping", cfg.run_name)

@@ -18,8 +18,8 @@ from omegaconf import DictConfig
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 from ssg_eval.runs.identity import identity_diff
-from ssg_eval.runs.io import read_json
 from ssg_eval.runs.layout import MANIFEST_JSON, run_dir
+from ssg_eval.runs.records import read_record
 from ssg_eval.sampling.identity import identity_of
 from ssg_eval.stages.preflight import check_inputs
 from ssg_eval.utils.logging import get_logger
@@ -30,11 +30,11 @@ log = get_logger(__name__)
 def sampling_done(cfg: Any) -> bool:
     """True when the run's manifest exists for this identity and N (nothing to sample)."""
     try:
-        manifest = read_json(run_dir(cfg) / MANIFEST_JSON)
-    except (FileNotFoundError, ValueError):
+        manifest = read_record(run_dir(cfg) / MANIFEST_JSON, "manifest", need=("samples",))
+    except (FileNotFoundError, ValueError):  # a damaged manifest: the sample stage rewrites it
         return False
     wanted = identity_of(cfg, require_checkpoints=False)
-    same_n = manifest.get("samples", {}).get("num_samples") == int(cfg.sampler.num_samples)
+    same_n = manifest["samples"].get("num_samples") == int(cfg.sampler.num_samples)
     return same_n and not identity_diff(manifest.get("identity") or {}, wanted)
 
 

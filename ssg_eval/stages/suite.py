@@ -18,6 +18,7 @@ from omegaconf import OmegaConf, open_dict
 
 from ssg_eval.cli import compose_context, conf_dir, run_cli
 from ssg_eval.errors import ConfigError
+from ssg_eval.runs.records import check_record
 from ssg_eval.stages.preflight import check_inputs
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 from ssg_eval.validation import validate
@@ -101,9 +102,7 @@ def load_suite(name: str, conf_root: str | Path | None = None) -> Suite:
             f"{path}: missing keys {missing}, unknown keys {unknown}; "
             f"a suite has the keys {list(SUITE_KEYS)}"
         )
-    for key in ("models", "guidance", "seeds"):
-        if not isinstance(raw[key], list) or not raw[key]:
-            raise ConfigError(f"{path}: {key} must be a non-empty list, got {raw[key]!r}")
+    check_record(raw, path, "suite", need=REQUIRED_KEYS)  # types of every key (ConfigError)
     exclude = tuple((str(e["model"]), str(e["guidance"])) for e in raw.get("exclude") or [])
     _check_names(path, "experiment", "experiment", [raw["experiment"]])
     _check_names(path, "models", "model", [*raw["models"], *(m for m, _ in exclude)])

@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ssg_eval.cli import CONF_PATH, run_cli
 from ssg_eval.errors import ConfigError, RunLockedError
-from ssg_eval.runs.io import atomic_write_json, ensure_dir, read_json
+from ssg_eval.runs.io import atomic_write_json, ensure_dir
+from ssg_eval.runs.records import read_record
 from ssg_eval.tune.evaluate import PipelineEvaluator
 from ssg_eval.tune.halving import (
     planned_samples,
@@ -137,7 +138,7 @@ def run_trial(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> float:
             shortfall = max(0.0, base.metrics[IS] - got.metrics[IS]) / base.metrics[IS]
             value += 1000.0 * shortfall
         path = directory / "trials.json"
-        trials = read_json(path) if path.is_file() else []
+        trials = read_record(path, "tune_trials") if path.is_file() else []
         trials.append({"candidate": cand.key, "params": cand.params, "n": n,
                        "metrics": got.metrics, "baseline_metrics": base.metrics,
                        "objective": value})  # fmt: skip

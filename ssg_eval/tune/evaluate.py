@@ -17,8 +17,8 @@ from hydra import compose
 
 from ssg_eval.cli import compose_context, config_names
 from ssg_eval.errors import ConfigError
-from ssg_eval.runs.io import read_json
 from ssg_eval.runs.layout import FEATURES_NPZ, MANIFEST_JSON, run_dir
+from ssg_eval.runs.records import read_record
 from ssg_eval.tune.halving import Measurement
 from ssg_eval.tune.space import Candidate
 from ssg_eval.utils.logging import get_logger
@@ -31,11 +31,12 @@ FEATURE_KEYS = ("pool", "spatial", "logits")
 
 
 def _num_samples(directory: Path) -> int:
-    """Samples a finished run holds (0 without a manifest)."""
+    """Samples a finished run holds (0 without a manifest, or with a damaged one: resampled)."""
     try:
-        return int(read_json(directory / MANIFEST_JSON)["samples"]["num_samples"])
-    except FileNotFoundError:
+        manifest = read_record(directory / MANIFEST_JSON, "manifest", need=("samples.num_samples",))
+    except (FileNotFoundError, ValueError):
         return 0
+    return int(manifest["samples"]["num_samples"])
 
 
 @dataclass
