@@ -116,6 +116,10 @@ KINDS: dict[str, tuple[dict[str, Any], str]] = {
         _obj(baseline=_STR, ssg=_STR),
         _DAMAGED + "rerun the suite (it rewrites its spectral folder)",
     ),
+    "shard_environment": (
+        _obj(device_type=_STR, device_name=_STR, num_threads=_INT, torch=_STR),
+        _DAMAGED + "delete the shard and its .env.json record: the sample stage regenerates both",
+    ),
     "grid_record": (_obj(record=_OBJ, note=_STR), _DAMAGED + "delete it (the grid is redrawn)"),
     "reference_manifest": (
         _obj(files={"type": "object", "additionalProperties": _OBJ}),

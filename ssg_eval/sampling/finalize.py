@@ -19,6 +19,7 @@ from ssg_eval.runs.io import atomic_write_json
 from ssg_eval.runs.layout import MANIFEST_JSON
 from ssg_eval.runs.npz import load_npz
 from ssg_eval.runs.records import read_record
+from ssg_eval.sampling.environment import shard_environments
 from ssg_eval.sampling.generate import build_sampling_model, image_shape_of, measure_latency
 from ssg_eval.sampling.identity import identity_of
 from ssg_eval.sampling.plan import SamplePlan
@@ -203,5 +204,6 @@ def finalize_run(
         "timings": _timings(rank_stats, latency) if rank_stats else {"latency": latency},
         "samples": samples,
         "shards": shas,
+        "numeric_environments": shard_environments(directory, plan.num_chunks),
     }
     return atomic_write_json(manifest_path, manifest)

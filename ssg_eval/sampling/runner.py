@@ -32,6 +32,11 @@ from ssg_eval.runs.layout import (
 from ssg_eval.runs.layout import run_dir as resolve_run_dir
 from ssg_eval.runs.npz import npz_array_header
 from ssg_eval.runs.records import read_record
+from ssg_eval.sampling.environment import (
+    check_resume,
+    numeric_environment,
+    write_shard_environment,
+)
 from ssg_eval.sampling.finalize import finalize_run
 from ssg_eval.sampling.generate import (
     build_sampling_model,
@@ -181,6 +186,8 @@ def run_rank(
     Raises:
         ConfigError: the run dir belongs to another config (see `prepare_run_dir`).
         FileNotFoundError: a configured checkpoint is missing (nothing was written).
+        EnvironmentMismatch: finished shards come from another numeric environment
+            (`sampling.environment`).
         SimulatedCrash: from the test hook.
     """
     plan = plan_from_config(cfg)
@@ -192,6 +199,8 @@ def run_rank(
     assigned = plan.chunks_for_rank(rank, world_size)
     recorded = _recorded_shard_sha256(directory, identity)
     todo = _pending_chunks(directory, plan, assigned, shape, recorded)
+    env = numeric_environment(device, runtime)  # recorded per shard, compared on resume
+    check_resume(directory, plan.num_chunks, todo, env)
     # The identity is written by rank 0 once the models loaded and validated, before any shard.
     claim = rank == 0 and stored_identity(directory) is None
     start = time.perf_counter()
@@ -237,7 +246,7 @@ def run_rank(
                 )
             if pending is not None:
                 written(pending)
-            pending = writer.submit(_write_chunk, directory, plan, chunk, images)
+            pending = writer.submit(_write_chunk, directory, plan, chunk, images, env)
         if pending is not None:
             written(pending)
     stats["sample_s"] = time.perf_counter() - start
@@ -246,8 +255,11 @@ def run_rank(
     return stats
 
 
-def _write_chunk(directory: Path, plan: SamplePlan, chunk: int, images: np.ndarray) -> int:
+def _write_chunk(
+    directory: Path, plan: SamplePlan, chunk: int, images: np.ndarray, env: dict[str, Any]
+) -> int:
     indices = plan.chunk_indices(chunk)
+    write_shard_environment(directory, chunk, env)  # the record first: a shard never lacks one
     write_shard(directory, chunk, images, plan.labels(indices), indices)
     return len(indices)
 

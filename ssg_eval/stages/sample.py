@@ -85,6 +85,7 @@ def sample_stage(cfg: Any) -> Path | None:
             refusal = dist.gather_objects(refusal)[0]
             if refusal is not None:
                 raise RunLockedError(refusal)
+            _check_ranks_environment(cfg, device)
             stats = run_rank(cfg, rank, world_size, barrier=dist.barrier)
             dist.barrier()
             all_stats = dist.gather_objects(stats)
@@ -95,6 +96,16 @@ def sample_stage(cfg: Any) -> Path | None:
             return directory
     finally:
         dist.destroy()
+
+
+def _check_ranks_environment(cfg: Any, device: Any) -> None:
+    """Every rank's numeric environment must match rank 0's (their shards meet in one run)."""
+    from ssg_eval.sampling.environment import check_same_session, numeric_environment
+    from ssg_eval.utils import dist
+
+    if dist.is_distributed():
+        env = numeric_environment(device, dist.setup_runtime(cfg.runtime))
+        check_same_session(dist.gather_objects(env))
 
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="sample")
