@@ -220,9 +220,16 @@ def make_assets(cell_cfgs: Sequence) -> list[Path]:
 
 
 def run_smoke(
-    overrides: Sequence[str] = (), seeds: Sequence[int] | None = None, suite: str = "smoke"
+    overrides: Sequence[str] = (),
+    seeds: Sequence[int] | None = None,
+    suite: str = "smoke",
+    guidance: str | None = None,
 ) -> dict:
-    """Create the tiny assets (once), then run the tiny `suite` (smoke, smoke_512, ...)."""
+    """Create the tiny assets (once), then run the tiny `suite` (smoke, smoke_512, ...).
+
+    `guidance="tuned"` runs the SSG cells with `make tune`'s result (suite `smoke_tuned`); a dry
+    run (`dry_run=true`) creates no asset.
+    """
     overrides = list(overrides)
     if not any(o.startswith("paths.results=") for o in overrides):
         overrides.insert(0, f"paths.results={DEFAULT_RESULTS}")
@@ -231,9 +238,10 @@ def run_smoke(
             compose(config_name="pipeline", overrides=[*cell, *overrides])
             for cell in load_suite(suite).cells()
         ]
-    for path in make_assets(cells):
-        log.info("created smoke asset %s", path)
-    return run_suite(suite, overrides, seeds)
+    if not cells[0].dry_run:
+        for path in make_assets(cells):
+            log.info("created smoke asset %s", path)
+    return run_suite(suite, overrides, seeds, guidance)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -241,10 +249,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--suite", default="smoke", help="a tiny suite: smoke, smoke_512, ...")
+    parser.add_argument("--guidance", default=None, help="tuned: SSG cells use make tune's result")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every smoke cell")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     configure_cli_logging()
-    written = run_cli("ssg-smoke", lambda: run_smoke(args.overrides, args.seeds, args.suite))
+    written = run_cli(
+        "ssg-smoke", lambda: run_smoke(args.overrides, args.seeds, args.suite, args.guidance)
+    )
     print(
         "ssg-smoke (pipeline check, not a reproduction): wrote "
         + ", ".join(map(str, written.values()))

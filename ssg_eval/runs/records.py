@@ -110,7 +110,10 @@ KINDS: dict[str, tuple[dict[str, Any], str]] = {
         {"type": "array", "items": _obj(candidate=_STR, n=_INT, objective=_NUM)},
         _DAMAGED + "delete it (it only lists finished trials; their runs are kept)",
     ),
-    "tune_summary": (_obj(commit=_OPT_STR), _DAMAGED + "rerun make tune with the same MODEL"),
+    "tune_summary": (
+        _obj(provenance=_obj(commit=_OPT_STR), cost=_OBJ, rungs={"type": "array"}),
+        _DAMAGED + "rerun make tune with the same MODEL (it rewrites its summary)",
+    ),
     "lock_holder": (_obj(stage=_STR, host=_STR, pid=_INT, since=_STR), _DAMAGED + "delete it"),
     "spectral_source": (
         _obj(baseline=_STR, ssg=_STR),

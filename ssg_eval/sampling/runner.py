@@ -269,7 +269,7 @@ def plan_status(cfg: Any, world_size: int) -> dict[str, Any]:
 
     Returns:
         `run_dir`, `config_hash`, `stored_hash` (None for a fresh dir), `plan` (its
-        description) and `ranks`: per rank `{"chunks": [...], "done": [...]}`.
+        description) and `ranks`: per rank `{"chunks": range, "done": [...]}`.
     """
     plan = plan_from_config(cfg)
     directory = resolve_run_dir(cfg)
@@ -280,13 +280,16 @@ def plan_status(cfg: Any, world_size: int) -> dict[str, Any]:
     except ValueError:
         stored = {"<unreadable identity.json>": True}
     done = set()
-    if stored is not None and not identity_diff(stored, identity):
-        done = {c for c in range(plan.num_chunks)
-                if shard_problem(shard_path(directory, c), plan, c, shape) is None}  # fmt: skip
+    if stored is not None and not identity_diff(stored, identity):  # the shards on disk only
+        names = (p.stem.removeprefix("chunk_") for p in (directory / "shards").glob("chunk_*.npz"))
+        chunks = {int(n) for n in names if n.isdigit() and int(n) < plan.num_chunks}
+        done = {
+            c for c in chunks if shard_problem(shard_path(directory, c), plan, c, shape) is None
+        }
     ranks = []
-    for rank in range(world_size):
-        chunks = list(plan.chunks_for_rank(rank, world_size))
-        ranks.append({"chunks": chunks, "done": [c for c in chunks if c in done]})
+    for rank in range(world_size):  # `chunks` stays a range: lazy for any N
+        chunks = plan.chunks_for_rank(rank, world_size)
+        ranks.append({"chunks": chunks, "done": sorted(c for c in done if c % world_size == rank)})
     return {
         "run_dir": str(directory),
         "config_hash": identity_hash(identity),

@@ -159,9 +159,10 @@ def _optional_figures(results: Path, stem: str, frame: pd.DataFrame, out_dir: Pa
                               f"runs: {', '.join(frame['run'])}"))  # fmt: skip
     for plot in sorted((results / "tune").glob("*/*.png")):
         summary = plot.parent / "summary.json"
-        commit = (
-            read_record(summary, "tune_summary").get("commit", "?") if summary.is_file() else "?"
-        )
+        commit = "?"
+        if summary.is_file():
+            record = read_record(summary, "tune_summary", need=("provenance",))
+            commit = record["provenance"].get("commit") or "?"
         what = {
             "fid_vs_beta.png": "FID at the first rung against β, band = baseline + paired ΔFID CI",
             "fid_is_front.png": "FID–IS of every candidate and its Pareto front",

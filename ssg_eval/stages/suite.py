@@ -201,7 +201,8 @@ def run_suite(
         )
         with open_dict(report_cfg):
             report_cfg.report.runs = [str(cfg.run_name) for cfg, _ in cells]
-        spectral = _spectral(cells, report_cfg) if suite.spectral else {}  # before the page
+        wanted = suite.spectral and not report_cfg.dry_run  # a dry run writes nothing
+        spectral = _spectral(cells, report_cfg) if wanted else {}  # before the page
         written = {**run_report(report_cfg), **spectral}
     return written
 
@@ -240,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="sampling seeds")
     parser.add_argument("--guidance", default=None, help="tuned: SSG cells use make tune's result")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every cell")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may follow the overrides (make table1)
     configure_cli_logging()
     written = run_cli(
         "ssg-suite", lambda: run_suite(args.name, args.overrides, args.seeds, args.guidance)

@@ -171,9 +171,13 @@ class _Tune:
             self.state["stopped"] = {"reason": refusal, "key": key, "n": n}
             self.save()
             return None
+        paid = self.have(key)
         result = self.measure(self.by_key[key], n)
-        self.state["evaluations"][f"{key}@{n}"] = {"key": key, "n": n, **asdict(result)}
-        self.state["spent"]["samples"] += int(result.new_samples)
+        # Samples made by a killed session (on disk, never recorded) count when first measured.
+        new_samples = max(int(result.new_samples), n - paid)
+        self.state["evaluations"][f"{key}@{n}"] = {"key": key, "n": n, **asdict(result),
+                                                   "new_samples": new_samples}  # fmt: skip
+        self.state["spent"]["samples"] += new_samples
         self.state["spent"]["device_s"] += float(result.device_s)
         self.state["stopped"] = None
         self.save()
