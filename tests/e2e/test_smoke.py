@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 def run_smoke(results: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="2")
     return subprocess.run(
-        [sys.executable, "-m", "ssg_eval.smoke", "--seeds", "0", f"paths.results={results}", *args],
+        [sys.executable, "-m", "ssg_eval.smoke", f"paths.results={results}", *args, "--seeds", "0"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
     )  # fmt: skip
 
@@ -65,8 +65,8 @@ def test_suite_dry_run_rewrites_nothing(smoke_results):
     results, _ = smoke_results
     files = {p: p.stat().st_mtime_ns for p in results.rglob("*") if p.is_file()}
     proc = subprocess.run(
-        [sys.executable, "-m", "ssg_eval.stages.suite", "smoke", "--seeds", "0",
-         f"paths.results={results}", "dry_run=true"],
+        [sys.executable, "-m", "ssg_eval.stages.suite", "smoke", f"paths.results={results}",
+         "dry_run=true", "--seeds", "0"],
         cwd=REPO, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
         env=dict(os.environ, OMP_NUM_THREADS="2"),
     )  # fmt: skip
