@@ -95,6 +95,8 @@ def sweep_run_name(template: str, overrides: Sequence[str]) -> str | None:
         if "." in key:
             if "${" + key + "}" not in template:
                 suffix += f"_{key.rsplit('.', 1)[-1]}${{{key}}}"
+        elif key == "experiment":
+            suffix += "" if "${experiment_name}" in template else "_${experiment_name}"
         elif "${" + f"{key}.name" + "}" not in template:
             suffix += f"_${{hydra:runtime.choices.{key}}}"
     return f"run_name='{template}{suffix}'" if suffix else None
@@ -135,12 +137,18 @@ def prepare_launch(stage: str, cfg: Any, argv: Sequence[str], dry_run: bool) -> 
         UnwritablePathError: Hydra's output folder cannot be created.
     """
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     multirun = is_multirun(argv)
     overrides = [a for a in argv if not a.startswith("-")]
     extra = []
     if stage != "report":
-        check_run_name(str(cfg.run_name))
+        try:
+            name = str(cfg.run_name)
+        except OmegaConfBaseException:  # a sweep's ${hydra:...}: each job checks its own name
+            name = None
+        if name is not None:
+            check_run_name(name)
         template = OmegaConf.to_container(cfg, resolve=False)["run_name"]
         named = sweep_run_name(str(template), overrides) if multirun else None
         extra += [named] if named else []
