@@ -142,8 +142,13 @@ def _wording(keys: list[str], have: dict, want: dict, who=("the shards have", "t
 
 
 def check_resume(
-    run_dir: str | Path, num_chunks: int, regenerate: Iterable[int], env: dict[str, Any]
-) -> None:
+    run_dir: str | Path,
+    num_chunks: int,
+    regenerate: Iterable[int],
+    env: dict[str, Any],
+    *,
+    overwrite: bool = False,
+) -> list[int]:
     """Refuse to resume next to finished shards of another pixel-relevant environment.
 
     Args:
@@ -151,12 +156,16 @@ def check_resume(
         num_chunks: the plan's chunk count (shards beyond it are ignored).
         regenerate: chunks this process will (re)generate; their old records do not count.
         env: this process's `numeric_environment`.
+        overwrite: return those shards for regeneration (with a warning) instead of refusing.
+
+    Returns:
+        The chunks to regenerate in this environment (empty unless `overwrite`).
 
     Raises:
         EnvironmentMismatch: a kept shard was generated where a `PIXEL_KEYS` key differed
             (names each key, both values, the chunks and the fix).
     """
-    skip = set(regenerate)
+    skip, stale = set(regenerate), []
     for digest, group in shard_environments(run_dir, num_chunks).items():
         chunks = [c for c in group["chunks"] if c not in skip]
         if not chunks:
@@ -167,6 +176,11 @@ def check_resume(
                         run_dir)  # fmt: skip
             continue
         pixel, other = _differences(group["environment"], env)
+        if pixel and overwrite:
+            log.warning("overwrite=true: regenerating %d shard(s) of %s made in another numeric "
+                        "environment (%s)", len(chunks), run_dir, ", ".join(pixel))  # fmt: skip
+            stale += chunks
+            continue
         if pixel:
             fixes = [_FIX[k].format(have=group["environment"].get(k)) for k in pixel if k in _FIX]
             raise EnvironmentMismatch(
@@ -176,12 +190,13 @@ def check_resume(
                 + "; resuming would mix shards whose pixels may differ. Resume in the recorded "
                 "environment"
                 + (f" ({', '.join(fixes)})" if fixes else "")
-                + ", or start over with overwrite=true or a new run_name=..."
+                + ", regenerate them here with overwrite=true, or choose a new run_name=..."
             )
         if other:
             log.warning("resuming %s next to shards of another environment that does not "
                         "change pixels: %s", run_dir,
                         _wording(other, group["environment"], env))  # fmt: skip
+    return stale
 
 
 def check_same_session(envs: list[dict[str, Any]]) -> None:

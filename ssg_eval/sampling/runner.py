@@ -200,7 +200,8 @@ def run_rank(
     recorded = _recorded_shard_sha256(directory, identity)
     todo = _pending_chunks(directory, plan, assigned, shape, recorded)
     env = numeric_environment(device, runtime)  # recorded per shard, compared on resume
-    check_resume(directory, plan.num_chunks, todo, env)
+    stale = check_resume(directory, plan.num_chunks, todo, env, overwrite=bool(cfg.overwrite))
+    todo = sorted({*todo, *(c for c in stale if c in assigned)})  # overwrite=true regenerates
     # The identity is written by rank 0 once the models loaded and validated, before any shard.
     claim = rank == 0 and stored_identity(directory) is None
     start = time.perf_counter()

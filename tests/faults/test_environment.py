@@ -43,6 +43,18 @@ def test_resume_at_another_thread_count_is_refused_and_pinning_it_resumes(tmp_pa
     assert next(iter(groups.values()))["environment"]["num_threads"] == 1
 
 
+def test_overwrite_regenerates_the_shards_of_another_environment(tmp_path):
+    with pytest.raises(SimulatedCrash):
+        run_rank(tiny(tmp_path, "runtime.num_threads=1"), 0, 1, fail_after_chunks=2)
+    try:
+        directory = sample_run(tiny(tmp_path, "runtime.num_threads=2", "overwrite=true"))
+    finally:
+        torch.set_num_threads(1)
+    groups = json.loads((directory / "manifest.json").read_text())["numeric_environments"]
+    assert [g["chunks"] for g in groups.values()] == [[0, 1, 2]]
+    assert next(iter(groups.values()))["environment"]["num_threads"] == 2
+
+
 def test_a_difference_that_cannot_change_pixels_warns_and_resumes(
     tmp_path, reference, monkeypatch, caplog
 ):
