@@ -105,13 +105,9 @@ def _digest(env: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _chunks_on_disk(run_dir: Path, suffix: str, limit: int) -> set[int]:
-    found = set()
-    for path in (run_dir / "shards").glob(f"chunk_*{suffix}"):
-        stem = path.name.removeprefix("chunk_").removesuffix(suffix)
-        if stem.isdigit() and int(stem) < limit:
-            found.add(int(stem))
-    return found
+def _shards_on_disk(run_dir: Path, limit: int) -> set[int]:
+    stems = (p.stem.removeprefix("chunk_") for p in (run_dir / "shards").glob("chunk_*.npz"))
+    return {int(stem) for stem in stems if stem.isdigit() and int(stem) < limit}
 
 
 def shard_environments(run_dir: str | Path, num_chunks: int) -> dict[str, Any]:
@@ -122,7 +118,7 @@ def shard_environments(run_dir: str | Path, num_chunks: int) -> dict[str, Any]:
     """
     run_dir = Path(run_dir)
     groups: dict[str, Any] = {}
-    for chunk in sorted(_chunks_on_disk(run_dir, ".npz", num_chunks)):  # records of shards only
+    for chunk in sorted(_shards_on_disk(run_dir, num_chunks)):  # records of existing shards only
         path = environment_path(run_dir, chunk)
         env = read_record(path, "shard_environment") if path.is_file() else None
         key = "unrecorded" if env is None else _digest(env)
