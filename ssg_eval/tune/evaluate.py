@@ -173,13 +173,17 @@ class PipelineEvaluator:
     def metrics_of(self, cfg: Any, run: RunFeatures) -> dict[str, float]:
         """ADM metrics of a run's features (the metrics stage's `compute_metrics`)."""
         from ssg_eval.metrics.compute import compute_metrics
+        from ssg_eval.metrics.keys import OPTIONAL_METRICS
 
         reference, ref_feats = self.reference(cfg)
         m = cfg.metrics
+        # The optional metrics (fwd, fd_dinov2) need the run's images or other weights; the
+        # search ranks by FID/IS, so it measures the feature metrics only (as the metrics stage).
+        wanted = [name for name in m.metrics if name not in OPTIONAL_METRICS]
         return compute_metrics(
             run.features, reference, ref_feats, split_size=int(m.is_split_size), k=int(m.pr_k),
             block_size=int(m.pr_block_size), distance_dtype=str(m.pr_distance_dtype),
-            fid_method=str(m.fid_method), metrics=list(m.metrics),
+            fid_method=str(m.fid_method), metrics=wanted,
         )  # fmt: skip
 
     def measure(self, cand: Candidate, n: int) -> Measurement:

@@ -82,6 +82,24 @@ def test_tiny_tune_reuses_make_smokes_assets():
     assert Path(base.model.var_ckpt) == smoke / "assets" / "tiny_d1.pth"
 
 
+def test_tune_measures_the_feature_metrics_of_an_experiment_that_asks_for_fwd(monkeypatch):
+    """experiment=smoke asks for fwd, which compute_metrics refuses: make tune failed at rung 1."""
+    import ssg_eval.metrics.compute as compute
+    from ssg_eval.tune.__main__ import tune_dir_of
+    from ssg_eval.tune.evaluate import PipelineEvaluator, RunFeatures
+    from ssg_eval.tune.space import BASELINE, Candidate
+
+    cfg = _tune_cfg()
+    evaluator = PipelineEvaluator(cfg, tune_dir_of(cfg))
+    base = evaluator.compose(Candidate(BASELINE, {}, (), False), 20)
+    assert "fwd" in base.metrics.metrics
+    seen = {}
+    monkeypatch.setattr(compute, "compute_metrics", lambda *a, **k: seen.update(k) or {})
+    monkeypatch.setattr(evaluator, "reference", lambda _cfg: (None, None))
+    evaluator.metrics_of(base, RunFeatures({}, np.zeros(0), Path("."), 0, 0.0))
+    assert "fid" in seen["metrics"] and set(seen["metrics"]) <= set(compute.ALL_METRICS)
+
+
 def test_a_second_tune_is_refused_before_any_asset_is_built(tmp_path, monkeypatch):
     import ssg_eval.smoke as smoke
     from ssg_eval.tune.__main__ import run_tune, tune_dir_of
