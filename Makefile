@@ -55,8 +55,8 @@ test-all: $(STAMP) browser ## every CPU test, slow included
 test-gpu: $(STAMP) ## tests that need CUDA (and the real checkpoints/fixtures where marked)
 	$(PY) -m pytest -q -m "gpu or adm_parity" $(ARGS)
 
-smoke: $(STAMP) ## tiny offline pipeline (SMOKE=smoke|smoke_512|smoke_guidance): tiny assets -> sample -> features -> metrics -> table
-	$(PY) -m ssg_eval.smoke --suite $(SMOKE) $(ARGS)
+smoke: $(STAMP) ## tiny offline pipeline (SMOKE=smoke|smoke_512|smoke_guidance|smoke_tuned [GUIDANCE=tuned]): tiny assets -> sample -> features -> metrics -> table
+	$(PY) -m ssg_eval.smoke --suite $(SMOKE) $(if $(filter tuned,$(GUIDANCE)),--guidance tuned) $(ARGS)
 
 table1: $(STAMP) ## a suite (SUITE=table1|guidance|finetuned|table512); skips finished stages; GUIDANCE=tuned: make tune's SSG
 	$(PY) -m ssg_eval.stages.suite $(SUITE) $(if $(filter tuned,$(GUIDANCE)),--guidance tuned) launch.nproc_per_node=$(NPROC) launch.nnodes=$(NNODES) $(if $(RDZV),launch.rdzv_endpoint=$(RDZV)) $(ARGS)

@@ -172,11 +172,15 @@ def _composition_error(err: Exception, overrides: Sequence[str]) -> ConfigError:
     return ConfigError(_one_line(err))
 
 
-def check_composition(config_name: str, argv: Sequence[str]) -> None:
+def check_composition(config_name: str, argv: Sequence[str]) -> Any:
     """Compose `config_name` with the command line's overrides once, before Hydra runs the job.
 
     A typo in a group name, an unknown key or a missing mandatory group then stops with one line
-    (Hydra's own report spans several). Sweeps (`-m`) are left to Hydra: their values are lists.
+    (Hydra's own report spans several). A sweep (`-m`) is composed at its first point; one that
+    only Hydra's sweeper can enumerate (interval, glob) is left to Hydra.
+
+    Returns:
+        The composed config with Hydra's node, or None when nothing was composed.
 
     Raises:
         ConfigError: the overrides do not compose (names the group or key).
@@ -185,12 +189,20 @@ def check_composition(config_name: str, argv: Sequence[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    if any(a in ("-m", "--multirun") for a in argv) or any(a.startswith("-") for a in argv):
-        return
-    overrides = [a for a in argv if not a.lstrip("+~").startswith("hydra.")]
+    from ssg_eval.utils.launch import first_point, is_multirun
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return None
+    overrides = [
+        a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")
+    ]
+    if is_multirun(argv):
+        overrides = first_point(overrides)
+        if overrides is None:
+            return None
     try:
         with compose_context():
-            compose(config_name=config_name, overrides=overrides)
+            return compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise _composition_error(err, overrides) from err
 
@@ -198,14 +210,21 @@ def check_composition(config_name: str, argv: Sequence[str]) -> None:
 def hydra_entry(stage: str, config_name: str, hydra_main: Callable[[], Any]) -> None:
     """Run a `@hydra.main` function after `check_composition`, honouring `dry_run` for Hydra too.
 
-    A dry run writes nothing: Hydra's run/sweep dirs and its log file are sent to a temp dir
-    that is removed afterwards.
+    Before Hydra creates its output folder, `utils.launch.prepare_launch` refuses a run name
+    that leaves the results folder or an unusable results path in one line, and names every job
+    of a multirun. A dry run writes nothing: Hydra's run/sweep dirs and its log file are sent to
+    a temp dir that is removed afterwards.
     """
+    from ssg_eval.utils.launch import prepare_launch
+
     argv = sys.argv[1:]
     configure_cli_logging()
-    run_cli(f"ssg-{stage}", lambda: check_composition(config_name, argv))
+    cfg = run_cli(f"ssg-{stage}", lambda: check_composition(config_name, argv))
+    dry_run = (_override_value(argv, "dry_run") or "false").lower() == "true"
+    if cfg is not None:  # run name, a sweep's run names, Hydra's output folder
+        sys.argv += run_cli(f"ssg-{stage}", lambda: prepare_launch(stage, cfg, argv, dry_run))
     scratch = None
-    if (_override_value(argv, "dry_run") or "false").lower() == "true":
+    if dry_run:
         scratch = tempfile.mkdtemp(prefix="ssg_eval_dry_run_")
         sys.argv += [f"hydra.run.dir={scratch}", f"hydra.sweep.dir={scratch}"]
     try:

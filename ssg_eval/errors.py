@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "EnvironmentMismatch",
     "IdentityMismatch",
     "IncompleteRunError",
     "InputFileError",
@@ -35,6 +36,10 @@ class ConfigError(UserError, ValueError):
 
 class IdentityMismatch(ConfigError):
     """A run directory holds another run's content; the message names the differing keys."""
+
+
+class EnvironmentMismatch(ConfigError):
+    """A resume would mix shards of numeric environments (device, libraries, threads)."""
 
 
 class CheckpointError(UserError, ValueError):

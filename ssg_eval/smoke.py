@@ -28,6 +28,15 @@ DEFAULT_RESULTS = "results/smoke"
 REFERENCE_IMAGES = 40
 REFERENCE_SEED = 1_000_003
 LOGIT_STD = 4.0  # spread of the calibrated random classifier's logits (IS > 1, finite)
+# Real reference images are never a draw from the model under test: the two distributions only
+# overlap. The smoke reference stands for that: its held-out baseline samples are brightened by
+# this many grey levels, so precision and recall measure a partial overlap and lie inside (0, 1)
+# on every row (with the bare held-out draw most of them are exactly 1 at N = 20).
+REFERENCE_SHIFT = 8
+# The name-derived init gives every weight std 0.02, which leaves the class almost without effect
+# on the tiny models' logits (CFG on tiny_d1 then changes no token). The smoke checkpoints scale
+# the class embedding to std 0.5 (the codebook's), so every guidance changes the samples.
+CLASS_EMB_SCALE = 25.0
 
 
 def synthetic_images(
@@ -62,7 +71,7 @@ def held_out_baseline_images(cfg, num: int = REFERENCE_IMAGES, seed: int = REFER
     """Samples of the baseline cell `cfg` at another sampling seed (uint8 NHWC, index order).
 
     The seed differs from every evaluated seed, so these per-sample seeds never occur in a smoke
-    run: the reference is a held-out draw from the baseline's own distribution.
+    run: a held-out draw from the baseline's own distribution (`shifted` moves it off that).
     """
     from omegaconf import open_dict
 
@@ -77,6 +86,11 @@ def held_out_baseline_images(cfg, num: int = REFERENCE_IMAGES, seed: int = REFER
     model = build_sampling_model(cfg, device)
     plan = SamplePlan(num, int(cfg.model.num_classes), num, seed)
     return generate_chunk(model, cfg, plan, 0, device)
+
+
+def shifted(images: np.ndarray, levels: int = REFERENCE_SHIFT) -> np.ndarray:
+    """`images` (uint8) brightened by `levels` grey levels, clipped to [0, 255]."""
+    return np.clip(images.astype(np.int16) + levels, 0, 255).astype(np.uint8)
 
 
 def calibrate_classifier(state: dict, pool: np.ndarray, logit_std: float = LOGIT_STD) -> dict:
@@ -106,13 +120,13 @@ def calibrate_classifier(state: dict, pool: np.ndarray, logit_std: float = LOGIT
 
 
 def make_inception_and_reference(baseline_cfg, weights: Path, reference: Path) -> None:
-    """Random Inception calibrated on, and a reference batch made of, held-out baseline samples."""
+    """Random Inception calibrated on, and a reference batch made of, shifted held-out samples."""
     from ssg_eval.features.extract import extract_features
     from ssg_eval.features.inception import build_inception, make_random_inception_weights
     from ssg_eval.metrics.stats import feature_statistics
     from ssg_eval.sampling.plan import SamplePlan
 
-    images = held_out_baseline_images(baseline_cfg)
+    images = shifted(held_out_baseline_images(baseline_cfg))
     raw = weights.with_name(weights.name + ".raw")
     make_random_inception_weights(raw, seed=0)
     try:
@@ -171,6 +185,8 @@ def make_checkpoints(cell_cfgs: Sequence) -> list[Path]:
             if not var_path.is_file():
                 var = build_var(model)
                 init_from_names(var, seed_prefix=model.init_seed + model.depth)
+                with torch.no_grad():
+                    var.class_emb.weight.mul_(CLASS_EMB_SCALE)
                 _save_state_dict(var, var_path)
                 created.append(var_path)
         vae_path = Path(cfg.model.vae_ckpt)
@@ -186,8 +202,10 @@ def make_assets(cell_cfgs: Sequence) -> list[Path]:
     """Write every missing asset the smoke cells reference (checkpoints, Inception, reference).
 
     The reference batch holds held-out samples of the first baseline cell (guidance `cfg`,
-    sampling seed `REFERENCE_SEED`), and the random Inception's classifier is calibrated on them
-    (`calibrate_classifier`), so FID, IS, precision and recall respond to the samples.
+    sampling seed `REFERENCE_SEED`) brightened by `REFERENCE_SHIFT` grey levels (a reference that
+    only overlaps the model's distribution, as real images do), and the random Inception's
+    classifier is calibrated on them (`calibrate_classifier`), so FID, IS, precision and recall
+    respond to the samples.
 
     Args:
         cell_cfgs: composed configs of the smoke cells.
@@ -207,9 +225,16 @@ def make_assets(cell_cfgs: Sequence) -> list[Path]:
 
 
 def run_smoke(
-    overrides: Sequence[str] = (), seeds: Sequence[int] | None = None, suite: str = "smoke"
+    overrides: Sequence[str] = (),
+    seeds: Sequence[int] | None = None,
+    suite: str = "smoke",
+    guidance: str | None = None,
 ) -> dict:
-    """Create the tiny assets (once), then run the tiny `suite` (smoke, smoke_512, ...)."""
+    """Create the tiny assets (once), then run the tiny `suite` (smoke, smoke_512, ...).
+
+    `guidance="tuned"` runs the SSG cells with `make tune`'s result (suite `smoke_tuned`); a dry
+    run (`dry_run=true`) creates no asset.
+    """
     overrides = list(overrides)
     if not any(o.startswith("paths.results=") for o in overrides):
         overrides.insert(0, f"paths.results={DEFAULT_RESULTS}")
@@ -218,9 +243,10 @@ def run_smoke(
             compose(config_name="config", overrides=[*cell, *overrides])
             for cell in load_suite(suite).cells()
         ]
-    for path in make_assets(cells):
-        log.info("created smoke asset %s", path)
-    return run_suite(suite, overrides, seeds)
+    if not cells[0].dry_run:
+        for path in make_assets(cells):
+            log.info("created smoke asset %s", path)
+    return run_suite(suite, overrides, seeds, guidance)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -228,10 +254,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--suite", default="smoke", help="a tiny suite: smoke, smoke_512, ...")
+    parser.add_argument("--guidance", default=None, help="tuned: SSG cells use make tune's result")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every smoke cell")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     configure_cli_logging()
-    written = run_cli("ssg-smoke", lambda: run_smoke(args.overrides, args.seeds, args.suite))
+    written = run_cli(
+        "ssg-smoke", lambda: run_smoke(args.overrides, args.seeds, args.suite, args.guidance)
+    )
     print(
         "ssg-smoke (pipeline check, not a reproduction): wrote "
         + ", ".join(map(str, written.values()))

@@ -16,8 +16,12 @@ from ssg_eval import registry
 from ssg_eval.config import Config, SamplerRng, parse_choice
 from ssg_eval.errors import ConfigError
 from ssg_eval.guidance import check_guidance
+from ssg_eval.utils.launch import check_run_name
 
-__all__ = ["validate"]
+__all__ = ["MAX_NUM_SAMPLES", "validate"]
+
+# 2,000 x the ADM protocol's 50,000; beyond it no disk holds the samples (256 px: 19.7 TB here).
+MAX_NUM_SAMPLES = 100_000_000
 
 
 def _enum_fields(schema: type, prefix: str = "") -> list[tuple[str, type[StrEnum]]]:
@@ -51,6 +55,7 @@ def validate(cfg: Any) -> None:
     """
     for key, options in _enum_fields(Config):  # already checked when composed by Hydra
         parse_choice(key, _get(cfg, key), options)
+    check_run_name(str(cfg.run_name))
     model, sampler = cfg.model, cfg.sampler
     num_scales = len(model.patch_nums)
     if num_scales < 1 or list(model.patch_nums) != sorted(set(model.patch_nums)):
@@ -62,9 +67,10 @@ def validate(cfg: Any) -> None:
         if getattr(sampler, key) <= 0:
             raise ConfigError(f"sampler.{key}={getattr(sampler, key)} must be positive")
     if not 0 <= sampler.top_k <= model.vocab_size:
+        tiny = "; a tiny model needs sampler=tiny (experiment=smoke sets it)"
         raise ConfigError(
             f"sampler.top_k={sampler.top_k} must be in [0, model.vocab_size={model.vocab_size}]"
-            " (0 disables top-k)"
+            " (0 disables top-k)" + (tiny if str(model.name).startswith("tiny") else "")
         )
     if not (sampler.top_p == 0 or 0 < sampler.top_p <= 1):
         raise ConfigError(f"sampler.top_p={sampler.top_p} must be 0 (off) or in (0, 1]")
@@ -126,6 +132,11 @@ def _validate_plan(model: Any, sampler: Any) -> None:
                 "(the null class); set sampler.num_samples to its length"
             )
         return
+    if sampler.num_samples > MAX_NUM_SAMPLES:
+        raise ConfigError(
+            f"sampler.num_samples={sampler.num_samples} is beyond the limit of {MAX_NUM_SAMPLES:,}"
+            " samples (2,000 x the 50,000 of the ADM protocol); ask for at most that many"
+        )
     if sampler.num_samples <= 0 or sampler.num_samples % model.num_classes != 0:
         raise ConfigError(
             f"sampler.num_samples={sampler.num_samples} must be a positive multiple of "

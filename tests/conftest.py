@@ -10,6 +10,12 @@ from hydra import compose, initialize_config_dir
 import ssg_eval.config  # noqa: F401  (registers the structured-config schemas)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# One timeout scheme: pytest-timeout stops any test after TEST_TIMEOUT_S (pyproject's `timeout`;
+# a test that needs more says so with @pytest.mark.timeout). A subprocess a test starts gets
+# at most SUBPROCESS_TIMEOUT_S of it, so a slow child fails with its own output before
+# pytest-timeout kills the whole test (tests/unit/test_timeouts.py checks every test module).
+TEST_TIMEOUT_S = 600
+SUBPROCESS_TIMEOUT_S = TEST_TIMEOUT_S - 120
 
 
 def _keys(overrides: list[str]) -> set[str]:

@@ -21,9 +21,10 @@ from ssg_eval.analysis.images import IMAGE_BATCH, iter_png_images, reference_ima
 from ssg_eval.analysis.plots import plot_latent_panels, plot_pixel_ratio
 from ssg_eval.analysis.spectral import LatentPanel, PixelSpectrumAccumulator
 from ssg_eval.cli import run_cli
-from ssg_eval.errors import ConfigError, MismatchedRunsError, UnreadableFileError
-from ssg_eval.runs.io import atomic_write_text, read_json
+from ssg_eval.errors import ConfigError, MismatchedRunsError
+from ssg_eval.runs.io import atomic_write_text
 from ssg_eval.runs.npz import npz_array_header
+from ssg_eval.runs.records import read_record
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 
 log = get_logger(__name__)
@@ -55,7 +56,7 @@ def load_run(run_dir: str | Path) -> RunInfo:
 
     Raises:
         FileNotFoundError: the directory, `manifest.json` or the shards are missing.
-        UnreadableFileError: the manifest has no `config`.
+        UnreadableFileError: the manifest has no `config` (a damaged record).
     """
     run_dir = Path(run_dir)
     manifest_path = run_dir / "manifest.json"
@@ -64,9 +65,7 @@ def load_run(run_dir: str | Path) -> RunInfo:
             f"{manifest_path} not found; pass a finished sample run "
             "directory (results/runs/<run_name>)"
         )
-    manifest = read_json(manifest_path)
-    if "config" not in manifest:
-        raise UnreadableFileError(f"{manifest_path} has no 'config'; re-run the sample stage")
+    manifest = read_record(manifest_path, "manifest", need=("config",))
     shards = sorted((run_dir / "shards").glob("chunk_*.npz"))
     if not shards:
         raise FileNotFoundError(f"no shards under {run_dir / 'shards'}; sampling is unfinished")

@@ -29,8 +29,9 @@ from ssg_eval.features.extract import (
     validate_images,
 )
 from ssg_eval.metrics.stats import feature_statistics
-from ssg_eval.runs.io import atomic_write_npz, read_json
+from ssg_eval.runs.io import atomic_write_npz
 from ssg_eval.runs.npz import npz_array_header, npz_keys, open_npz_array
+from ssg_eval.runs.records import read_record
 from ssg_eval.utils.hashing import sha256_file
 from ssg_eval.utils.logging import get_logger
 
@@ -93,7 +94,7 @@ def load_manifest(manifest_path: str | Path = DEFAULT_MANIFEST) -> dict[str, dic
     if not manifest_path.is_file():
         log.warning("reference manifest %s not found; validating by key/shape only", manifest_path)
         return {}
-    return dict(read_json(manifest_path).get("files", {}))
+    return dict(read_record(manifest_path, "reference_manifest").get("files", {}))
 
 
 def _missing_message(path: Path, name: str, entry: dict[str, Any] | None) -> str:

@@ -16,8 +16,9 @@ import pandas as pd
 
 from ssg_eval.errors import UserError
 from ssg_eval.report.page import Figure, band_page_table, render_page, table1_page_table
-from ssg_eval.runs.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from ssg_eval.runs.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ssg_eval.runs.layout import results_dir
+from ssg_eval.runs.records import read_record
 from ssg_eval.utils.logging import get_logger
 
 __all__ = ["band_outputs", "paired_runs", "provenance", "write_grid", "write_report_page"]
@@ -28,7 +29,7 @@ GRID_VERSION = 1  # bump when the grid drawing changes (invalidates cached grids
 
 def provenance(run_dir: Path) -> str:
     """`<run> (config <hash12>, commit <sha12>[+dirty])` from the run's manifest."""
-    manifest = read_json(run_dir / "manifest.json")
+    manifest = read_record(run_dir / "manifest.json", "manifest")
     git = manifest.get("git") or {}
     dirty = "+dirty" if git.get("dirty") else ""
     return (f"{run_dir.name} (config {str(manifest.get('config_hash'))[:12]}, "
@@ -84,7 +85,7 @@ def _run_images(run_dir: Path, indices: list[int]) -> np.ndarray:
     from ssg_eval.sampling.plan import plan_from_config
     from ssg_eval.sampling.shards import read_shard, shard_path
 
-    manifest = read_json(run_dir / "manifest.json")
+    manifest = read_record(run_dir / "manifest.json", "manifest", need=("config", "shards"))
     plan = plan_from_config(OmegaConf.create(manifest["config"]))
     images = []
     for index in indices:
@@ -104,8 +105,8 @@ def write_grid(runs_dir: Path, pair: dict, count: int, out_dir: Path) -> tuple[P
 
     base_dir, guided_dir = runs_dir / pair["baseline_run"], runs_dir / pair["guided_run"]
     base_m, guided_m = (
-        read_json(base_dir / "manifest.json"),
-        read_json(guided_dir / "manifest.json"),
+        read_record(base_dir / "manifest.json", "manifest", need=("config", "config_hash")),
+        read_record(guided_dir / "manifest.json", "manifest", need=("config", "config_hash")),
     )
     plan = plan_from_config(OmegaConf.create(base_m["config"]))
     indices = grid_indices(plan.labels(np.arange(min(plan.num_samples, 10 * count + 1000))), count)
@@ -113,8 +114,10 @@ def write_grid(runs_dir: Path, pair: dict, count: int, out_dir: Path) -> tuple[P
     record = {"version": GRID_VERSION, "baseline": base_m["config_hash"], "indices": indices,
               "guided": guided_m["config_hash"], "token_maps": ssg}  # fmt: skip
     png, meta = out_dir / f"{pair['guided_run']}.png", out_dir / f"{pair['guided_run']}.json"
-    if png.is_file() and meta.is_file() and read_json(meta).get("record") == record:
-        return png, read_json(meta)["note"]
+    if png.is_file() and meta.is_file():
+        cached = read_record(meta, "grid_record", need=("record", "note"))
+        if cached["record"] == record:
+            return png, cached["note"]
     base_images, guided_images = _run_images(base_dir, indices), _run_images(guided_dir, indices)
     changed, note = None, ""
     if ssg:
@@ -158,7 +161,10 @@ def _optional_figures(results: Path, stem: str, frame: pd.DataFrame, out_dir: Pa
                               f"runs: {', '.join(frame['run'])}"))  # fmt: skip
     for plot in sorted((results / "tune").glob("*/*.png")):
         summary = plot.parent / "summary.json"
-        commit = read_json(summary).get("commit", "?") if summary.is_file() else "?"
+        commit = "?"
+        if summary.is_file():
+            record = read_record(summary, "tune_summary", need=("provenance",))
+            commit = record["provenance"].get("commit") or "?"
         what = {
             "fid_vs_beta.png": "FID at the first rung against β, band = baseline + paired ΔFID CI",
             "fid_is_front.png": "FID–IS of every candidate and its Pareto front",
@@ -178,7 +184,7 @@ def _spectra(results: Path, stem: str, runs_dir: Path, out_dir: Path) -> list:
     source = folder / "source.json"
     if not source.is_file():
         return []
-    runs = read_json(source)
+    runs = read_record(source, "spectral_source", need=("baseline", "ssg"))
     origin = " vs ".join(provenance(runs_dir / name) for name in (runs["ssg"], runs["baseline"]))
     what = {
         "pixel_spectrum.png": "Radially averaged amplitude of the images ÷ the reference's, "

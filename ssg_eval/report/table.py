@@ -30,7 +30,7 @@ from ssg_eval.metrics.keys import (
     SFID,
 )
 from ssg_eval.registry import PROCESSOR_DISPLAY, lookup
-from ssg_eval.runs.io import read_json
+from ssg_eval.runs.records import read_record
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -46,6 +46,15 @@ RUN_COLUMNS = [
     FID, SFID, IS, IS_STD, PRECISION, RECALL, "params", "steps", "time_s", "images_per_s",
     "commit",
 ]  # fmt: skip
+# What a report row reads from a manifest (checked for shape before any row is built).
+MANIFEST_FIELDS = (
+    "config.model.name",
+    "config.model.patch_nums",
+    "config.guidance.name",
+    "config.guidance.order",
+    "config.sampler.num_samples",
+    "config.sampler.seed",
+)
 MARKDOWN_DIGITS = {FID: 2, SFID: 2, IS: 1, PRECISION: 2, RECALL: 2, FD_DINOV2: 2, KID: 4,
                    DENSITY: 3, COVERAGE: 3, FD_INF: 2, "time_s": 3}  # fmt: skip
 
@@ -79,7 +88,10 @@ def chain_problem(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, An
     digest = manifest.get("config_hash")
     n = (manifest.get("samples") or {}).get("num_samples")
     identity_path = run_dir / "identity.json"
-    if identity_path.is_file() and read_json(identity_path).get("config_hash") != digest:
+    if (
+        identity_path.is_file()
+        and read_record(identity_path, "identity", need=("config_hash",))["config_hash"] != digest
+    ):
         return f"{identity_path} and manifest.json name different configs"
     recorded = (metrics.get("inputs") or {}).get("features_meta")
     if recorded is None:
@@ -87,7 +99,7 @@ def chain_problem(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, An
     if recorded.get("config_hash") != digest or recorded.get("num_samples") != n:
         return "metrics.json was computed from features of other samples"
     features_json = run_dir / "features.json"
-    if features_json.is_file() and read_json(features_json) != recorded:
+    if features_json.is_file() and read_record(features_json, "features") != recorded:
         return "features.json changed after metrics.json was computed"
     return None
 
@@ -97,7 +109,7 @@ def _run_row(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -
     timings = manifest.get("timings", {})
     latency = timings.get("latency", {}) or {}
     runtime = cfg.get("runtime", {})
-    values = metrics.get("metrics", metrics)
+    values = metrics["metrics"]
     row = {
         "run": run_dir.name,
         "model": cfg["model"]["name"],
@@ -158,8 +170,8 @@ def collect_runs(
         dirs = [d for d in dirs if d.name.startswith(prefix)]
     rows = []
     for directory in dirs:
-        manifest = read_json(directory / "manifest.json")
-        metrics = read_json(directory / "metrics.json")
+        manifest = read_record(directory / "manifest.json", "manifest", need=MANIFEST_FIELDS)
+        metrics = read_record(directory / "metrics.json", "metrics", need=("metrics",))
         problem = chain_problem(directory, manifest, metrics)
         if problem is None:
             rows.append(_run_row(directory, manifest, metrics))

@@ -14,9 +14,10 @@ from typing import Any
 
 from ssg_eval.errors import IdentityMismatch, UnreadableFileError
 from ssg_eval.runs.identity import identity_diff, identity_hash
-from ssg_eval.runs.io import atomic_write_json, read_json
+from ssg_eval.runs.io import atomic_write_json
 from ssg_eval.runs.layout import IDENTITY_JSON, results_dir
 from ssg_eval.runs.lock import RunLock
+from ssg_eval.runs.records import read_record
 
 __all__ = ["check_identity", "stage_lock", "stored_identity", "write_identity"]
 
@@ -30,14 +31,7 @@ def stored_identity(directory: str | Path) -> dict[str, Any] | None:
     path = Path(directory) / IDENTITY_JSON
     if not path.is_file():
         return None
-    content = read_json(path)
-    identity = content.get("identity") if isinstance(content, dict) else None
-    if not isinstance(identity, dict):
-        raise UnreadableFileError(
-            f"{path} holds no 'identity' object: a damaged artifact; delete it and rerun with "
-            "overwrite=true (the run is then resampled)"
-        )
-    return dict(identity)
+    return dict(read_record(path, "identity", need=("identity",))["identity"])
 
 
 def write_identity(directory: str | Path, identity: dict[str, Any]) -> Path:

@@ -18,7 +18,8 @@ from typing import Any
 import filelock
 
 from ssg_eval.errors import RunLockedError, UnreadableFileError
-from ssg_eval.runs.io import atomic_write_json, ensure_dir, read_json
+from ssg_eval.runs.io import atomic_write_json, ensure_dir
+from ssg_eval.runs.records import read_record
 
 __all__ = ["RunLock"]
 
@@ -40,7 +41,7 @@ class RunLock:
 
     def _holder(self) -> str:
         try:
-            info: dict[str, Any] = read_json(self.holder_path)
+            info: dict[str, Any] = read_record(self.holder_path, "lock_holder")
         except (FileNotFoundError, UnreadableFileError):
             return "another process (holder unknown)"
         return (f"{info.get('stage', '?')} on host {info.get('host', '?')}, pid "

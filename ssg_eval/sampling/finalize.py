@@ -17,8 +17,10 @@ from ssg_eval.errors import IncompleteRunError, UnreadableFileError
 from ssg_eval.lint.scan import ImageScanner, scan_to_arrays
 from ssg_eval.runs.claim import stored_identity, write_identity
 from ssg_eval.runs.identity import identity_hash, resolved_config
-from ssg_eval.runs.io import atomic_write_json, atomic_write_npz, read_json
+from ssg_eval.runs.io import atomic_write_json, atomic_write_npz
 from ssg_eval.runs.layout import MANIFEST_JSON, SAMPLES_SCAN
+from ssg_eval.runs.records import read_record
+from ssg_eval.sampling.environment import shard_environments
 from ssg_eval.sampling.generate import build_sampling_model, image_shape_of, measure_latency
 from ssg_eval.sampling.identity import identity_of
 from ssg_eval.sampling.plan import SamplePlan
@@ -142,7 +144,7 @@ def _export_intact(directory: Path, manifest: dict[str, Any]) -> bool:
 def _previous(directory: Path, digest: str, plan: SamplePlan) -> dict[str, Any] | None:
     # The finished manifest of this identity and this N (a damaged one counts as absent).
     try:
-        manifest = read_json(directory / MANIFEST_JSON)
+        manifest = read_record(directory / MANIFEST_JSON, "manifest")
     except (FileNotFoundError, UnreadableFileError):
         return None
     same_n = (manifest.get("samples") or {}).get("num_samples") == plan.num_samples
@@ -234,5 +236,6 @@ def finalize_run(
         "timings": _timings(rank_stats, latency) if rank_stats else {"latency": latency},
         "samples": samples,
         "shards": shas,
+        "numeric_environments": shard_environments(directory, plan.num_chunks),
     }
     return atomic_write_json(manifest_path, manifest)

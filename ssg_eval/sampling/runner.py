@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ssg_eval.errors import ConfigError, NpzError, UnreadableFileError
 from ssg_eval.runs.claim import check_identity, stage_lock, stored_identity, write_identity
 from ssg_eval.runs.identity import identity_diff, identity_hash
-from ssg_eval.runs.io import clean_stale_temps, read_json
+from ssg_eval.runs.io import clean_stale_temps
 from ssg_eval.runs.layout import (
     FEATURES_CACHE,
     FEATURES_DINOV2_NPZ,
@@ -32,6 +32,12 @@ from ssg_eval.runs.layout import (
 )
 from ssg_eval.runs.layout import run_dir as resolve_run_dir
 from ssg_eval.runs.npz import npz_array_header
+from ssg_eval.runs.records import read_record
+from ssg_eval.sampling.environment import (
+    check_resume,
+    numeric_environment,
+    write_shard_environment,
+)
 from ssg_eval.sampling.finalize import finalize_run
 from ssg_eval.sampling.generate import build_sampling_model, image_shape_of, measure_latency
 from ssg_eval.sampling.identity import identity_of
@@ -116,8 +122,8 @@ def prepare_run_dir(
 def _recorded_shard_sha256(directory: Path, identity: dict[str, Any]) -> dict[str, str]:
     # Shard sha256s of a finished run of the same identity (empty when there is none).
     try:
-        manifest = read_json(directory / MANIFEST_JSON)
-    except (FileNotFoundError, UnreadableFileError):
+        manifest = read_record(directory / MANIFEST_JSON, "manifest")
+    except (FileNotFoundError, UnreadableFileError):  # a damaged manifest counts as absent
         return {}
     if manifest.get("config_hash") != identity_hash(identity):
         return {}
@@ -180,6 +186,8 @@ def run_rank(
     Raises:
         ConfigError: the run dir belongs to another config (see `prepare_run_dir`).
         FileNotFoundError: a configured checkpoint is missing (nothing was written).
+        EnvironmentMismatch: finished shards come from another numeric environment
+            (`sampling.environment`).
     """
     plan = plan_from_config(cfg)
     identity = identity_of(cfg)  # hashes the checkpoints; a missing one stops here
@@ -190,6 +198,9 @@ def run_rank(
     assigned = plan.chunks_for_rank(rank, world_size)
     recorded = _recorded_shard_sha256(directory, identity)
     todo, shard_sha256 = _pending_chunks(directory, plan, assigned, shape, recorded)
+    env = numeric_environment(device, runtime)  # recorded per shard, compared on resume
+    stale = check_resume(directory, plan.num_chunks, todo, env, overwrite=bool(cfg.overwrite))
+    todo = sorted({*todo, *(c for c in stale if c in assigned)})  # overwrite=true regenerates
     nets = _feature_nets(cfg) if todo else None  # weights checked before the model loads
     # The identity is written by rank 0 once the models loaded and validated, before any shard.
     claim = rank == 0 and stored_identity(directory) is None
@@ -238,7 +249,7 @@ def run_rank(
                 )
             if pending is not None:
                 written(pending)
-            pending = writer.submit(_write_chunk, directory, plan, decoded, nets)
+            pending = writer.submit(_write_chunk, directory, plan, decoded, nets, env)
         if pending is not None:
             written(pending)
     stats["sample_s"] = time.perf_counter() - start
@@ -247,11 +258,13 @@ def run_rank(
     return stats
 
 
-def _write_chunk(directory: Path, plan: SamplePlan, decoded: Any, nets: Any):
-    # The shard (its sha256 hashed while written), then its feature files keyed by that sha256:
-    # a crash in between leaves a valid shard whose features the features stage extracts.
+def _write_chunk(directory: Path, plan: SamplePlan, decoded: Any, nets: Any, env: dict[str, Any]):
+    # The environment record, the shard (its sha256 hashed while written), then its feature files
+    # keyed by that sha256: a crash in between leaves a valid shard (with its record) whose
+    # features the features stage extracts.
     indices = plan.chunk_indices(decoded.chunk)
     labels = plan.labels(indices)
+    write_shard_environment(directory, decoded.chunk, env)  # first: a shard never lacks one
     digest = write_shard_sha256(directory, decoded.chunk, decoded.images, labels, indices)
     name = shard_path(directory, decoded.chunk).name
     if decoded.features is not None:
@@ -279,7 +292,7 @@ def plan_status(cfg: Any, world_size: int) -> dict[str, Any]:
 
     Returns:
         `run_dir`, `config_hash`, `stored_hash` (None for a fresh dir), `plan` (its
-        description) and `ranks`: per rank `{"chunks": [...], "done": [...]}`.
+        description) and `ranks`: per rank `{"chunks": range, "done": [...]}`.
     """
     plan = plan_from_config(cfg)
     directory = resolve_run_dir(cfg)
@@ -290,13 +303,16 @@ def plan_status(cfg: Any, world_size: int) -> dict[str, Any]:
     except UnreadableFileError:
         stored = {"<unreadable identity.json>": True}
     done = set()
-    if stored is not None and not identity_diff(stored, identity):
-        done = {c for c in range(plan.num_chunks)
-                if shard_problem(shard_path(directory, c), plan, c, shape) is None}  # fmt: skip
+    if stored is not None and not identity_diff(stored, identity):  # the shards on disk only
+        names = (p.stem.removeprefix("chunk_") for p in (directory / "shards").glob("chunk_*.npz"))
+        chunks = {int(n) for n in names if n.isdigit() and int(n) < plan.num_chunks}
+        done = {
+            c for c in chunks if shard_problem(shard_path(directory, c), plan, c, shape) is None
+        }
     ranks = []
-    for rank in range(world_size):
-        chunks = list(plan.chunks_for_rank(rank, world_size))
-        ranks.append({"chunks": chunks, "done": [c for c in chunks if c in done]})
+    for rank in range(world_size):  # `chunks` stays a range: lazy for any N
+        chunks = plan.chunks_for_rank(rank, world_size)
+        ranks.append({"chunks": chunks, "done": sorted(c for c in done if c % world_size == rank)})
     return {
         "run_dir": str(directory),
         "config_hash": identity_hash(identity),

@@ -20,11 +20,11 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
-from ssg_eval.errors import IncompleteRunError, NpzError
+from ssg_eval.errors import IncompleteRunError, NpzError, UnreadableFileError
 from ssg_eval.runs.claim import check_identity, stage_lock
 from ssg_eval.runs.hashed import read_verified, write_npz_sha256
 from ssg_eval.runs.identity import identity_hash
-from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json
+from ssg_eval.runs.io import atomic_write_json, clean_stale_temps
 from ssg_eval.runs.layout import (
     FEATURES_DINOV2_NPZ,
     FEATURES_JSON,
@@ -32,6 +32,7 @@ from ssg_eval.runs.layout import (
     MANIFEST_JSON,
     run_dir,
 )
+from ssg_eval.runs.records import read_record
 from ssg_eval.sampling.identity import identity_of
 from ssg_eval.utils.logging import get_logger
 
@@ -55,7 +56,9 @@ def load_run_manifest(cfg: Any, stage: str) -> dict[str, Any]:
             f"{manifest_path} is missing: sampling of run {cfg.run_name!r} has not finished; "
             "run the sample stage first (make sample EXP=...)"
         )
-    manifest = read_json(manifest_path)
+    manifest = read_record(
+        manifest_path, "manifest", need=("config_hash", "samples.num_samples", "shards")
+    )
     check_identity(
         directory, identity_of(cfg, require_checkpoints=False), overwrite=False, fix=_FIX
     )
@@ -145,8 +148,8 @@ def _up_to_date(directory: Path, meta: dict[str, Any], dinov2: dict[str, Any] | 
     # features.json records the same inputs and every file it names has its recorded sha256
     # (one read each: a damaged features.npz is recomputed here, never skipped on).
     try:
-        record = read_json(directory / FEATURES_JSON)
-    except (FileNotFoundError, ValueError):
+        record = read_record(directory / FEATURES_JSON, "features")
+    except (FileNotFoundError, UnreadableFileError):
         return False  # absent or damaged record: recompute (from the per-shard features)
     if {k: v for k, v in record.items() if k not in RECORD_KEYS} != meta:
         return False

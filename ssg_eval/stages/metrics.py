@@ -14,12 +14,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
-from ssg_eval.errors import ConfigError, IncompleteRunError
+from ssg_eval.errors import ConfigError, IncompleteRunError, UnreadableFileError
 from ssg_eval.metrics.keys import FID
 from ssg_eval.runs.claim import stage_lock
 from ssg_eval.runs.hashed import load_npz_verified
-from ssg_eval.runs.io import atomic_write_json, clean_stale_temps, read_json
+from ssg_eval.runs.io import atomic_write_json, clean_stale_temps
 from ssg_eval.runs.layout import FEATURES_JSON, FEATURES_NPZ, METRICS_JSON, results_dir, run_dir
+from ssg_eval.runs.records import read_record
 from ssg_eval.stages.features import load_run_manifest
 from ssg_eval.stages.spectral_bands import fwd_of_run, fwd_protocol
 from ssg_eval.utils.hashing import sha256_file
@@ -95,7 +96,7 @@ def _inputs(cfg: Any, directory: Path, manifest: dict, reference: Any) -> dict[s
         raise FileNotFoundError(
             f"{features_path} is missing; run the features stage first (make features EXP=...)"
         )
-    meta = read_json(meta_path)
+    meta = read_record(meta_path, "features", need=("config_hash", "num_samples"))
     if meta.get("config_hash") != manifest["config_hash"] or meta.get("num_samples") != int(
         cfg.sampler.num_samples
     ):
@@ -164,8 +165,8 @@ def _reusable(cfg: Any, path: Path, inputs: dict, protocol: dict) -> bool:
         FileExistsError: metrics of another protocol or reference exist and `overwrite` is false.
     """
     try:
-        previous = read_json(path)
-    except ValueError as err:
+        previous = read_record(path, "metrics")
+    except UnreadableFileError as err:
         log.warning("%s; recomputing it", err)
         return False
     old_inputs = previous.get("inputs") or {}

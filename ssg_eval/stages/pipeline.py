@@ -19,8 +19,8 @@ from omegaconf import DictConfig
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 from ssg_eval.errors import UnreadableFileError
 from ssg_eval.runs.identity import identity_diff
-from ssg_eval.runs.io import read_json
 from ssg_eval.runs.layout import MANIFEST_JSON, run_dir
+from ssg_eval.runs.records import read_record
 from ssg_eval.sampling.identity import identity_of
 from ssg_eval.sampling.shards import SAMPLES_NPZ
 from ssg_eval.stages.preflight import check_inputs
@@ -37,11 +37,11 @@ def sampling_done(cfg: Any) -> bool:
     the full one reads the file).
     """
     try:
-        manifest = read_json(run_dir(cfg) / MANIFEST_JSON)
-    except (FileNotFoundError, UnreadableFileError):
+        manifest = read_record(run_dir(cfg) / MANIFEST_JSON, "manifest", need=("samples",))
+    except (FileNotFoundError, UnreadableFileError):  # a damaged manifest: rewritten by sampling
         return False
     wanted = identity_of(cfg, require_checkpoints=False)
-    samples = manifest.get("samples") or {}
+    samples = manifest["samples"]
     same_n = samples.get("num_samples") == int(cfg.sampler.num_samples)
     if bool(cfg.sampler.save_samples_npz):
         export = run_dir(cfg) / SAMPLES_NPZ

@@ -20,6 +20,13 @@ from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 # as the Python package `conf` when Hydra is entered through `ssg_eval.stages.sample:main`).
 
 
+def _chunk_list(chunks: range, shown: int = 16) -> str:
+    """`[0, 2]`, or `[0, 1, 2, ..., 12499999] (12500000 chunks)` when long (never materialised)."""
+    if len(chunks) <= shown:
+        return str(list(chunks))
+    return f"[{chunks[0]}, {chunks[1]}, {chunks[2]}, ..., {chunks[-1]}] ({len(chunks)} chunks)"
+
+
 def print_sample_plan(cfg: Any, world_size: int) -> None:
     """Print what the sample stage would do (chunks per rank, shards done); loads no weights."""
     from ssg_eval.sampling.runner import plan_status
@@ -42,7 +49,9 @@ def print_sample_plan(cfg: Any, world_size: int) -> None:
         f"batch {cfg.sampler.batch_size}, world size {world_size}",
     ]
     for rank, info in enumerate(status["ranks"]):
-        lines.append(f"rank {rank}: chunks {info['chunks']} ({len(info['done'])} done)")
+        lines.append(
+            f"rank {rank}: chunks {_chunk_list(info['chunks'])} ({len(info['done'])} done)"
+        )
     lines.append(f"shards done: {done}/{plan['num_chunks']}; no weights were loaded")
     print("\n".join(lines))
 
@@ -85,6 +94,7 @@ def sample_stage(cfg: Any) -> Path | None:
             refusal = dist.gather_objects(refusal)[0]
             if refusal is not None:
                 raise RunLockedError(refusal)
+            _check_ranks_environment(cfg, device)
             stats = run_rank(cfg, rank, world_size, barrier=dist.barrier)
             dist.barrier()
             all_stats = dist.gather_objects(stats)
@@ -95,6 +105,16 @@ def sample_stage(cfg: Any) -> Path | None:
             return directory
     finally:
         dist.destroy()
+
+
+def _check_ranks_environment(cfg: Any, device: Any) -> None:
+    """Every rank's numeric environment must match rank 0's (their shards meet in one run)."""
+    from ssg_eval.sampling.environment import check_same_session, numeric_environment
+    from ssg_eval.utils import dist
+
+    if dist.is_distributed():
+        env = numeric_environment(device, dist.setup_runtime(cfg.runtime))
+        check_same_session(dist.gather_objects(env))
 
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")

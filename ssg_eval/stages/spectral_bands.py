@@ -30,6 +30,7 @@ from ssg_eval.metrics.wavelet import (
 )
 from ssg_eval.runs.io import atomic_write_json, atomic_write_npz, read_json
 from ssg_eval.runs.npz import load_npz
+from ssg_eval.runs.records import read_record
 from ssg_eval.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -215,7 +216,7 @@ def run_bands(cfg: Any, run_dir: Path, reference: Any, cache_dir: Path) -> dict[
     """
     from ssg_eval.utils.dist import resolve_device
 
-    manifest = read_json(run_dir / "manifest.json")
+    manifest = read_record(run_dir / "manifest.json", "manifest", need=("config",))
     check_band_settings(cfg, tuple(manifest.get("image_shape") or reference.image_shape))
     meta = _meta(cfg, manifest, reference)
     out_path, meta_path = run_dir / BANDS_NPZ, run_dir / BANDS_JSON

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf, open_dict
 
 from ssg_eval.cli import compose_context, conf_dir, run_cli
 from ssg_eval.errors import ConfigError
+from ssg_eval.runs.records import check_record
 from ssg_eval.stages.preflight import check_inputs
 from ssg_eval.utils.logging import configure_cli_logging, get_logger
 from ssg_eval.validation import validate
@@ -101,9 +102,7 @@ def load_suite(name: str, conf_root: str | Path | None = None) -> Suite:
             f"{path}: missing keys {missing}, unknown keys {unknown}; "
             f"a suite has the keys {list(SUITE_KEYS)}"
         )
-    for key in ("models", "guidance", "seeds"):
-        if not isinstance(raw[key], list) or not raw[key]:
-            raise ConfigError(f"{path}: {key} must be a non-empty list, got {raw[key]!r}")
+    check_record(raw, path, "suite", need=REQUIRED_KEYS)  # types of every key (ConfigError)
     exclude = tuple((str(e["model"]), str(e["guidance"])) for e in raw.get("exclude") or [])
     _check_names(path, "experiment", "experiment", [raw["experiment"]])
     _check_names(path, "models", "model", [*raw["models"], *(m for m, _ in exclude)])
@@ -202,7 +201,8 @@ def run_suite(
         )
         with open_dict(report_cfg):
             report_cfg.report.runs = [str(cfg.run_name) for cfg, _ in cells]
-        spectral = _spectral(cells, report_cfg) if suite.spectral else {}  # before the page
+        wanted = suite.spectral and not report_cfg.dry_run  # a dry run writes nothing
+        spectral = _spectral(cells, report_cfg) if wanted else {}  # before the page
         written = {**run_report(report_cfg), **spectral}
     return written
 
@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="sampling seeds")
     parser.add_argument("--guidance", default=None, help="tuned: SSG cells use make tune's result")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every cell")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may follow the overrides (make table1)
     configure_cli_logging()
     written = run_cli(
         "ssg-suite", lambda: run_suite(args.name, args.overrides, args.seeds, args.guidance)

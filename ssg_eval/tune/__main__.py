@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ssg_eval.cli import CONF_PATH, run_cli
 from ssg_eval.errors import ConfigError, RunLockedError
-from ssg_eval.runs.io import atomic_write_json, ensure_dir, read_json
+from ssg_eval.runs.io import atomic_write_json, ensure_dir
+from ssg_eval.runs.records import read_record
 from ssg_eval.tune.evaluate import PipelineEvaluator
 from ssg_eval.tune.halving import (
     planned_samples,
@@ -70,6 +71,7 @@ def _check_stats(stats: Any) -> None:
 
 
 def _setup(cfg: Any, evaluator_cls: type) -> tuple[PipelineEvaluator, list, Path]:
+    # Called under the tune's lock: a second tune of the same model is refused before any work.
     _check_stats(cfg.stats)  # the statistics run last: refuse their settings before any sampling
     directory = tune_dir_of(cfg)
     evaluator = evaluator_cls(cfg, directory)
@@ -90,6 +92,11 @@ def run_tune(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> dict[str, Pat
         cfg: the composed tune config.
         evaluator_cls: `PipelineEvaluator` or a subclass (tests swap the feature network).
     """
+    with _lock(tune_dir_of(cfg)):  # before the assets: a second tune is refused at once
+        return _run_tune(cfg, evaluator_cls)
+
+
+def _run_tune(cfg: Any, evaluator_cls: type) -> dict[str, Path]:
     from ssg_eval.tune.summary import write_report
 
     evaluator, candidates, directory = _setup(cfg, evaluator_cls)
@@ -106,16 +113,15 @@ def run_tune(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> dict[str, Pat
     if cfg.budget.max_samples is not None and planned > int(cfg.budget.max_samples):
         log.warning("tune.budget.max_samples=%d < %d planned: the search may stop before the "
                     "final N", int(cfg.budget.max_samples), planned)  # fmt: skip
-    with _lock(directory):
-        state = run_halving(
-            candidates, evaluator.measure, state_path=directory / "state.json", sizes=sizes,
-            n_final=int(h.n_final), keep_fraction=float(h.keep_fraction),
-            objective=str(cfg.objective), fingerprint=fingerprint,
-            budget=OmegaConf.to_container(cfg.budget) if OmegaConf.is_config(cfg.budget)
-            else dict(cfg.budget),
-        )  # fmt: skip
-        return write_report(evaluator, state, candidates, cfg, directory, guidance_dir_of(cfg),
-                            fingerprint)  # fmt: skip
+    state = run_halving(
+        candidates, evaluator.measure, state_path=directory / "state.json", sizes=sizes,
+        n_final=int(h.n_final), keep_fraction=float(h.keep_fraction),
+        objective=str(cfg.objective), fingerprint=fingerprint,
+        budget=OmegaConf.to_container(cfg.budget) if OmegaConf.is_config(cfg.budget)
+        else dict(cfg.budget),
+    )  # fmt: skip
+    return write_report(evaluator, state, candidates, cfg, directory, guidance_dir_of(cfg),
+                        fingerprint)  # fmt: skip
 
 
 def run_trial(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> float:
@@ -125,6 +131,11 @@ def run_trial(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> float:
     below the baseline's IS at the same N (0 when IS >= baseline), so infeasible points lose.
     Every trial is appended to `<tune dir>/trials.json`.
     """
+    with _lock(tune_dir_of(cfg)):  # before the assets: a second tune is refused at once
+        return _run_trial(cfg, evaluator_cls)
+
+
+def _run_trial(cfg: Any, evaluator_cls: type) -> float:
     from ssg_eval.metrics.keys import FID, IS
 
     evaluator, candidates, directory = _setup(cfg, evaluator_cls)
@@ -140,19 +151,18 @@ def run_trial(cfg: Any, evaluator_cls: type = PipelineEvaluator) -> float:
     )  # fmt: skip
     n = int(t.num_samples or cfg.halving.n_start)
     baseline = next(c for c in candidates if c.key == BASELINE)
-    with _lock(directory):
-        base = evaluator.measure(baseline, n)
-        got = evaluator.measure(cand, n) if cand.key != BASELINE else base
-        value = got.metrics[FID]
-        if cfg.objective == "fid_is_constrained":
-            shortfall = max(0.0, base.metrics[IS] - got.metrics[IS]) / base.metrics[IS]
-            value += 1000.0 * shortfall
-        path = directory / "trials.json"
-        trials = read_json(path) if path.is_file() else []
-        trials.append({"candidate": cand.key, "params": cand.params, "n": n,
-                       "metrics": got.metrics, "baseline_metrics": base.metrics,
-                       "objective": value})  # fmt: skip
-        atomic_write_json(path, trials)
+    base = evaluator.measure(baseline, n)
+    got = evaluator.measure(cand, n) if cand.key != BASELINE else base
+    value = got.metrics[FID]
+    if cfg.objective == "fid_is_constrained":
+        shortfall = max(0.0, base.metrics[IS] - got.metrics[IS]) / base.metrics[IS]
+        value += 1000.0 * shortfall
+    path = directory / "trials.json"
+    trials = read_record(path, "tune_trials") if path.is_file() else []
+    trials.append({"candidate": cand.key, "params": cand.params, "n": n,
+                   "metrics": got.metrics, "baseline_metrics": base.metrics,
+                   "objective": value})  # fmt: skip
+    atomic_write_json(path, trials)
     return float(value)
 
 

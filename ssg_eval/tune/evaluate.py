@@ -17,8 +17,8 @@ from hydra import compose
 
 from ssg_eval.cli import compose_context, config_names
 from ssg_eval.errors import ConfigError
-from ssg_eval.runs.io import read_json
 from ssg_eval.runs.layout import FEATURES_NPZ, MANIFEST_JSON, run_dir
+from ssg_eval.runs.records import read_record
 from ssg_eval.tune.halving import Measurement
 from ssg_eval.tune.space import Candidate
 from ssg_eval.utils.logging import get_logger
@@ -31,11 +31,12 @@ FEATURE_KEYS = ("pool", "spatial", "logits")
 
 
 def _num_samples(directory: Path) -> int:
-    """Samples a finished run holds (0 without a manifest)."""
+    """Samples a finished run holds (0 without a manifest, or with a damaged one: resampled)."""
     try:
-        return int(read_json(directory / MANIFEST_JSON)["samples"]["num_samples"])
-    except FileNotFoundError:
+        manifest = read_record(directory / MANIFEST_JSON, "manifest", need=("samples.num_samples",))
+    except (FileNotFoundError, ValueError):
         return 0
+    return int(manifest["samples"]["num_samples"])
 
 
 @dataclass
@@ -176,6 +177,8 @@ class PipelineEvaluator:
 
         reference, ref_feats = self.reference(cfg)
         m = cfg.metrics
+        # The other metrics (fwd, fd_dinov2, kid, ...) need the run's images, other weights or
+        # their own stage code; the search ranks by FID/IS, so it measures the ADM five only.
         return compute_metrics(
             run.features, reference, ref_feats, split_size=int(m.is_split_size), k=int(m.pr_k),
             block_size=int(m.pr_block_size), distance_dtype=str(m.pr_distance_dtype),

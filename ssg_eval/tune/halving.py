@@ -17,7 +17,8 @@ from typing import Any
 
 from ssg_eval.errors import ConfigError
 from ssg_eval.metrics.keys import FID, IS
-from ssg_eval.runs.io import atomic_write_json, read_json
+from ssg_eval.runs.io import atomic_write_json
+from ssg_eval.runs.records import read_record
 from ssg_eval.tune.schema import TuneObjective
 from ssg_eval.tune.space import BASELINE, Candidate
 from ssg_eval.utils.logging import get_logger
@@ -35,6 +36,7 @@ __all__ = [
 log = get_logger(__name__)
 OBJECTIVES = tuple(o.value for o in TuneObjective)
 STATE_VERSION = 1
+_STATE_FIELDS = ("fingerprint", "evaluations", "rungs", "spent.samples", "spent.device_s")
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class _Tune:
 
     def _load(self, fingerprint: str) -> dict[str, Any]:
         if self.path.is_file():
-            state = read_json(self.path)
+            state = read_record(self.path, "tune_state", need=_STATE_FIELDS)
             if state.get("fingerprint") != fingerprint:
                 raise ConfigError(
                     f"{self.path} belongs to another search (fingerprint "
@@ -169,9 +171,13 @@ class _Tune:
             self.state["stopped"] = {"reason": refusal, "key": key, "n": n}
             self.save()
             return None
+        paid = self.have(key)
         result = self.measure(self.by_key[key], n)
-        self.state["evaluations"][f"{key}@{n}"] = {"key": key, "n": n, **asdict(result)}
-        self.state["spent"]["samples"] += int(result.new_samples)
+        # Samples made by a killed session (on disk, never recorded) count when first measured.
+        new_samples = max(int(result.new_samples), n - paid)
+        self.state["evaluations"][f"{key}@{n}"] = {"key": key, "n": n, **asdict(result),
+                                                   "new_samples": new_samples}  # fmt: skip
+        self.state["spent"]["samples"] += new_samples
         self.state["spent"]["device_s"] += float(result.device_s)
         self.state["stopped"] = None
         self.save()

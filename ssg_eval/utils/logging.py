@@ -31,10 +31,30 @@ def get_logger(name: str) -> logging.Logger:
     return logger
 
 
+def _one_line_error(handler: logging.FileHandler):
+    """`handleError` of a log file that cannot be written (full disk, size limit): one line, once.
+
+    Python's default prints a traceback per failed record; the stage's own error line follows.
+    """
+
+    def handle_error(record: logging.LogRecord) -> None:
+        if getattr(handler, "_ssg_eval_failed", False):
+            return
+        handler._ssg_eval_failed = True  # type: ignore[attr-defined]
+        err = sys.exc_info()[1]
+        print(f"warning: cannot write the log file {handler.baseFilename} ({err}); it is "
+              "incomplete", file=sys.stderr)  # fmt: skip
+
+    return handle_error
+
+
 def configure_cli_logging(level: int = logging.INFO) -> None:
     """Attach one stderr handler with a rank prefix; called once by CLI entry points only."""
     rank = current_rank()
     root = logging.getLogger("ssg_eval")
+    for handler in logging.getLogger().handlers:  # Hydra's job log file
+        if isinstance(handler, logging.FileHandler):
+            handler.handleError = _one_line_error(handler)  # type: ignore[method-assign]
     if logging.getLogger().handlers and not root.handlers:
         # Under @hydra.main the root logger already writes to the job's log file (and stdout):
         # keep propagating there, so stack traces land in <run dir>/.hydra_run/rank<r>/<stage>.log.

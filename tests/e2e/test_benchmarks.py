@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SUBPROCESS_TIMEOUT_S
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -109,7 +111,7 @@ def test_benchmark_quick_mode(name, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="2", SSG_EVAL_RESULTS=str(tmp_path))
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--quick", "--only", name],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     file_name, check = CHECKS[name]

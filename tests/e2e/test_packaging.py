@@ -101,6 +101,7 @@ def test_installed_stage_composes_from_another_directory(installed, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the whole smoke from the installed wheel (its child has 1800 s)
 def test_installed_smoke_runs_from_another_directory(installed, tmp_path):
     _, site = installed
     results = tmp_path / "results"

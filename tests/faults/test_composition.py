@@ -77,7 +77,8 @@ def test_sweeps_over_experiments_compose(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     stems = [line.split()[2] for line in proc.stdout.splitlines() if line.startswith("dry run")]
-    assert stems == ["smoke_table1", "smoke_512", "guidance_smoke"] or len(stems) == 3, proc.stdout
+    smoke_experiments = list((REPO / "conf" / "experiment").glob("smoke*.yaml"))
+    assert len(stems) == len(smoke_experiments) >= 3, proc.stdout
     assert not (tmp_path / "res").exists()
 
 

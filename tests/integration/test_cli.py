@@ -13,13 +13,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import SUBPROCESS_TIMEOUT_S
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def run(args, tmp_path, **env):
     environment = dict(os.environ, OMP_NUM_THREADS="2", **env)
     return subprocess.run(
-        args, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600
+        args,
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
     )
 
 

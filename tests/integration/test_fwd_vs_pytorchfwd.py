@@ -43,6 +43,7 @@ def _write_pngs(images: np.ndarray, folder: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # a throwaway venv and pip install (children of up to 900 s each)
 def test_fwd_equals_pytorchfwd_on_the_same_images(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
