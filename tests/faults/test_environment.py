@@ -21,13 +21,14 @@ from ssg_eval.sampling.environment import (
     environment_path,
     write_shard_environment,
 )
-from ssg_eval.sampling.runner import SimulatedCrash, run_rank, sample_run
+from ssg_eval.sampling.runner import run_rank, sample_run
 from tests.faults.conftest import contents, tiny
+from tests.shard_helpers import SimulatedCrash, crash_after_shards
 
 
 def test_resume_at_another_thread_count_is_refused_and_pinning_it_resumes(tmp_path, reference):
-    with pytest.raises(SimulatedCrash):
-        run_rank(tiny(tmp_path, "runtime.num_threads=1"), 0, 1, fail_after_chunks=1)
+    with pytest.raises(SimulatedCrash), crash_after_shards(1):
+        run_rank(tiny(tmp_path, "runtime.num_threads=1"), 0, 1)
     try:
         with pytest.raises(EnvironmentMismatch) as err:
             sample_run(tiny(tmp_path, "runtime.num_threads=2"))
@@ -44,8 +45,8 @@ def test_resume_at_another_thread_count_is_refused_and_pinning_it_resumes(tmp_pa
 
 
 def test_overwrite_regenerates_the_shards_of_another_environment(tmp_path):
-    with pytest.raises(SimulatedCrash):
-        run_rank(tiny(tmp_path, "runtime.num_threads=1"), 0, 1, fail_after_chunks=2)
+    with pytest.raises(SimulatedCrash), crash_after_shards(2):
+        run_rank(tiny(tmp_path, "runtime.num_threads=1"), 0, 1)
     try:
         directory = sample_run(tiny(tmp_path, "runtime.num_threads=2", "overwrite=true"))
     finally:
@@ -58,8 +59,8 @@ def test_overwrite_regenerates_the_shards_of_another_environment(tmp_path):
 def test_a_difference_that_cannot_change_pixels_warns_and_resumes(
     tmp_path, reference, monkeypatch, caplog
 ):
-    with pytest.raises(SimulatedCrash):
-        run_rank(tiny(tmp_path), 0, 1, fail_after_chunks=1)
+    with pytest.raises(SimulatedCrash), crash_after_shards(1):
+        run_rank(tiny(tmp_path), 0, 1)
     measured = runner.numeric_environment
     monkeypatch.setattr(runner, "numeric_environment",
                         lambda *a: {**measured(*a), "numpy": "0.0-other"})  # fmt: skip

@@ -33,7 +33,7 @@ def _write(path: Path, payload) -> Path:
 def test_features_stage_names_the_field_of_a_wrong_shape_manifest(tmp_path, payload, field):
     from ssg_eval.stages.features import run_features
 
-    cfg = tiny(tmp_path, config_name="pipeline")
+    cfg = tiny(tmp_path, config_name="config")
     path = _write(run_dir(cfg) / "manifest.json", payload)
     with pytest.raises(UnreadableFileError) as err:
         run_features(cfg)
@@ -44,7 +44,7 @@ def test_features_stage_names_the_field_of_a_wrong_shape_manifest(tmp_path, payl
 def test_a_wrong_shape_manifest_counts_as_unfinished_sampling(tmp_path):
     from ssg_eval.stages.pipeline import sampling_done
 
-    cfg = tiny(tmp_path, config_name="pipeline")
+    cfg = tiny(tmp_path, config_name="config")
     _write(run_dir(cfg) / "manifest.json", [1, 2])
     assert sampling_done(cfg) is False  # the sample stage then rewrites it
 
