@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ssg_eval import errors
+from tests.conftest import SUBPROCESS_TIMEOUT_S
 
 REPO = Path(__file__).resolve().parents[2]
 BUGS = ("KeyError", "RuntimeError", "ValueError")
@@ -73,7 +74,7 @@ def outcomes(tmp_path_factory) -> dict[str, dict]:
                                                     stderr=subprocess.PIPE, text=True))  # fmt: skip
     out = {}
     for script, (folder, proc) in running.items():
-        _, stderr = proc.communicate(timeout=600)
+        _, stderr = proc.communicate(timeout=SUBPROCESS_TIMEOUT_S)
         assert proc.returncode == 0, f"{script}: the planting harness failed:\n{stderr[-3000:]}"
         out[script] = json.loads((folder / "out.json").read_text())
         assert not (folder / "results").exists(), f"{script} wrote under paths.results"
