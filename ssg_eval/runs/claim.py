@@ -12,14 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ssg_eval.errors import IdentityMismatch, UnreadableFileError
+from ssg_eval.errors import IdentityMismatch, RunLockedError, UnreadableFileError
 from ssg_eval.runs.identity import identity_diff, identity_hash
 from ssg_eval.runs.io import atomic_write_json
 from ssg_eval.runs.layout import IDENTITY_JSON, results_dir
 from ssg_eval.runs.lock import RunLock
 from ssg_eval.runs.records import read_record
 
-__all__ = ["check_identity", "stage_lock", "stored_identity", "write_identity"]
+__all__ = [
+    "check_identity",
+    "stage_lock",
+    "stage_lock_on_all_ranks",
+    "stored_identity",
+    "write_identity",
+]
 
 
 def stored_identity(directory: str | Path) -> dict[str, Any] | None:
@@ -98,3 +104,25 @@ def stage_lock(cfg: Any, stage: str, rank: int = 0) -> Iterator[RunLock | None]:
     lock = RunLock(results_dir(cfg), str(cfg.run_name), stage)
     with lock:
         yield lock
+
+
+@contextlib.contextmanager
+def stage_lock_on_all_ranks(cfg: Any, stage: str, rank: int) -> Iterator[None]:
+    """`stage_lock` under torchrun: rank 0 holds the run's lock for the whole block, and every rank
+    learns whether it got it before touching the run dir (the others stop with rank 0's line).
+
+    Raises:
+        RunLockedError: on every rank, when another process holds the run.
+    """
+    from ssg_eval.utils import dist
+
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        try:
+            stack.enter_context(stage_lock(cfg, stage, rank))
+        except RunLockedError as err:
+            refusal = str(err)
+        refusal = dist.gather_objects(refusal)[0]
+        if refusal is not None:
+            raise RunLockedError(refusal)
+        yield

@@ -9,9 +9,7 @@ its own chunks and rank 0 merges; the result does not depend on the number of ra
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from omegaconf import DictConfig
 
 from ssg_eval.cli import CONF_PATH, cli_main, hydra_entry
 from ssg_eval.errors import IncompleteRunError, NpzError, UnreadableFileError
-from ssg_eval.runs.claim import check_identity, stage_lock
+from ssg_eval.runs.claim import check_identity, stage_lock_on_all_ranks
 from ssg_eval.runs.hashed import read_verified, write_npz_sha256
 from ssg_eval.runs.identity import identity_hash
 from ssg_eval.runs.io import atomic_write_json, clean_stale_temps
@@ -170,24 +168,6 @@ def _up_to_date(directory: Path, meta: dict[str, Any], dinov2: dict[str, Any] | 
     return True
 
 
-@contextlib.contextmanager
-def _claimed(cfg: Any, rank: int) -> Iterator[None]:
-    """Rank 0 holds the run's lock; the other ranks stop with its message when it could not."""
-    from ssg_eval.runs.lock import RunLockedError
-    from ssg_eval.utils import dist
-
-    with contextlib.ExitStack() as stack:
-        refusal = None
-        try:
-            stack.enter_context(stage_lock(cfg, "features", rank))
-        except RunLockedError as err:
-            refusal = str(err)
-        refusal = dist.gather_objects(refusal)[0]
-        if refusal is not None:
-            raise RunLockedError(refusal)
-        yield
-
-
 def run_features(cfg: Any) -> Path | None:
     """Features of the run's samples into `<run_dir>/features.npz` (+ `features.json`).
 
@@ -212,7 +192,7 @@ def run_features(cfg: Any) -> Path | None:
     ours = not dist.is_distributed()  # a process group this call creates, it also destroys
     dist.init_process_group_if_needed(str(cfg.runtime.dist_backend), device)
     try:
-        with _claimed(cfg, rank):
+        with stage_lock_on_all_ranks(cfg, "features", rank):
             return _features(cfg, directory, rank, world_size)
     finally:
         if ours:

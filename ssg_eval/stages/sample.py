@@ -7,7 +7,6 @@ lives in `ssg_eval.sampling.runner`. Never pass Hydra's `-m` inside torchrun (on
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +72,7 @@ def sample_stage(cfg: Any) -> Path | None:
             launched = int(cfg.launch.nproc_per_node) * int(cfg.launch.nnodes)
             print_sample_plan(cfg, world_size if world_size > 1 else launched)
         return None
-    from ssg_eval.errors import RunLockedError
-    from ssg_eval.runs.claim import stage_lock
+    from ssg_eval.runs.claim import stage_lock_on_all_ranks
     from ssg_eval.runs.layout import run_dir
     from ssg_eval.sampling.finalize import finalize_run
     from ssg_eval.sampling.plan import plan_from_config
@@ -85,15 +83,7 @@ def sample_stage(cfg: Any) -> Path | None:
     try:
         # Rank 0 holds the run's lock for the whole stage; the other ranks learn whether it got
         # it before they touch the run dir, and stop with rank 0's message otherwise.
-        with contextlib.ExitStack() as stack:
-            refusal = None
-            try:
-                stack.enter_context(stage_lock(cfg, "sample", rank))
-            except RunLockedError as err:
-                refusal = str(err)
-            refusal = dist.gather_objects(refusal)[0]
-            if refusal is not None:
-                raise RunLockedError(refusal)
+        with stage_lock_on_all_ranks(cfg, "sample", rank):
             _check_ranks_environment(cfg, device)
             stats = run_rank(cfg, rank, world_size, barrier=dist.barrier)
             dist.barrier()
