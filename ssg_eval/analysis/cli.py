@@ -49,6 +49,7 @@ class RunInfo:
     name: str
     config: dict[str, Any]
     image_shape: tuple[int, ...]  # (H, W, 3)
+    shard_sha256: dict[str, str]  # the manifest's `{shard file name: sha256}`
 
 
 def load_run(run_dir: str | Path) -> RunInfo:
@@ -65,12 +66,23 @@ def load_run(run_dir: str | Path) -> RunInfo:
             f"{manifest_path} not found; pass a finished sample run "
             "directory (results/runs/<run_name>)"
         )
-    manifest = read_record(manifest_path, "manifest", need=("config",))
+    manifest = read_record(manifest_path, "manifest", need=("config", "shards"))
     shards = sorted((run_dir / "shards").glob("chunk_*.npz"))
     if not shards:
         raise FileNotFoundError(f"no shards under {run_dir / 'shards'}; sampling is unfinished")
     shape, _ = npz_array_header(shards[0], "images")
-    return RunInfo(run_dir, run_dir.name, manifest["config"], tuple(shape[1:]))
+    return RunInfo(
+        run_dir, run_dir.name, manifest["config"], tuple(shape[1:]), dict(manifest["shards"])
+    )
+
+
+def run_plan(run: RunInfo) -> Any:
+    """The sample plan the run's manifest records (its N: shards beyond it are not read)."""
+    from omegaconf import OmegaConf
+
+    from ssg_eval.sampling.plan import plan_from_config
+
+    return plan_from_config(OmegaConf.create(run.config))
 
 
 def check_pair(baseline: RunInfo, treated: RunInfo, reference_shape: tuple[int, ...]) -> None:
@@ -133,7 +145,12 @@ def pixel_level(baseline: RunInfo, treated: RunInfo, reference: Path, paths: dic
     spectra = {}
     for label, run in (("baseline", baseline), ("ssg", treated)):
         accumulator = PixelSpectrumAccumulator()
-        for images_NHWC, _, _ in iter_run_images(run.run_dir, IMAGE_BATCH):
+        # Exactly the manifest's N: a run shrunk to a smaller N keeps its later shards on
+        # disk (for a later grow); they are not part of this run's samples.
+        plan = run_plan(run)
+        for images_NHWC, _, _ in iter_run_images(
+            run.run_dir, IMAGE_BATCH, plan, run.shard_sha256
+        ):
             accumulator.update(np.asarray(images_NHWC))
         spectra[label] = accumulator.result()[1]
     accumulator = PixelSpectrumAccumulator()

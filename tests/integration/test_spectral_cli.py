@@ -130,3 +130,35 @@ def test_regenerated_samples_match_the_stored_images(runs):
     stored, _, stored_indices = next(iter_run_images(runs["ssg"], len(indices)))
     assert stored_indices.tolist() == indices
     assert np.array_equal(regenerated, stored)
+
+
+def test_a_shrunk_run_is_read_at_its_own_n(runs, tmp_path):
+    """Shrinking N keeps the later shards on disk; the spectra read the first N samples only.
+
+    Both runs are sampled at N = 20 (chunks of 8), then at N = 10: chunk 1 is regenerated
+    shorter and chunk 2 stays on disk unread, so the pixel spectra must equal those of the
+    fixture's runs, sampled at N = 10 from the start (the spectra used to read every shard
+    present and stop at chunk 2: "starts at index 16, expected 10").
+    """
+    from omegaconf import OmegaConf
+
+    from ssg_eval.runs.io import read_json
+    from ssg_eval.sampling.runner import sample_run
+
+    shrunk = {}
+    for key in ("baseline", "ssg"):
+        config = read_json(runs[key] / "manifest.json")["config"]
+        config["paths"]["results"] = str(tmp_path / "results")
+        for n in (20, 10):
+            config["sampler"]["num_samples"] = n
+            cfg = OmegaConf.create(config)
+            sample_run(cfg)
+        shrunk[key] = run_dir(cfg)
+        assert (shrunk[key] / "shards" / "chunk_00002.npz").is_file()  # beyond N, kept
+    spectra = []
+    for pair, out in ((shrunk, tmp_path / "out_shrunk"), (runs, tmp_path / "out_fresh")):
+        written = run_spectral_analysis(
+            pair["baseline"], pair["ssg"], runs["reference"], out, num_latent_samples=1
+        )
+        spectra.append(pd.read_csv(written["pixel_csv"]))
+    pd.testing.assert_frame_equal(spectra[0], spectra[1], check_exact=True)

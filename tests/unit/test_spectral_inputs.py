@@ -26,7 +26,7 @@ def make_run(root, name, *, side=8, seed=0, model_name="tiny"):
         "sampler": {"num_samples": 20, "chunk_size": 8, "seed": seed, "rng": "per_sample"},
         "guidance": {"name": "cfg", "order": ["cfg_ramp"]},
     }
-    (run / "manifest.json").write_text(json.dumps({"config": config}))
+    (run / "manifest.json").write_text(json.dumps({"config": config, "shards": {}}))
     np.savez(
         run / "shards" / "chunk_00000.npz",
         images=_images(8, side),
