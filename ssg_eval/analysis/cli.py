@@ -148,9 +148,7 @@ def pixel_level(baseline: RunInfo, treated: RunInfo, reference: Path, paths: dic
         # Exactly the manifest's N: a run shrunk to a smaller N keeps its later shards on
         # disk (for a later grow); they are not part of this run's samples.
         plan = run_plan(run)
-        for images_NHWC, _, _ in iter_run_images(
-            run.run_dir, IMAGE_BATCH, plan, run.shard_sha256
-        ):
+        for images_NHWC, _, _ in iter_run_images(run.run_dir, IMAGE_BATCH, plan, run.shard_sha256):
             accumulator.update(np.asarray(images_NHWC))
         spectra[label] = accumulator.result()[1]
     accumulator = PixelSpectrumAccumulator()
