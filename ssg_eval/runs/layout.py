@@ -45,15 +45,23 @@ def run_dir(cfg: Any) -> Path:
 
 
 def feature_cache_path(
-    directory: Path, shard_name: str, shard_sha: str, weights_sha: str, batch: int, tag: str
+    directory: Path,
+    shard_name: str,
+    shard_sha: str,
+    weights_sha: str,
+    batch: int,
+    tag: str,
+    device_key: str,
 ) -> Path:
-    """`features_cache/<chunk>-<shard sha16>-<weights sha16>-b<batch>[-<tag>].npz` of one shard.
+    """`features_cache/<chunk>-<shard sha16>-<weights sha16>-b<batch>-<device>[-<tag>].npz`.
 
     The features of a shard are a pure function of its bytes, the network's weights, the
-    forward batch and the extraction path (`tag`: `fast` for Inception's fast path, empty for
-    torch-fidelity's forward, `dinov2` for DINOv2), so the name is their key.
+    forward batch, the device kind that ran the forward (`device_key`: `cpu`, or `cuda-` and the
+    GPU model: float rounding differs between them) and the extraction path (`tag`: `fast` for
+    Inception's fast path, empty for torch-fidelity's forward, `dinov2` for DINOv2), so the name
+    is their key: features of one device kind are never merged with another's.
     """
     stem = shard_name.removesuffix(".npz")
     suffix = f"-{tag}" if tag else ""
-    name = f"{stem}-{shard_sha[:16]}-{weights_sha[:16]}-b{batch}{suffix}.npz"
+    name = f"{stem}-{shard_sha[:16]}-{weights_sha[:16]}-b{batch}-{device_key}{suffix}.npz"
     return Path(directory) / FEATURES_CACHE / name

@@ -8,6 +8,7 @@ shard's first image. This module must not decide which chunks run, nor read shar
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from ssg_eval.runs.hashed import load_npz_verified, write_npz_sha256
 from ssg_eval.runs.layout import feature_cache_path
 from ssg_eval.utils.dist import resolve_device
 
-__all__ = ["FeatureNets", "feature_nets"]
+__all__ = ["FeatureNets", "device_key", "feature_nets"]
 
 INCEPTION, DINOV2 = "inception", "dinov2"
 
@@ -41,6 +42,7 @@ class FeatureNets:
         batch: the forward batch (`metrics.feature_batch_size`, or the device's choice).
         kinds: `inception`, plus `dinov2` when `fd_dinov2` is in `metrics.metrics`.
         weights_sha: sha256 of each kind's weights file.
+        device_key: the device kind in the cache names (`device_key(device)`).
     """
 
     cfg: Any
@@ -48,6 +50,7 @@ class FeatureNets:
     batch: int
     kinds: tuple[str, ...]
     weights_sha: dict[str, str]
+    device_key: str
     _models: dict[str, Any] = field(default_factory=dict)
 
     def tag(self, kind: str) -> str:
@@ -61,8 +64,14 @@ class FeatureNets:
         """The cache file of every kind for one shard."""
         return {
             kind: feature_cache_path(
-                directory, shard_name, shard_sha, self.weights_sha[kind], self.batch, self.tag(kind)
-            )  # fmt: skip
+                directory,
+                shard_name,
+                shard_sha,
+                self.weights_sha[kind],
+                self.batch,
+                self.tag(kind),
+                self.device_key,
+            )
             for kind in self.kinds
         }
 
@@ -159,4 +168,17 @@ def feature_nets(cfg: Any, device: torch.device | None = None) -> FeatureNets:
                 "metrics.metrics"
             )
         shas[DINOV2] = sha256_file(Path(str(weights)))
-    return FeatureNets(cfg, device, batch, tuple(shas), shas)
+    return FeatureNets(cfg, device, batch, tuple(shas), shas, device_key(device))
+
+
+def device_key(device: torch.device) -> str:
+    """The device kind of a forward pass, as a file-name part: `cpu`, or `cuda-<GPU model>`.
+
+    Two GPU models (or a GPU and the CPU) round the same network differently, so their per-shard
+    features are cached under different names and a run resumed elsewhere recomputes them
+    instead of mixing them (the GPU model is lower-cased, runs of other characters become `_`).
+    """
+    if device.type != "cuda":
+        return device.type
+    name = re.sub(r"[^a-z0-9]+", "_", torch.cuda.get_device_name(device).lower()).strip("_")
+    return f"cuda-{name}"

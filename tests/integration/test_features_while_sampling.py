@@ -74,6 +74,39 @@ def test_features_while_sampling_equal_the_stage_bit_for_bit(tmp_path):
     assert not (plain / FEATURES_CACHE).exists()
 
 
+def test_features_of_another_device_kind_are_not_merged(tmp_path, monkeypatch):
+    """A run sampled (with its features) on one device kind, its features stage on another.
+
+    The per-shard features carry the device kind in their cache name, so the stage extracts
+    every shard again on its own device instead of merging the sampler's files (GPU models and
+    the CPU round the network differently); the sampler's files stay as they were.
+    """
+    import ssg_eval.sampling.shard_features as shard_features
+
+    on = cell(tmp_path / "on", "metrics.features_while_sampling=true")
+    directory = sample_run(on)
+    made = files(directory / FEATURES_CACHE, "*.npz")
+    assert len(made) == 3 and all("-cpu" in name for name in made)
+    monkeypatch.setattr(shard_features, "device_key", lambda device: "cuda-another_gpu")
+    with count_io(directory) as counts:
+        run_features(on)
+    shard_bytes = sum(len(b) for b in files(directory / "shards", "*.npz").values())
+    assert counts.total_read("shards") == shard_bytes  # extracted again, not merged
+    after = files(directory / FEATURES_CACHE, "*.npz")
+    assert {k: v for k, v in after.items() if k in made} == made
+    assert sorted(set(after) - set(made)) == sorted(
+        name.replace("-cpu", "-cuda-another_gpu") for name in made
+    )
+
+
+def test_device_key_names_the_gpu_model(monkeypatch):
+    from ssg_eval.sampling.shard_features import device_key
+
+    assert device_key(torch.device("cpu")) == "cpu"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert device_key(torch.device("cuda", 0)) == "cuda-nvidia_h100_80gb_hbm3"
+
+
 def test_overlapped_chunk_path_gives_the_serial_bytes(tmp_path, monkeypatch):
     import ssg_eval.features.inception as inception
     from ssg_eval.sampling.generate import build_sampling_model
