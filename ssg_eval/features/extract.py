@@ -6,6 +6,7 @@ Results never depend on how the caller chunks its input (the stream is re-batche
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,6 +119,20 @@ def device_batch_size(device: torch.device | str) -> int:
     the batch only through float rounding (~1e-6 relative, tested).
     """
     return CUDA_BATCH_SIZE if torch.device(device).type == "cuda" else CPU_BATCH_SIZE
+
+
+def device_key(device: torch.device | str) -> str:
+    """The device kind of a forward pass, as a file-name part: `cpu`, or `cuda-<GPU model>`.
+
+    Two GPU models (or a GPU and the CPU) round the same network differently, so features are
+    cached under a name that carries this key, and features of two device kinds are never mixed
+    (the GPU model is lower-cased, runs of other characters become `_`).
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return device.type
+    name = re.sub(r"[^a-z0-9]+", "_", torch.cuda.get_device_name(device).lower()).strip("_")
+    return f"cuda-{name}"
 
 
 def extract_features(

@@ -24,6 +24,7 @@ from ssg_eval.errors import InputFileError
 from ssg_eval.features import FEATURE_DIMS, FEATURE_KEYS
 from ssg_eval.features.extract import (
     device_batch_size,
+    device_key,
     extract_features,
     iter_npz_images,
     validate_images,
@@ -317,13 +318,18 @@ def build_reference_npz(
 
 
 def reference_cache_key(
-    reference_sha256: str, inception_sha256: str, batch_size: int, inception_impl: str
+    reference_sha256: str,
+    inception_sha256: str,
+    batch_size: int,
+    inception_impl: str,
+    device_kind: str,
 ) -> str:
     """Content hash naming the cached reference features (hex sha256).
 
     It covers everything the features depend on: the reference file's bytes (its sha256), the
-    Inception weights' bytes (their sha256), the forward batch and the extraction path. Any
-    change gives a new file name, so a cache entry is never overwritten by other inputs.
+    Inception weights' bytes (their sha256), the forward batch, the extraction path and the
+    device kind (`features.extract.device_key`). Any change gives a new file name, so a cache
+    entry is never overwritten by other inputs.
     """
     identity = json.dumps(
         {
@@ -331,6 +337,7 @@ def reference_cache_key(
             "inception_sha256": inception_sha256,
             "feature_batch_size": int(batch_size),
             "inception_impl": inception_impl,
+            "device": device_kind,
         },
         sort_keys=True,
     )
@@ -348,8 +355,8 @@ def reference_features(
     """Inception features of the reference images, extracted once and cached by content hash.
 
     The cache is `<cache_dir>/<reference_cache_key(...)[:32]>_features.npz` (reference sha256 +
-    Inception weights sha256 + batch + extraction path); the file also stores those inputs and
-    is used only when they all match and it holds `ref.num_images` rows of each feature.
+    Inception weights sha256 + batch + extraction path + device kind); the file also stores those
+    inputs and is used only when they all match and it holds `ref.num_images` rows of each feature.
 
     Args:
         ref: a `load_reference` result.
@@ -368,9 +375,10 @@ def reference_features(
         "reference_sha256": ref.sha256,
         "feature_batch_size": batch_size,
         "inception_impl": str(getattr(model, "impl", "unknown")),
+        "device": device_key(device),
     }
     key = reference_cache_key(
-        ref.sha256, meta["inception_sha256"], batch_size, meta["inception_impl"]
+        ref.sha256, meta["inception_sha256"], batch_size, meta["inception_impl"], meta["device"]
     )
     cache = None if cache_dir is None else Path(cache_dir) / f"{key[:32]}_features.npz"
     if cache is not None and cache.is_file():

@@ -8,7 +8,6 @@ shard's first image. This module must not decide which chunks run, nor read shar
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from ssg_eval.errors import NpzError
 from ssg_eval.features.extract import (
     collect_features,
     device_batch_size,
+    device_key,
     extract_chunk_features,
     launch_chunk_features,
 )
@@ -27,7 +27,7 @@ from ssg_eval.runs.hashed import load_npz_verified, write_npz_sha256
 from ssg_eval.runs.layout import feature_cache_path
 from ssg_eval.utils.dist import resolve_device
 
-__all__ = ["FeatureNets", "device_key", "feature_nets"]
+__all__ = ["FeatureNets", "feature_nets"]
 
 INCEPTION, DINOV2 = "inception", "dinov2"
 
@@ -42,7 +42,7 @@ class FeatureNets:
         batch: the forward batch (`metrics.feature_batch_size`, or the device's choice).
         kinds: `inception`, plus `dinov2` when `fd_dinov2` is in `metrics.metrics`.
         weights_sha: sha256 of each kind's weights file.
-        device_key: the device kind in the cache names (`device_key(device)`).
+        device_key: the device kind in the cache names (`features.extract.device_key`).
     """
 
     cfg: Any
@@ -169,16 +169,3 @@ def feature_nets(cfg: Any, device: torch.device | None = None) -> FeatureNets:
             )
         shas[DINOV2] = sha256_file(Path(str(weights)))
     return FeatureNets(cfg, device, batch, tuple(shas), shas, device_key(device))
-
-
-def device_key(device: torch.device) -> str:
-    """The device kind of a forward pass, as a file-name part: `cpu`, or `cuda-<GPU model>`.
-
-    Two GPU models (or a GPU and the CPU) round the same network differently, so their per-shard
-    features are cached under different names and a run resumed elsewhere recomputes them
-    instead of mixing them (the GPU model is lower-cased, runs of other characters become `_`).
-    """
-    if device.type != "cuda":
-        return device.type
-    name = re.sub(r"[^a-z0-9]+", "_", torch.cuda.get_device_name(device).lower()).strip("_")
-    return f"cuda-{name}"

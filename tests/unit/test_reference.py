@@ -148,7 +148,7 @@ def test_build_reference_and_cached_features(tmp_path, monkeypatch):
     assert np.array_equal(ref.load_images(), images)
     feats = reference_features(ref, model, tmp_path / "cache", batch_size=2, device="cpu",
                                progress=False)  # fmt: skip
-    key = reference_cache_key(ref.sha256, model.weights_sha256, 2, model.impl)
+    key = reference_cache_key(ref.sha256, model.weights_sha256, 2, model.impl, "cpu")
     assert (tmp_path / "cache" / f"{key[:32]}_features.npz").is_file()
     mu, sigma = feature_statistics(feats["pool"])
     np.testing.assert_allclose(mu, ref.mu, rtol=1e-12)
@@ -163,13 +163,17 @@ def test_build_reference_and_cached_features(tmp_path, monkeypatch):
         assert np.array_equal(cached[key], feats[key])
     with pytest.raises(AssertionError, match="cache must be used"):  # other batch size: recompute
         reference_features(ref, model, tmp_path / "cache", batch_size=3, device="cpu")
+    # another device kind (a GPU model, as named by features.extract.device_key): recompute
+    monkeypatch.setattr(reference_module, "device_key", lambda device: "cuda-another_gpu")
+    with pytest.raises(AssertionError, match="cache must be used"):
+        reference_features(ref, model, tmp_path / "cache", batch_size=2, device="cpu")
 
 
-def test_cache_key_covers_reference_weights_batch_and_path():
-    base = ("a" * 64, "b" * 64, 64, "fast")
+def test_cache_key_covers_reference_weights_batch_path_and_device():
+    base = ("a" * 64, "b" * 64, 64, "fast", "cpu")
     keys = {reference_cache_key(*base)}
-    for index, other in enumerate(("c" * 64, "d" * 64, 32, "torch_fidelity")):
+    for index, other in enumerate(("c" * 64, "d" * 64, 32, "torch_fidelity", "cuda-nvidia_h200")):
         changed = list(base)
         changed[index] = other
         keys.add(reference_cache_key(*changed))
-    assert len(keys) == 5 and reference_cache_key(*base) == reference_cache_key(*base)
+    assert len(keys) == 6 and reference_cache_key(*base) == reference_cache_key(*base)
