@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -184,11 +185,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temps(directory: str | Path, *, recursive: bool = True) -> list[Path]:
+def clean_stale_temps(
+    directory: str | Path, *, recursive: bool = True, min_age_s: float = 0.0
+) -> list[Path]:
     """Remove temp files left by writers that died (their pid is gone, or an old-style name).
 
     Call it only while holding the directory's run lock: then no other process of this host
-    writes there. A temp of a live pid is kept (it may be a rank of the same stage).
+    writes there. A temp of a live pid is kept (it may be a rank of the same stage). A folder
+    that other runs (and other hosts, whose pids mean nothing here) write unlocked, such as
+    `results/cache`, passes `min_age_s`: a temp is removed only once it has not been written for
+    that long, which no live writer's temp reaches (it is written, fsynced and renamed at once).
 
     Returns:
         The removed paths.
@@ -197,6 +203,7 @@ def clean_stale_temps(directory: str | Path, *, recursive: bool = True) -> list[
     if not directory.is_dir():
         return []
     removed = []
+    now = time.time()
     for path in directory.rglob("*.tmp") if recursive else directory.glob("*.tmp"):
         match = _TEMP_RE.match(path.name)
         if match is None or not path.is_file():
@@ -205,6 +212,8 @@ def clean_stale_temps(directory: str | Path, *, recursive: bool = True) -> list[
         if pid is not None and int(pid) != os.getpid() and _pid_alive(int(pid)):
             continue
         with contextlib.suppress(FileNotFoundError):
+            if min_age_s and now - path.stat().st_mtime < min_age_s:
+                continue
             path.unlink()
             removed.append(path)
     return removed

@@ -28,6 +28,7 @@ from ssg_eval.utils.logging import get_logger
 from ssg_eval.utils.provenance import collect_provenance
 
 log = get_logger(__name__)
+SHARED_TEMP_AGE_S = 3600.0  # a temp in results/cache untouched this long belongs to a dead writer
 
 PROTOCOL_KEYS = (
     "feature_batch_size", "inception_impl", "is_split_size", "pr_k", "pr_block_size",
@@ -141,6 +142,8 @@ def run_metrics(cfg: Any) -> Path | None:
     with stage_lock(cfg, "metrics"):
         manifest = load_run_manifest(cfg, "metrics")  # provenance first: refusals cost nothing
         clean_stale_temps(directory)  # we hold the run's lock: no other writer exists
+        # The shared cache has no lock (other runs, other hosts): only temps idle for an hour.
+        clean_stale_temps(results_dir(cfg) / "cache", recursive=False, min_age_s=SHARED_TEMP_AGE_S)
         reference = load_checked_reference(cfg)
         _check_counts(cfg, reference)
         inputs = _inputs(cfg, directory, manifest, reference)

@@ -1,5 +1,8 @@
 """SIGKILL at five points of the sample stage, then the same command: byte-identical results.
 
+Also the features stage, features while sampling, and the metrics stage (mid-write of the shared
+reference cache and of `metrics.json`): the rerun gives what an uninterrupted run gives.
+
 Each crash runs in a forked child with one function wrapped to kill the process at that point;
 the parent resumes in-process and compares shard contents and `samples.npz` bytes with an
 uninterrupted run. No temp file survives the resume.
@@ -182,3 +185,67 @@ def test_sigkill_between_a_shard_and_its_features_resumes_to_the_same_bytes(
         run_dir(fresh) / "features.npz"
     ).read_bytes()
     assert not list(directory.rglob("*.tmp"))
+
+
+def _half_a_temp_then_die(path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(temp_path(path), "wb") as handle:
+        handle.write(data[: len(data) // 2])
+        handle.flush()
+        os.fsync(handle.fileno())
+    kill_self()
+
+
+@pytest.mark.parametrize("point", ["reference_cache", "metrics_json"])
+def test_sigkill_inside_the_metrics_stage_then_rerun_gives_the_same_metrics(
+    point, tmp_path, with_reference, monkeypatch
+):
+    """Killed mid-write of the reference's feature cache or of `metrics.json`: the same command
+    computes metrics equal to an uninterrupted run's, and no temp file or partial output stays."""
+    import io
+    import json
+    import time
+
+    import ssg_eval.metrics.reference as reference_module
+    import ssg_eval.stages.metrics as metrics_stage
+    from ssg_eval.stages.features import run_features
+
+    cfg = tiny(tmp_path / "killed", *with_reference, config_name="config")
+    directory = sample_run(cfg)
+    run_features(cfg)
+    cache_dir = tmp_path / "killed" / "cache"
+
+    def crash():
+        if point == "reference_cache":
+
+            def die_in_cache(path, **arrays):
+                buffer = io.BytesIO()
+                np.savez(buffer, **arrays)
+                _half_a_temp_then_die(path, buffer.getvalue())
+
+            monkeypatch.setattr(reference_module, "atomic_write_npz", die_in_cache)
+        else:
+
+            def die_in_metrics(path, payload):
+                _half_a_temp_then_die(path, json.dumps(payload).encode())
+
+            monkeypatch.setattr(metrics_stage, "atomic_write_json", die_in_metrics)
+        metrics_stage.run_metrics(cfg)
+
+    status = in_child(crash)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9, status
+    assert not (directory / "metrics.json").exists()
+    left = list(cache_dir.glob("*.tmp")) + list(directory.glob("*.tmp"))
+    assert left, "the crash must leave a temp file behind"
+    earlier = time.time() - 2 * metrics_stage.SHARED_TEMP_AGE_S  # the crash was a while ago
+    for path in left:
+        os.utime(path, (earlier, earlier))
+    metrics_stage.run_metrics(cfg)
+    assert not list(cache_dir.glob("*.tmp")) and not list(directory.glob("*.tmp"))
+    fresh = tiny(tmp_path / "fresh", *with_reference, config_name="config")
+    sample_run(fresh)
+    run_features(fresh)
+    metrics_stage.run_metrics(fresh)
+    resumed = json.loads((directory / "metrics.json").read_text())["metrics"]
+    uninterrupted = json.loads((run_dir(fresh) / "metrics.json").read_text())["metrics"]
+    assert resumed == uninterrupted and set(resumed) >= {"fid", "is", "precision", "recall"}
