@@ -143,3 +143,42 @@ def test_sweep_run_names_follow_the_template():
     assert sweep_run_name(base, ["guidance.ssg.beta=0,1", "run_name=mine"]) is None
     sweep = "${model.name}_ssg_b${guidance.ssg.beta}_s${sampler.seed}"  # experiment=beta_sweep
     assert sweep_run_name(sweep, ["guidance.ssg.beta=0,1"]) is None
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_run_resumes_once_freed(tmp_path):
+    """A 120 kB tmpfs holds the first tiny shard, not the second: ENOSPC is one line naming the
+    shard, nothing partial stays, and the same command resumes once the disk is larger."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if not _read_only_mount_works(mount):
+        pytest.skip("no private mount namespace here (unshare -m / mount tmpfs not permitted)")
+    command = (f"{sys.executable} -m ssg_eval.stages.sample {' '.join(TINY)} "
+               f"paths.results={mount / 'results'}")  # fmt: skip
+    run = mount / "results" / "runs" / "tiny_cfg_s0"
+    script = (
+        f"mount -t tmpfs -o size=120k tmpfs {mount} || exit 90; "
+        f"{command} 2> {tmp_path / 'full.err'}; echo $? > {tmp_path / 'full.rc'}; "
+        f"find {run} -name '*.npz*' | sort > {tmp_path / 'left.txt'}; "
+        f"mount -o remount,size=4m {mount} && {command} 2> {tmp_path / 'freed.err'} && "
+        f"cp {run / 'samples.npz'} {tmp_path / 'resumed.npz'}"
+    )
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    full = (tmp_path / "full.err").read_text()
+    assert (tmp_path / "full.rc").read_text().strip() == "2", full[-3000:]
+    assert "Traceback" not in full and "Logging error" not in full, full[-3000:]
+    last = full.strip().splitlines()[-1]
+    assert last.startswith("ssg-sample: error: [Errno 28] cannot write ")
+    assert "chunk_00001.npz" in last and "no space left" in last
+    assert (tmp_path / "left.txt").read_text().split() == [str(run / "shards/chunk_00000.npz")]
+    assert proc.returncode == 0, (tmp_path / "freed.err").read_text()[-3000:]
+    reference = stage("sample", *TINY, f"paths.results={tmp_path / 'reference'}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = tmp_path / "reference" / "runs" / "tiny_cfg_s0" / "samples.npz"
+    assert (tmp_path / "resumed.npz").read_bytes() == expected.read_bytes()
