@@ -16,7 +16,7 @@ import numpy as np
 from hydra import compose
 
 from ssg_eval.cli import compose_context, config_names
-from ssg_eval.errors import ConfigError
+from ssg_eval.errors import ConfigError, UnreadableFileError
 from ssg_eval.runs.layout import FEATURES_NPZ, MANIFEST_JSON, run_dir
 from ssg_eval.runs.records import read_record
 from ssg_eval.tune.halving import Measurement
@@ -34,7 +34,7 @@ def _num_samples(directory: Path) -> int:
     """Samples a finished run holds (0 without a manifest, or with a damaged one: resampled)."""
     try:
         manifest = read_record(directory / MANIFEST_JSON, "manifest", need=("samples.num_samples",))
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, UnreadableFileError):
         return 0
     return int(manifest["samples"]["num_samples"])
 
