@@ -56,6 +56,18 @@ def _read_only_mount_works(where: Path) -> bool:
     return probe.returncode == 0
 
 
+def _in_private_mounts(script: str) -> subprocess.CompletedProcess:
+    """`sh -c script` in a private mount namespace (its mounts vanish with it), from the repo."""
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+
+
 def test_read_only_results_folder_is_one_line_before_hydra(tmp_path):
     """Tests run as root, whom chmod does not stop: a read-only tmpfs in a private namespace."""
     mount = tmp_path / "ro"
@@ -66,14 +78,7 @@ def test_read_only_results_folder_is_one_line_before_hydra(tmp_path):
         f"mount -t tmpfs -o ro tmpfs {mount} && exec {sys.executable} -m "
         f"ssg_eval.stages.pipeline {' '.join(TINY)} paths.results={mount / 'results'}"
     )
-    proc = subprocess.run(
-        ["unshare", "-m", "sh", "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
+    proc = _in_private_mounts(script)
     line = one_line(proc, "ssg-pipeline")
     assert str(mount) in line and "Read-only file system" in line
 
@@ -162,14 +167,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_run_resumes_once_freed(
         f"mount -o remount,size=4m {mount} && {command} 2> {tmp_path / 'freed.err'} && "
         f"cp {run / 'samples.npz'} {tmp_path / 'resumed.npz'}"
     )
-    proc = subprocess.run(
-        ["unshare", "-m", "sh", "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
+    proc = _in_private_mounts(script)
     full = (tmp_path / "full.err").read_text()
     assert (tmp_path / "full.rc").read_text().strip() == "2", full[-3000:]
     assert "Traceback" not in full and "Logging error" not in full, full[-3000:]
