@@ -34,6 +34,16 @@ def _after_identity(monkeypatch):
     monkeypatch.setattr(run, "write_identity", write_then_die)
 
 
+def _half_a_temp_then_die(path, data: bytes) -> None:
+    """Half of `data` reaches `path`'s temp file (fsynced), then the process dies mid-write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(temp_path(path), "wb") as handle:
+        handle.write(data[: len(data) // 2])
+        handle.flush()
+        os.fsync(handle.fileno())
+    kill_self()
+
+
 def _inside_shard_write(monkeypatch):
     # Half of shard 1's bytes reach its temp file, then the process dies mid-write.
     real = shards.write_npz_sha256
@@ -44,11 +54,7 @@ def _inside_shard_write(monkeypatch):
         real(path.with_name("full.npz"), **arrays)
         data = path.with_name("full.npz").read_bytes()
         path.with_name("full.npz").unlink()
-        with open(temp_path(path), "wb") as handle:
-            handle.write(data[: len(data) // 2])
-            handle.flush()
-            os.fsync(handle.fileno())
-        kill_self()
+        _half_a_temp_then_die(path, data)
 
     monkeypatch.setattr(shards, "write_npz_sha256", half_then_die)
 
@@ -185,15 +191,6 @@ def test_sigkill_between_a_shard_and_its_features_resumes_to_the_same_bytes(
         run_dir(fresh) / "features.npz"
     ).read_bytes()
     assert not list(directory.rglob("*.tmp"))
-
-
-def _half_a_temp_then_die(path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(temp_path(path), "wb") as handle:
-        handle.write(data[: len(data) // 2])
-        handle.flush()
-        os.fsync(handle.fileno())
-    kill_self()
 
 
 @pytest.mark.parametrize("point", ["reference_cache", "metrics_json"])
